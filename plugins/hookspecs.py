@@ -1,0 +1,70 @@
+"""The pluggy hook specifications of annealplan (project name ``annealplan``).
+
+Every hook uses the ``register_*(register)`` callback style: an implementation calls
+``register(...)`` once per thing it provides. Arguments are append-only: an implementation
+may accept any subset of them, so adding one is safe and renaming one is not.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+import pluggy
+
+if TYPE_CHECKING:
+    from plugins.contract import CostModel, ExecutorBackend, LawFamily, SourceKind
+
+PROJECT = "annealplan"
+hookspec = pluggy.HookspecMarker(PROJECT)
+hookimpl = pluggy.HookimplMarker(PROJECT)
+
+
+@hookspec
+def register_source_kinds(register: Callable[[SourceKind], None]) -> None:
+    """Register data-source kinds.
+
+    Called once per plugin manager collection, for every plugin; all results are kept.
+    Call ``register(kind)`` once per :class:`~plugins.contract.SourceKind` instance. Two
+    plugins registering the same kind name is an error naming both.
+
+    Args:
+        register: the callback that records a kind.
+    """
+
+
+@hookspec
+def register_cost_models(register: Callable[[str, Callable[..., CostModel]], None]) -> None:
+    """Register cost-model factories by name.
+
+    Called once per collection, for every plugin. Call ``register(name, factory)`` where
+    ``factory(**params)`` returns a :class:`~plugins.contract.CostModel`; sources refer to
+    cost models by this name.
+
+    Args:
+        register: the callback that records a factory.
+    """
+
+
+@hookspec
+def register_law_families(register: Callable[[LawFamily], None]) -> None:
+    """Register scaling-law families so the fitting core can be extended.
+
+    Called once per collection, for every plugin. Call ``register(family)`` once per
+    :class:`~plugins.contract.LawFamily`.
+
+    Args:
+        register: the callback that records a family.
+    """
+
+
+@hookspec
+def register_executor_backends(register: Callable[[ExecutorBackend], None]) -> None:
+    """Register executor backends (how jobs reach GPUs).
+
+    Called once per collection, for every plugin. Call ``register(backend)`` once per
+    :class:`~plugins.contract.ExecutorBackend` instance.
+
+    Args:
+        register: the callback that records a backend.
+    """
