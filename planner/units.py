@@ -11,12 +11,12 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import dataclass
-from enum import Enum
+from enum import StrEnum
 
 from planner.errors import UnitError
 
 
-class Unit(str, Enum):
+class Unit(StrEnum):
     """Canonical units. Values are the spellings used in files and the CLI."""
 
     TOKENS = "tokens"
@@ -116,7 +116,9 @@ def parse_tokens(text: str | float | int) -> float:
     """Parse a token count (``"40B"``, ``"2.5e9"``, ``"300M tokens"``)."""
     q = parse_quantity(text, default_unit=Unit.TOKENS)
     if q.unit is not Unit.TOKENS:
-        raise UnitError(f"{text!r} is a {q.unit.value} amount; a token count was expected (e.g. 40B)")
+        raise UnitError(
+            f"{text!r} is a {q.unit.value} amount; a token count was expected (e.g. 40B)"
+        )
     return q.value
 
 

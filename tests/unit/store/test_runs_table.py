@@ -1,0 +1,76 @@
+from __future__ import annotations
+
+import pytest
+
+from planner.errors import ImportDataError
+from planner.store import read_runs_table
+
+GOOD = """source,compute,metric,value,study,seed
+a,1e18,loss,3.2,s1,0
+a,2e18,loss,3.0,s1,0
+a,2e18,acc,0.4,s1,0
+b,1e18,loss,3.3,s1,0
+"""
+
+
+def write(tmp_path, text, name="runs.csv"):
+    p = tmp_path / name
+    p.write_text(text)
+    return p
+
+
+def test_reads_runs_and_metrics(tmp_path):
+    t = read_runs_table(write(tmp_path, GOOD))
+    assert len(t.runs) == 3  # (a,1e18), (a,2e18) with two metrics, (b,1e18)
+    assert len(t.metrics) == 4
+    obs = t.observations()
+    assert {(o.source, o.metric) for o in obs} == {("a", "loss"), ("a", "acc"), ("b", "loss")}
+
+
+def test_same_file_gives_same_ids(tmp_path):
+    a = read_runs_table(write(tmp_path, GOOD))
+    b = read_runs_table(write(tmp_path, GOOD, "copy.csv"))
+    assert [r.run_id for r in a.runs] == [r.run_id for r in b.runs]
+
+
+def test_repeated_rows_are_distinct_repeats(tmp_path):
+    t = read_runs_table(write(tmp_path, "source,compute,metric,value\na,1,loss,2\na,1,loss,2.1\n"))
+    assert len(t.runs) == 2
+
+
+@pytest.mark.parametrize(
+    ("text", "needle"),
+    [
+        ("source,compute,metric\na,1,loss\n", "missing required column(s) value"),
+        ("source,compute,metric,value,colour\na,1,loss,2,red\n", "unknown column(s) colour"),
+        (
+            "source,compute,metric,value\na,abc,loss,2\n",
+            "line 2, column compute: 'abc' is not a number",
+        ),
+        ("source,compute,metric,value\na,1,loss,2\na,-1,loss,2\n", "line 3, column compute"),
+        ("source,compute,metric,value\n,1,loss,2\n", "line 2, column source: empty"),
+        ("source,compute,metric,value\na,1,loss,nan\n", "column value"),
+        ("source,compute,metric,value,seed\na,1,loss,2,1.5\n", "column seed"),
+        ("source,compute,metric,value\na,1,loss\n", "line 2: 3 cells for 4 columns"),
+        ("source,compute,metric,value\n", "no rows"),
+        ("", "empty"),
+    ],
+)
+def test_bad_files_name_row_and_column(tmp_path, text, needle):
+    with pytest.raises(ImportDataError) as e:
+        read_runs_table(write(tmp_path, text))
+    assert needle in str(e.value)
+
+
+def test_blank_lines_keep_line_numbers(tmp_path):
+    with pytest.raises(ImportDataError, match="line 4"):
+        read_runs_table(write(tmp_path, "source,compute,metric,value\na,1,l,2\n\na,x,l,2\n"))
+
+
+def test_missing_and_unknown_format(tmp_path):
+    with pytest.raises(ImportDataError, match="does not exist"):
+        read_runs_table(tmp_path / "nope.csv")
+    with pytest.raises(ImportDataError, match="unknown format"):
+        read_runs_table(write(tmp_path, GOOD, "runs.xlsx"))
+    with pytest.raises(ImportDataError, match="Parquet"):
+        read_runs_table(write(tmp_path, "not parquet", "runs.parquet"))
