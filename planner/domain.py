@@ -201,6 +201,8 @@ class SourceAllocation:
     gain_high: float = float("nan")
     p_in_optimal: float = float("nan")
     capped: bool = False
+    tokens_low: float = float("nan")
+    tokens_high: float = float("nan")
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,0 +1,275 @@
+"""Assemble an allocation problem from the store and the plugin registry (for the CLI/TUI).
+
+What it reads: the latest successful fits per (source, metric) of a study, the registered
+sources (cost model and cap; a source with fits but not registered is free and uncapped),
+the control anneal's runs (source ``control``, empty or missing) and the study's compute
+unit. Mixed runs (source ``a+b`` or ``a@0.7+b@0.3``) are never fitted as sources; they feed
+the separability check.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import sympy
+
+from planner.allocate.plan import parse_mixture
+from planner.allocate.problem import (
+    Control,
+    CostSetup,
+    Guard,
+    Problem,
+    SourceInput,
+    build_problem,
+    control_from_values,
+    is_control,
+)
+from planner.domain import DEFAULT_STUDY, LawFit
+from planner.errors import SolveError
+from planner.units import Rates, Unit
+
+
+@dataclass(frozen=True)
+class Loaded:
+    """A problem plus what the CLI reports alongside it."""
+
+    problem: Problem
+    notes: tuple[str, ...]
+    mixed_runs: tuple[tuple[str, float, float], ...]
+    observations: tuple[Any, ...]
+
+
+def law_families(registry: Any) -> dict[str, Any]:
+    """Built-in law families (when the laws room provides them) plus the plugins' ones."""
+    out: dict[str, Any] = {}
+    try:
+        from planner.laws.families import builtin_families
+
+        out.update(builtin_families())
+    except ImportError:
+        pass
+    if registry is not None:
+        out.update(dict(getattr(registry, "law_families", {}) or {}))
+    return out
+
+
+def pick_metric(metrics: Sequence[str], wanted: str | None) -> str:
+    """The metric to optimise: ``wanted``, or the only fitted one.
+
+    Raises:
+        SolveError: no fits, an unknown metric, or several metrics and none chosen.
+    """
+    if not metrics:
+        raise SolveError("no fitted laws in the store; import runs and run `annealplan fit` first")
+    if wanted:
+        if wanted not in metrics:
+            raise SolveError(f"no fits for metric {wanted!r}; fitted metrics: {', '.join(metrics)}")
+        return wanted
+    if len(metrics) == 1:
+        return metrics[0]
+    raise SolveError(
+        f"several metrics are fitted ({', '.join(metrics)}); choose one with --metric "
+        "or weigh several with --weights"
+    )
+
+
+def load_problem(
+    store: Any,
+    registry: Any,
+    *,
+    unit: Unit,
+    rates: Rates,
+    metric: str | None = None,
+    weights: Mapping[str, float] | None = None,
+    guards: Sequence[Guard] = (),
+    model_params: float | None = None,
+    control: float | None = None,
+    study: str | None = None,
+    sources: Sequence[str] | None = None,
+    replay_fraction: float = 0.0,
+    eval_cost: float = 0.0,
+) -> Loaded:
+    """Build the allocation problem of a study from the store.
+
+    Raises:
+        SolveError: nothing fitted, ambiguous metric, missing control or model size.
+    """
+    notes: list[str] = []
+    fits = [(i, f) for i, f in store.fits(study=study) if f.success]
+    if study is None:
+        studies = sorted({f.study for _, f in fits})
+        if len(studies) > 1:
+            study = DEFAULT_STUDY if DEFAULT_STUDY in studies else None
+            if study is None:
+                raise SolveError(
+                    f"fits from several studies ({', '.join(studies)}); choose one with --study"
+                )
+            fits = [(i, f) for i, f in fits if f.study == study]
+        elif studies:
+            study = studies[0]
+    by_source: dict[str, dict[str, tuple[str, LawFit]]] = defaultdict(dict)
+    for fid, f in fits:
+        if is_control(f.source) or parse_mixture(f.source) is not None:
+            continue
+        by_source[f.source][f.metric] = (fid, f)
+    metrics = sorted({m for d in by_source.values() for m in d})
+    if weights:
+        for m in weights:
+            pick_metric(metrics, m)
+        weights = dict(weights)
+    else:
+        weights = {pick_metric(metrics, metric): 1.0}
+    for g in guards:
+        pick_metric(metrics, g.metric)
+    needed = list(dict.fromkeys([*weights, *(g.metric for g in guards)]))
+    names = [s for s in sorted(by_source) if all(m in by_source[s] for m in needed)]
+    if sources:
+        unknown = [s for s in sources if s not in by_source]
+        if unknown:
+            raise SolveError(
+                f"no fits for source(s) {', '.join(unknown)}; fitted: {', '.join(sorted(by_source))}"
+            )
+        names = [s for s in names if s in sources]
+    skipped = sorted(set(by_source) - set(names))
+    if skipped:
+        notes.append(f"left out (no fit for every metric used): {', '.join(skipped)}")
+    if not names:
+        raise SolveError(
+            "no source has fits for every metric used; fit them first (`annealplan fit`)"
+        )
+
+    registered = {s.name: s for s in store.sources()}
+    obs = store.observations(study=study)
+    runs = store.runs(study=study)
+    if model_params is None:
+        sizes = [r.params for r in runs if r.params]
+        if not sizes:
+            raise SolveError(
+                "the annealing model's size is unknown; pass --model-params (e.g. 135M)"
+            )
+        model_params = float(np.median(sizes))
+    setup = CostSetup(unit, float(model_params), rates, replay_fraction, eval_cost)
+
+    inputs = []
+    for name in names:
+        src = registered.get(name)
+        curation = (
+            registry.cost_model_for(src) if (src is not None and registry is not None) else None
+        )
+        if src is None:
+            notes.append(
+                f"{name} is not a registered source: its curation is taken as free and uncapped"
+            )
+        inputs.append(
+            SourceInput(
+                name=name,
+                fits={m: f for m, (_, f) in by_source[name].items()},
+                curation=curation,
+                cap_tokens=None if src is None else src.cap_tokens,
+                fit_ids=tuple(fid for _, (fid, _) in by_source[name].items()),
+            )
+        )
+    n_boot = min(
+        (
+            f.boot.shape[0]
+            for s in inputs
+            for m, f in s.fits.items()
+            if m in needed and f.boot is not None
+        ),
+        default=0,
+    )
+    controls: dict[str, Control] = {}
+    for m in needed:
+        values = [o.value for o in obs if o.metric == m and is_control(o.source)]
+        if values:
+            controls[m] = control_from_values(values, n_boot)
+        elif control is not None and m == next(iter(weights)):
+            controls[m] = Control(
+                float(control), None if n_boot == 0 else np.full(n_boot, float(control))
+            )
+            notes.append(f"control value of {m} given by hand: {control:g}")
+    units = store.compute_units(study) if hasattr(store, "compute_units") else {}
+    cu = units.get(study) if study else None
+    compute_units: dict[str, Unit] = {}
+    for m in needed:
+        fit_unit = next(
+            (
+                f.extra.get("compute_unit")
+                for s in inputs
+                for mm, f in s.fits.items()
+                if mm == m and f.extra
+            ),
+            None,
+        )
+        u = fit_unit or cu
+        if u in {x.value for x in Unit}:
+            compute_units[m] = Unit(u)
+        else:
+            compute_units[m] = Unit.TOKENS
+    if cu is None:
+        notes.append(
+            "the runs' compute unit is unknown (imported table): compute is read as tokens"
+        )
+    extra_values = {"N": float(model_params), "params": float(model_params)}
+    problem = build_problem(
+        inputs,
+        law_families(registry),
+        controls,
+        setup,
+        weights=weights,
+        guards=guards,
+        compute_units=compute_units,
+        extra_values=extra_values,
+    )
+    main = next(iter(weights))
+    mixed = tuple(
+        (o.source, float(o.compute), float(o.value))
+        for o in obs
+        if o.metric == main
+        and o.source
+        and parse_mixture(o.source) is not None
+        and compute_units.get(main) is Unit.TOKENS
+    )
+    return Loaded(problem, tuple(notes), mixed, tuple(obs))
+
+
+def noise_levels(
+    problem: Problem, observations: Sequence[Any], metric: str | None = None
+) -> dict[str, float]:
+    """Per source, the residual standard deviation of its runs around its point law.
+
+    Falls back to the median over sources (or 1% of the metric's spread) where a source has
+    too few runs to tell. The control's level is the spread of its repeated runs.
+    """
+    metric = metric or next(iter(problem.weights))
+    out: dict[str, float] = {}
+    for s in problem.inputs:
+        f = s.fits[metric]
+        fam = problem.families[f.family]
+        fn = sympy.lambdify((fam.x, *fam.params), fam.expr, "numpy")
+        pts = [
+            (o.compute, o.value) for o in observations if o.source == s.name and o.metric == metric
+        ]
+        k = len(fam.params)
+        if len(pts) > k:
+            x = np.array([p[0] for p in pts]) / f.x_ref
+            y = np.array([p[1] for p in pts])
+            with np.errstate(all="ignore"):
+                r = y - fn(x, *[f.params[p.name] for p in fam.params])
+            out[s.name] = float(np.sqrt(np.sum(r**2) / (len(pts) - k)))
+    vals = [v for v in out.values() if np.isfinite(v) and v > 0]
+    ctrl = [o.value for o in observations if o.metric == metric and is_control(o.source)]
+    spread = [o.value for o in observations if o.metric == metric]
+    fallback = (
+        float(np.median(vals)) if vals else (0.01 * float(np.ptp(spread)) if spread else 0.01)
+    )
+    fallback = fallback if fallback > 0 else 0.01
+    for s in problem.names:
+        if not (np.isfinite(out.get(s, np.nan)) and out[s] > 0):
+            out[s] = fallback
+    out["control"] = float(np.std(ctrl, ddof=1)) if len(ctrl) > 1 and np.std(ctrl) > 0 else fallback
+    return out

@@ -1,0 +1,498 @@
+"""The budget solver: KKT water-filling on the marginal-utility multiplier, vectorised.
+
+Problem, per row r (a row is one bootstrap sample at one budget)::
+
+    maximise   Σ_k g_k(D_k)        subject to   Σ_k C_k(D_k) ≤ B_r,   0 ≤ D_k ≤ cap_k
+
+with ``g_k(0) = 0`` and ``C_k(0) = 0`` (an unused source is neither bought nor trained on).
+
+Method. For a multiplier λ each source takes the tokens where its marginal utility
+``MU_k = g_k'/C_k'`` equals λ (closed-form inverse from sympy when one exists, vectorised
+bisection otherwise), clipped at 0 and at its cap; λ is found by bisection so the budget is
+spent. This is exact for concave gains and convex costs.
+
+Laws that are not concave everywhere (a logistic in log tokens; a power law whose gain over
+control is negative until enough tokens; a fixed curation cost) are handled through the
+concave envelope: a source enters only when λ is at most its best *average* return
+``max_D g(D)/C(D)`` (attained at ``D*``), and then takes at least ``D*`` tokens. That relaxed
+problem can leave budget unspent where a source jumps from 0 to ``D*``; such rows are
+repaired by branching on the jumping source (forced out / forced in at ≥ ``D*``), keeping the
+better branch, a few rounds deep, and the result is finally compared with the best
+single-source plan and with spending nothing. With one non-concave source this is exact; with
+several it is a well-tested heuristic (see tests/unit/allocate).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from planner.allocate.model import Curve
+
+_BISECT_LAMBDA = 64
+_BISECT_TOKENS = 52
+_GRID = 65
+_REPAIR_ROUNDS = 2
+_SCAN_GRID = 24
+_SCAN_REFINE = 16
+_TOL = 1e-9
+
+
+@dataclass(frozen=True, slots=True)
+class Solution:
+    """Solutions of a batch of rows.
+
+    Attributes:
+        tokens: (R, K) tokens per source.
+        cost: (R, K) cost per source in the budget's unit.
+        gain: (R, K) gain per source; ``total`` its row sum.
+        lam: (R,) the multiplier (marginal utility of the last unit spent; 0 when the budget
+            does not bind).
+        spent: (R,) total cost.
+        feasible: (R,) False where even the cheapest use of any source exceeds the budget.
+    """
+
+    tokens: np.ndarray
+    cost: np.ndarray
+    gain: np.ndarray
+    total: np.ndarray
+    lam: np.ndarray
+    spent: np.ndarray
+    feasible: np.ndarray
+
+
+class Batch:
+    """K sources × R rows of parameters and budgets, grouped by compiled template."""
+
+    def __init__(
+        self,
+        curves: Sequence[Curve],
+        thetas: Sequence[np.ndarray],
+        budgets: np.ndarray,
+        *,
+        prepare: bool = True,
+    ):
+        """Args:
+        curves: the K sources.
+        thetas: per source an (R, P_k) array of parameter rows.
+        budgets: (R,) budgets in the costs' unit.
+        prepare: compute the affordable horizon and best average return (needed to solve;
+            not needed to evaluate gains and costs).
+        """
+        self.curves = tuple(curves)
+        self.budgets = np.asarray(budgets, dtype=float)
+        self.R = int(self.budgets.shape[0])
+        self.K = len(self.curves)
+        groups: dict[int, list[int]] = {}
+        tpl_by_id = {}
+        for k, c in enumerate(self.curves):
+            groups.setdefault(id(c.template), []).append(k)
+            tpl_by_id[id(c.template)] = c.template
+        self.thetas = [np.broadcast_to(t, (self.R, np.shape(t)[-1])) for t in thetas]
+        self.groups = []
+        for tid, idx in groups.items():
+            tpl = tpl_by_id[tid]
+            p = np.stack([np.broadcast_to(thetas[k], (self.R, tpl.n_params)) for k in idx], axis=1)
+            self.groups.append((tpl, np.asarray(idx), p))  # p: (R, K_g, P)
+        self.cap = np.array([c.cap_tokens for c in self.curves], dtype=float)
+        self._inv_ok: dict[int, int | None] = {}
+        if prepare:
+            self._prepare()
+
+    # ---- elementwise evaluation over (R, K[, G]) arrays -------------------------------
+    def _eval(self, name: str, d: np.ndarray) -> np.ndarray:
+        out = np.empty(d.shape, dtype=float)
+        extra = d.ndim - 2
+        with np.errstate(all="ignore"):
+            for tpl, idx, p in self.groups:
+                args = [p[..., j].reshape(p.shape[:2] + (1,) * extra) for j in range(tpl.n_params)]
+                val = getattr(tpl, name)(d[:, idx], *args)
+                out[:, idx] = np.broadcast_to(val, d[:, idx].shape)
+        return out
+
+    def gain(self, d: np.ndarray) -> np.ndarray:
+        """Gain per source; exactly 0 at 0 tokens, -inf where the law is undefined."""
+        pos = d > 0
+        g = self._eval("gain", np.where(pos, d, 1.0))
+        g = np.where(np.isfinite(g), g, -np.inf)
+        return np.where(pos, g, 0.0)
+
+    def cost(self, d: np.ndarray) -> np.ndarray:
+        """Cost per source; exactly 0 at 0 tokens."""
+        pos = d > 0
+        return np.where(pos, self._eval("cost", np.where(pos, d, 1.0)), 0.0)
+
+    def mu(self, d: np.ndarray) -> np.ndarray:
+        m = self._eval("mu", d)
+        return np.where(np.isnan(m), -np.inf, m)
+
+    # ---- set-up: affordable horizon, best average return ------------------------------
+    def _afford(self, budget: np.ndarray) -> np.ndarray:
+        """(R, K) most tokens each source could buy alone with ``budget`` (R,)."""
+        cap = np.broadcast_to(self.cap, (self.R, self.K))
+        hi_cap = np.where(np.isfinite(cap), cap, 1e30)
+        b = budget[:, None]
+        ok_cap = self.cost(hi_cap) <= b
+        lo = np.full((self.R, self.K), -30.0)  # log10 tokens
+        hi = np.log10(hi_cap)
+        for _ in range(_BISECT_TOKENS + 8):
+            mid = 0.5 * (lo + hi)
+            fits = self.cost(10.0**mid) <= b
+            lo = np.where(fits, mid, lo)
+            hi = np.where(fits, hi, mid)
+        d = np.where(ok_cap, hi_cap, 10.0**lo)
+        # not even a sliver is affordable (fixed cost above the budget): 0 tokens
+        return np.where(self.cost(d) <= b * (1 + _TOL), d, 0.0)
+
+    def _prepare(self) -> None:
+        self.capb = self._afford(self.budgets)
+        h = self.capb
+        ok = h > 0
+        frac = 10.0 ** np.linspace(-9.0, 0.0, _GRID)
+        grid = np.where(ok, h, 1.0)[..., None] * frac
+        with np.errstate(all="ignore"):
+            g = self._eval("gain", grid)
+            c = self._eval("cost", grid)
+            avg = np.where(np.isfinite(g / c), g / c, -np.inf)
+        best = np.argmax(avg, axis=-1)
+        # golden-section refinement in log tokens around the best grid point
+        lg = np.log(grid)
+        a = np.take_along_axis(lg, np.clip(best - 1, 0, _GRID - 1)[..., None], -1)[..., 0]
+        b = np.take_along_axis(lg, np.clip(best + 1, 0, _GRID - 1)[..., None], -1)[..., 0]
+        ratio = (np.sqrt(5) - 1) / 2
+
+        def avg_at(x: np.ndarray) -> np.ndarray:
+            d = np.exp(x)
+            with np.errstate(all="ignore"):
+                v = self.gain(d) / self.cost(d)
+            return np.where(np.isfinite(v), v, -np.inf)
+
+        for _ in range(30):
+            x1 = b - ratio * (b - a)
+            x2 = a + ratio * (b - a)
+            left = avg_at(x1) >= avg_at(x2)
+            b = np.where(left, x2, b)
+            a = np.where(left, a, x1)
+        x = 0.5 * (a + b)
+        gbest = np.take_along_axis(grid, best[..., None], -1)[..., 0]
+        cand = np.exp(x)
+        dstar = np.where(avg_at(x) >= avg_at(np.log(gbest)), cand, gbest)
+        dstar = np.minimum(dstar, h)
+        self.dstar = np.where(ok, dstar, 0.0)
+        thr = avg_at(np.log(np.where(ok, self.dstar, 1.0)))
+        # a source that never beats control, or that the budget cannot reach, never enters
+        self.thr = np.where(ok & (thr > 0), thr, -np.inf)
+
+    # ---- D(λ) --------------------------------------------------------------------------
+    def _inverse_index(self, tpl, p: np.ndarray, idx: np.ndarray) -> int | None:
+        """Index of the sympy inverse that reproduces D from MU(D) on this group, or None."""
+        key = id(tpl)
+        if key in self._inv_ok:
+            return self._inv_ok[key]
+        found = None
+        if tpl.mu_inv_candidates:
+            lo = np.maximum(self.dstar[:, idx], 1e-300)
+            hi = np.where(np.isfinite(self.capb[:, idx]), self.capb[:, idx], lo * 1e6)
+            test = np.sqrt(lo * np.maximum(hi, lo))  # geometric middle of the usable range
+            args = [p[..., j] for j in range(tpl.n_params)]
+            with np.errstate(all="ignore"):
+                lam = np.asarray(tpl.mu(test, *args), dtype=float)
+                good = np.isfinite(lam) & (lam > 0) & (test > 0)
+                for i, inv in enumerate(tpl.mu_inv_candidates):
+                    back = np.asarray(inv(lam, *args), dtype=float)
+                    err = np.abs(back - test) / test
+                    if good.any() and np.all(np.where(good, err < 1e-6, True)):
+                        found = i
+                        break
+        self._inv_ok[key] = found
+        return found
+
+    def tokens_at(
+        self,
+        lam: np.ndarray,
+        off: np.ndarray | None = None,
+        on: np.ndarray | None = None,
+    ) -> np.ndarray:
+        """(R, K) tokens each source takes at multiplier ``lam`` (R,).
+
+        Args:
+            lam: the multiplier per row (0: as many useful tokens as affordable).
+            off: (R, K) sources forced out; on: (R, K) sources forced in (≥ D*).
+        """
+        lam2 = np.broadcast_to(np.asarray(lam, dtype=float)[:, None], (self.R, self.K))
+        lo = self.dstar
+        hi = self.capb
+        d = np.empty((self.R, self.K))
+        for tpl, idx, p in self.groups:
+            sub_lo, sub_hi, sub_lam = lo[:, idx], hi[:, idx], lam2[:, idx]
+            inv = self._inverse_index(tpl, p, idx)
+            args = [p[..., j] for j in range(tpl.n_params)]
+            if inv is not None:
+                with np.errstate(all="ignore"):
+                    x = np.asarray(tpl.mu_inv_candidates[inv](sub_lam, *args), dtype=float)
+                x = np.broadcast_to(x, sub_lam.shape)
+                # past the top of the decreasing branch, or λ=0 (1/0): the clip decides
+                x = np.where(np.isnan(x), np.where(sub_lam > 0, sub_lo, sub_hi), x)
+                d[:, idx] = np.clip(x, sub_lo, sub_hi)
+            else:
+                d[:, idx] = self._invert_numeric(tpl, args, sub_lam, sub_lo, sub_hi)
+        enter = lam2 <= self.thr
+        if on is not None:
+            enter = enter | (on & (self.capb > 0))
+        if off is not None:
+            enter = enter & ~off
+        return np.where(enter, d, 0.0)
+
+    def _invert_numeric(self, tpl, args, lam, lo, hi) -> np.ndarray:
+        """Largest D in [lo, hi] with MU(D) ≥ λ, by bisection in log D (MU decreasing there)."""
+        ok = (lo > 0) & (hi > 0)
+        llo = np.log(np.where(ok, lo, 1.0))
+        lhi = np.log(np.where(ok, np.maximum(hi, lo), 1.0))
+
+        def mu(x: np.ndarray) -> np.ndarray:
+            with np.errstate(all="ignore"):
+                m = np.asarray(tpl.mu(np.exp(x), *args), dtype=float)
+            return np.where(np.isnan(m), -np.inf, np.broadcast_to(m, x.shape))
+
+        top_ok = mu(lhi) >= lam
+        a, b = llo.copy(), lhi.copy()
+        for _ in range(_BISECT_TOKENS):
+            mid = 0.5 * (a + b)
+            up = mu(mid) >= lam
+            a = np.where(up, mid, a)
+            b = np.where(up, b, mid)
+        x = np.where(top_ok, lhi, a)
+        return np.where(ok, np.exp(x), 0.0)
+
+    def rebudget(self, rows: np.ndarray, budgets: np.ndarray) -> Batch:
+        """A new batch of the given rows with other budgets (set-up recomputed)."""
+        new = Batch(self.curves, [t[rows] for t in self.thetas], budgets, prepare=False)
+        new._inv_ok = self._inv_ok
+        # a smaller budget only truncates the search for the best average return, which is
+        # unimodal for the supported laws: clip the parent's D* instead of searching again
+        new.capb = new._afford(new.budgets)
+        ok = new.capb > 0
+        new.dstar = np.where(ok, np.minimum(self.dstar[rows], new.capb), 0.0)
+        d = np.where(ok, new.dstar, 1.0)
+        with np.errstate(all="ignore"):
+            avg = new.gain(d) / new.cost(d)
+        new.thr = np.where(ok & np.isfinite(avg) & (avg > 0), avg, -np.inf)
+        return new
+
+    def take(self, rows: np.ndarray) -> Batch:
+        """A batch restricted to some rows (shares compiled templates and set-up)."""
+        new = object.__new__(Batch)
+        new.curves = self.curves
+        new.budgets = self.budgets[rows]
+        new.R = int(new.budgets.shape[0])
+        new.K = self.K
+        new.groups = [(t, idx, p[rows]) for t, idx, p in self.groups]
+        new.thetas = [t[rows] for t in self.thetas]
+        new.cap = self.cap
+        new._inv_ok = self._inv_ok
+        new.capb = self.capb[rows]
+        new.dstar = self.dstar[rows]
+        new.thr = self.thr[rows]
+        return new
+
+
+def waterfill(
+    batch: Batch, off: np.ndarray | None = None, on: np.ndarray | None = None, depth: int = 0
+) -> Solution:
+    """Solve every row of ``batch`` by bisection on λ with non-concave repair.
+
+    Args:
+        batch: sources, parameter rows and budgets.
+        off, on: (R, K) sources forced out / forced in (used by the repair branches).
+        depth: recursion depth of the repair (internal).
+    """
+    R, K = batch.R, batch.K
+    b = batch.budgets
+    top = np.max(batch.thr, axis=1, initial=-np.inf)
+    # largest MU of a forced-in source at its D*: bounds λ from above for those rows
+    mu_star = batch.mu(np.where(batch.dstar > 0, batch.dstar, 1.0))
+    if on is not None:
+        forced = np.where(on & np.isfinite(mu_star), np.abs(mu_star), -np.inf)
+        top = np.maximum(top, np.max(forced, axis=1, initial=-np.inf))
+    top = np.where(np.isfinite(top) & (top > 0), top, 1.0) * (1 + 1e-9)
+
+    def spend(lam: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        d = batch.tokens_at(lam, off, on)
+        return d, batch.cost(d).sum(axis=1)
+
+    d0, s0 = spend(np.zeros(R))
+    loose = s0 <= b * (1 + _TOL)  # the budget does not bind: take every useful token
+    lo = np.log(top) - np.log(1e16)
+    hi = np.log(top)
+    for _ in range(_BISECT_LAMBDA):
+        mid = 0.5 * (lo + hi)
+        _, s = spend(np.exp(mid))
+        over = s > b
+        lo = np.where(over, mid, lo)
+        hi = np.where(over, hi, mid)
+    d_hi, s_hi = spend(np.exp(hi))
+    d_lo, _ = spend(np.exp(lo))
+    d = np.where(loose[:, None], d0, d_hi)
+    s = np.where(loose, s0, s_hi)
+    lam = np.where(loose, 0.0, np.exp(hi))
+    g = batch.gain(d)
+    tot = g.sum(axis=1)
+    feasible = s <= b * (1 + 1e-7)
+    tot = np.where(feasible, tot, -np.inf)
+
+    # rows whose budget is not spent sit on a jump of a non-concave source: branch on it
+    left = (b - s) > 1e-7 * np.maximum(b, 1e-300)
+    rows = np.flatnonzero(left & ~loose & feasible)
+    if rows.size and depth < _REPAIR_ROUNDS:
+        sub = batch.take(rows)
+        jump = sub.cost(d_lo[rows]) - sub.cost(d_hi[rows])
+        j = np.argmax(jump, axis=1)
+        base_off = np.zeros((rows.size, K), bool) if off is None else off[rows].copy()
+        off_j = base_off.copy()
+        off_j[np.arange(rows.size), j] = True
+        branch_off = waterfill(sub, off_j, None if on is None else on[rows], depth + 1)
+        branch_scan = _scan(sub, j, off_j, depth + 1)
+        for br in (branch_off, branch_scan):
+            better = br.feasible & (br.total > tot[rows] + 1e-15 * np.abs(tot[rows]))
+            r = rows[better]
+            d[r], s[r], lam[r], tot[r] = (
+                br.tokens[better],
+                br.spent[better],
+                br.lam[better],
+                br.total[better],
+            )
+            g[r] = br.gain[better]
+    return Solution(
+        tokens=d,
+        cost=batch.cost(d),
+        gain=g,
+        total=tot,
+        lam=lam,
+        spent=s,
+        feasible=feasible | (tot > -np.inf),
+    )
+
+
+def _scan(batch: Batch, j: np.ndarray, off_j: np.ndarray, depth: int) -> Solution:
+    """Best plan with source ``j[r]`` at a scanned token count and the others water-filled.
+
+    A source whose gain is convex over part of its range may sit anywhere in it at the
+    optimum (another source's concavity can outweigh its convexity), so its tokens are
+    searched directly: a log grid over what the row can afford, then golden-section
+    refinement around the best grid point. The other sources share what is left.
+    """
+    R, K = batch.R, batch.K
+    ar = np.arange(R)
+    capj = batch.capb[ar, j]
+    frac = np.concatenate([[0.0], 10.0 ** np.linspace(-4.0, 0.0, _SCAN_GRID)])
+    G = frac.size
+
+    def value(dj: np.ndarray, rows: np.ndarray) -> Solution:
+        # dj: (len(rows),) tokens of source j for these batch rows
+        cj = np.zeros((rows.size, K))
+        cj[np.arange(rows.size), j[rows]] = dj
+        cost_j = batch.take(rows).cost(cj)[np.arange(rows.size), j[rows]]
+        left = batch.budgets[rows] - cost_j * (dj > 0)
+        ok = left >= -1e-12 * batch.budgets[rows]
+        sub = batch.rebudget(rows, np.maximum(left, 0.0))
+        others = waterfill(sub, off_j[rows], None, depth)
+        tokens = others.tokens.copy()
+        tokens[np.arange(rows.size), j[rows]] = dj
+        gain = sub.gain(tokens)
+        total = np.where(ok, gain.sum(axis=1), -np.inf)
+        return Solution(
+            tokens, sub.cost(tokens), gain, total, others.lam, sub.cost(tokens).sum(axis=1), ok
+        )
+
+    rows = np.repeat(ar, G)
+    dj = (capj[:, None] * frac[None, :]).reshape(-1)
+    grid = value(dj, rows)
+    tot = grid.total.reshape(R, G)
+    k = np.argmax(tot, axis=1)
+    a = np.log(np.maximum(capj * frac[np.clip(k - 1, 1, G - 1)], 1e-300))
+    b = np.log(np.maximum(capj * frac[np.clip(k + 1, 1, G - 1)], 1e-300))
+    ratio = (np.sqrt(5) - 1) / 2
+    x1 = b - ratio * (b - a)
+    x2 = a + ratio * (b - a)
+    f1, f2 = value(np.exp(x1), ar).total, value(np.exp(x2), ar).total
+    for _ in range(_SCAN_REFINE):
+        # golden section: one new evaluation per step, reusing the interior point kept
+        left = f1 >= f2
+        b = np.where(left, x2, b)
+        a = np.where(left, a, x1)
+        x2n = np.where(left, x1, a + ratio * (b - a))
+        x1n = np.where(left, b - ratio * (b - a), x2)
+        fnew = value(np.exp(np.where(left, x1n, x2n)), ar).total
+        f1, f2 = np.where(left, fnew, f2), np.where(left, f1, fnew)
+        x1, x2 = x1n, x2n
+    fine = value(np.where(capj > 0, np.exp(0.5 * (a + b)), 0.0), ar)
+    pick = grid.total.reshape(R, G)[ar, k]
+    use_fine = fine.total >= pick
+    best_rows = ar * G + k
+    out = {}
+    for name in ("tokens", "cost", "gain", "total", "lam", "spent", "feasible"):
+        gv = getattr(grid, name)[best_rows]
+        fv = getattr(fine, name)
+        mask = use_fine.reshape((R,) + (1,) * (np.ndim(fv) - 1))
+        out[name] = np.where(mask, fv, gv)
+    return Solution(**out)
+
+
+def best_single(batch: Batch) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Best plan that buys one source only, per row.
+
+    Returns:
+        (index (R,), tokens (R,), gain (R,)) of the best single source; the per-source gains
+        of spending everything on each source are in :func:`single_gains`.
+    """
+    d, g = single_gains(batch)
+    k = np.argmax(g, axis=1)
+    ar = np.arange(batch.R)
+    return k, d[ar, k], g[ar, k]
+
+
+def single_gains(batch: Batch) -> tuple[np.ndarray, np.ndarray]:
+    """(tokens, gain), each (R, K): every source alone with the whole budget."""
+    on = batch.capb > 0
+    d = batch.tokens_at(np.zeros(batch.R), on=on)
+    g = batch.gain(d)
+    return d, np.where(on, g, -np.inf)
+
+
+def solve(batch: Batch, *, repair: bool = True) -> Solution:
+    """Water-filling, then the safeguard against the best single-source plan and doing nothing.
+
+    Args:
+        batch: the rows to solve.
+        repair: branch on non-concave sources that leave budget unspent (off: faster, used
+            inside outer searches whose final solve repairs).
+    """
+    sol = waterfill(batch, depth=0 if repair else _REPAIR_ROUNDS)
+    k, dk, gk = best_single(batch)
+    tot = np.where(sol.feasible, sol.total, -np.inf)
+    use_single = gk > tot + 1e-12 * np.abs(tot)
+    d = sol.tokens.copy()
+    if use_single.any():
+        r = np.flatnonzero(use_single)
+        d[r] = 0.0
+        d[r, k[r]] = dk[r]
+    g = batch.gain(d)
+    total = g.sum(axis=1)
+    # spending nothing (gain 0) beats any plan that loses to control
+    none = ~(total > 0)
+    d[none] = 0.0
+    g[none] = 0.0
+    total = np.where(none, 0.0, total)
+    cost = batch.cost(d)
+    feasible = batch.capb.max(axis=1, initial=0.0) > 0
+    return Solution(
+        tokens=d,
+        cost=cost,
+        gain=g,
+        total=total,
+        lam=np.where(use_single | none, np.nan, sol.lam),
+        spent=cost.sum(axis=1),
+        feasible=feasible,
+    )

@@ -1,0 +1,381 @@
+"""``annealplan allocate``, ``frontier`` and ``crossovers``: the cost-optimal plan.
+
+Heavy modules (numpy, sympy, the solver) are imported inside the commands so that
+``annealplan --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, is_dataclass
+from enum import Enum
+from typing import Any
+
+import click
+
+
+def jsonable(obj: Any) -> Any:
+    """Dataclasses, enums, numpy scalars and NaN (→ null) made JSON-able."""
+    if is_dataclass(obj) and not isinstance(obj, type):
+        return jsonable(asdict(obj))
+    if isinstance(obj, Enum):
+        return obj.value
+    if isinstance(obj, dict):
+        return {str(k): jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [jsonable(v) for v in obj]
+    if hasattr(obj, "tolist"):
+        return jsonable(obj.tolist())
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    return obj
+
+
+def _common(f):
+    """Options shared by the three verbs."""
+    opts = [
+        click.option("--metric", help="Metric to maximise (default: the only fitted one)."),
+        click.option(
+            "--weights", help="Weighted objective: metric=w[,metric=w…] (losses count negatively)."
+        ),
+        click.option(
+            "--guard",
+            "guards",
+            multiple=True,
+            help='Guard-rail on the summed change over control, e.g. "general_acc>=-0.01".',
+        ),
+        click.option(
+            "--model-params", help="Annealing model size N for training cost 6·N·D (e.g. 135M)."
+        ),
+        click.option(
+            "--control", type=float, help="Control anneal's value when no control run is stored."
+        ),
+        click.option("--study", help="Study whose fits to use (default: the only one)."),
+        click.option(
+            "--sources", help="Comma-separated sources to consider (default: all fitted)."
+        ),
+        click.option(
+            "--replay-fraction",
+            type=float,
+            default=0.0,
+            show_default=True,
+            help="Replay share trained alongside a source's tokens (adds training cost).",
+        ),
+        click.option(
+            "--eval-cost", default=None, help="Evaluation cost of the final plan (e.g. 5gpuh)."
+        ),
+        click.option("--json", "as_json", is_flag=True, help="Print JSON."),
+    ]
+    for o in reversed(opts):
+        f = o(f)
+    return f
+
+
+def load(
+    obj,
+    unit,
+    metric,
+    weights,
+    guards,
+    model_params,
+    control,
+    study,
+    sources,
+    replay_fraction,
+    eval_cost,
+):
+    """Build the problem from the store (shared by allocate, frontier, crossovers and next)."""
+    from planner.allocate.loader import load_problem
+    from planner.allocate.problem import parse_guard, parse_weights
+    from planner.errors import SolveError
+    from planner.units import Rates, parse_quantity, parse_tokens
+
+    if unit.value == "tokens":
+        raise SolveError("a budget is a cost: write it in GPU-hours, FLOPs or USD (e.g. 2000gpuh)")
+    rates = Rates(obj.settings.rates.flops_per_gpu_hour, obj.settings.rates.usd_per_gpu_hour)
+    ec = 0.0
+    if eval_cost:
+        from planner.units import convert
+
+        q = parse_quantity(eval_cost)
+        ec = convert(q.value, q.unit, unit, rates)
+    return load_problem(
+        obj.store,
+        obj.registry,
+        unit=unit,
+        rates=rates,
+        metric=metric,
+        weights=parse_weights(weights) if weights else None,
+        guards=[parse_guard(g) for g in guards],
+        model_params=parse_tokens(model_params) if model_params else None,
+        control=control,
+        study=study,
+        sources=[s.strip() for s in sources.split(",") if s.strip()] if sources else None,
+        replay_fraction=replay_fraction,
+        eval_cost=ec,
+    )
+
+
+def _budget(text: str):
+    from planner.units import parse_quantity
+
+    return parse_quantity(text)
+
+
+def render_plan(plan) -> str:
+    """A plan for people, as plain text."""
+    from planner.units import format_quantity
+
+    lines = []
+    head = f"Plan for {format_quantity(plan.budget, plan.unit)} on {plan.metric}"
+    lines.append(head)
+    if not plan.success:
+        lines.append(f"  no plan: {plan.message}")
+        return "\n".join(lines)
+    ci = ""
+    if math.isfinite(plan.gain_low):
+        ci = f" (90% interval {plan.gain_low:+.4g} to {plan.gain_high:+.4g})"
+    lines.append(f"  predicted gain over control: {plan.gain:+.4g}{ci}; {plan.message}")
+    lines.append(f"  {'source':<24}{'tokens':>12}{'cost':>16}{'gain':>10}{'P(in opt)':>11}")
+    for a in plan.allocations:
+        p = f"{a.p_in_optimal:.2f}" if math.isfinite(a.p_in_optimal) else "-"
+        cap = " cap" if a.capped else ""
+        lines.append(
+            f"  {a.source:<24}{format_quantity(a.tokens, _tokens()):>12}"
+            f"{format_quantity(a.cost, plan.unit):>16}{a.gain:>+10.4g}{p:>11}{cap}"
+        )
+    ex = plan.extra or {}
+    if bs := ex.get("best_single"):
+        lines.append(f"  best single source: {bs['source']} (gain {bs['gain']:+.4g})")
+    if pe := ex.get("point_estimate"):
+        lines.append(
+            f"  a single micro-anneal at {format_quantity(pe['micro_budget'], plan.unit)} would pick "
+            f"{pe['choice']}; following it loses {pe['gain_lost']:+.4g} of predicted gain"
+        )
+    if u := ex.get("uncertainty"):
+        lines.append(
+            f"  over {u['samples']} bootstrap fits: P(plan within 5% of optimal) "
+            f"{u['p_plan_near_optimal']:.2f}, P(beats best single) {u['p_beats_best_single']:.2f}"
+        )
+    if conf := ex.get("confirmation"):
+        lines.append(
+            f"  confirm with one mixed anneal: {conf['source']} at "
+            f"{format_quantity(conf['tokens'], _tokens())} (predicted gain {conf['predicted_gain']:+.4g})"
+        )
+    for m in ex.get("mixed_runs", []):
+        if "measured_gain" in m:
+            lines.append(
+                f"  mixed run {m['source']}: measured {m['measured_gain']:+.4g}, "
+                f"predicted {m['predicted_gain']:+.4g}"
+            )
+    for n in plan.notes:
+        lines.append(f"  note: {n}")
+    return "\n".join(lines)
+
+
+def _tokens():
+    from planner.units import Unit
+
+    return Unit.TOKENS
+
+
+@click.command("allocate")
+@click.option("--budget", required=True, help="Budget: 2000gpuh, 1.5e21flop or $30k.")
+@click.option(
+    "--micro-fraction",
+    type=float,
+    default=0.05,
+    show_default=True,
+    help="Share of the budget a single micro-anneal would spend (point-estimate comparison).",
+)
+@click.option("--no-save", is_flag=True, help="Do not store the plan.")
+@_common
+@click.pass_obj
+def allocate_cmd(
+    obj,
+    budget,
+    micro_fraction,
+    no_save,
+    metric,
+    weights,
+    guards,
+    model_params,
+    control,
+    study,
+    sources,
+    replay_fraction,
+    eval_cost,
+    as_json,
+):
+    """The cost-optimal tokens per source for a budget, with uncertainty."""
+    from dataclasses import replace
+
+    from planner.allocate.plan import make_plan
+
+    q = _budget(budget)
+    loaded = load(
+        obj,
+        q.unit,
+        metric,
+        weights,
+        guards,
+        model_params,
+        control,
+        study,
+        sources,
+        replay_fraction,
+        eval_cost,
+    )
+    plan = make_plan(
+        loaded.problem, q.value, micro_fraction=micro_fraction, mixed_runs=loaded.mixed_runs
+    )
+    plan = replace(plan, notes=plan.notes + loaded.notes)
+    plan_id = None
+    if not no_save:
+        plan_id = obj.store.save_plan(plan, loaded.problem.fit_ids)
+    if as_json:
+        body = jsonable(plan)
+        body["plan_id"] = plan_id
+        click.echo(json.dumps(body, indent=2))
+    else:
+        click.echo(render_plan(plan))
+        if plan_id:
+            click.echo(f"  stored as {plan_id}")
+
+
+def _range(budget_from, budget_to, points):
+    import numpy as np
+
+    from planner.errors import SolveError
+    from planner.units import convert
+
+    a, b = _budget(budget_from), _budget(budget_to)
+    b_val = convert(b.value, b.unit, a.unit) if a.unit is not b.unit else b.value
+    if not (0 < a.value < b_val) or points < 2:
+        raise SolveError(
+            "give 0 < --from < --to and --points ≥ 2, e.g. --from 10gpuh --to 10000gpuh"
+        )
+    return a.unit, np.geomspace(a.value, b_val, points)
+
+
+@click.command("frontier")
+@click.option("--from", "budget_from", required=True, help="Smallest budget (e.g. 10gpuh).")
+@click.option("--to", "budget_to", required=True, help="Largest budget (e.g. 10000gpuh).")
+@click.option("--points", type=int, default=12, show_default=True)
+@_common
+@click.pass_obj
+def frontier_cmd(
+    obj,
+    budget_from,
+    budget_to,
+    points,
+    metric,
+    weights,
+    guards,
+    model_params,
+    control,
+    study,
+    sources,
+    replay_fraction,
+    eval_cost,
+    as_json,
+):
+    """The optimal plan's gain (with interval) across a range of budgets."""
+    from planner.allocate.plan import frontier
+    from planner.units import format_quantity
+
+    unit, budgets = _range(budget_from, budget_to, points)
+    loaded = load(
+        obj,
+        unit,
+        metric,
+        weights,
+        guards,
+        model_params,
+        control,
+        study,
+        sources,
+        replay_fraction,
+        eval_cost,
+    )
+    rows = frontier(loaded.problem, budgets)
+    if as_json:
+        click.echo(
+            json.dumps(
+                jsonable({"unit": unit, "metric": loaded.problem.metric_label, "rows": rows}),
+                indent=2,
+            )
+        )
+        return
+    names = loaded.problem.names
+    click.echo(
+        f"{'budget':>14}{'gain':>10}{'low':>10}{'high':>10}  best single   "
+        + " ".join(f"{n[:10]:>10}" for n in names)
+    )
+    for r in rows:
+        toks = " ".join(
+            f"{format_quantity(r['tokens'][n], _tokens()).replace(' tokens', ''):>10}"
+            for n in names
+        )
+        click.echo(
+            f"{format_quantity(r['budget'], unit):>14}{r['gain']:>+10.4g}{r['gain_low']:>10.4g}"
+            f"{r['gain_high']:>10.4g}  {r['best_single']!s:<13}{toks}"
+        )
+
+
+@click.command("crossovers")
+@click.option("--from", "budget_from", required=True, help="Smallest budget (e.g. 1gpuh).")
+@click.option("--to", "budget_to", required=True, help="Largest budget (e.g. 10000gpuh).")
+@click.option("--points", type=int, default=25, show_default=True)
+@_common
+@click.pass_obj
+def crossovers_cmd(
+    obj,
+    budget_from,
+    budget_to,
+    points,
+    metric,
+    weights,
+    guards,
+    model_params,
+    control,
+    study,
+    sources,
+    replay_fraction,
+    eval_cost,
+    as_json,
+):
+    """Budgets at which the best single source changes, with probabilities."""
+    from planner.allocate.plan import crossovers
+    from planner.units import format_quantity
+
+    unit, budgets = _range(budget_from, budget_to, points)
+    loaded = load(
+        obj,
+        unit,
+        metric,
+        weights,
+        guards,
+        model_params,
+        control,
+        study,
+        sources,
+        replay_fraction,
+        eval_cost,
+    )
+    res = crossovers(loaded.problem, budgets)
+    if as_json:
+        click.echo(json.dumps(jsonable({"unit": unit, **res}), indent=2))
+        return
+    if not res["crossovers"]:
+        click.echo(
+            f"no crossover between {format_quantity(budgets[0], unit)} and "
+            f"{format_quantity(budgets[-1], unit)}: the best single source is {res['best'][0]} throughout"
+        )
+    for c in res["crossovers"]:
+        p = f" (probability {c['probability']:.2f})" if "probability" in c else ""
+        click.echo(f"at {format_quantity(c['budget'], unit)}: {c['from']} → {c['to']}{p}")
+
+
+COMMANDS = [allocate_cmd, frontier_cmd, crossovers_cmd]

@@ -1,0 +1,199 @@
+"""``annealplan design`` (the first sweep) and ``annealplan next`` (the most useful next run)."""
+
+from __future__ import annotations
+
+import json
+
+import click
+
+from planner.commands.allocate import jsonable
+
+
+@click.command("design")
+@click.option("--budget", required=True, help="Target budget of the final anneal (e.g. 2000gpuh).")
+@click.option(
+    "--fraction",
+    type=float,
+    default=0.05,
+    show_default=True,
+    help="Share of the budget the sweep may spend.",
+)
+@click.option("--sources", help="Comma-separated sources (default: every registered source).")
+@click.option("--points", type=int, default=4, show_default=True, help="Token budgets per source.")
+@click.option("--seeds", type=int, default=1, show_default=True, help="Repeats of every run.")
+@click.option(
+    "--span",
+    type=float,
+    default=10.0,
+    show_default=True,
+    help="Largest/smallest tokens of the grid (at least 10).",
+)
+@click.option("--replay-fraction", type=float, default=0.7, show_default=True)
+@click.option("--model-params", required=True, help="Annealing model size N (e.g. 135M).")
+@click.option("--eval-cost", default=None, help="Evaluation cost of one run (e.g. 0.5gpuh).")
+@click.option("--experiment", default=None, help="Experiment name (default: sweep-<budget>).")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.pass_obj
+def design_cmd(
+    obj,
+    budget,
+    fraction,
+    sources,
+    points,
+    seeds,
+    span,
+    replay_fraction,
+    model_params,
+    eval_cost,
+    experiment,
+    as_json,
+):
+    """Propose a sweep: per-source token grid, control anneal, seeds, and its cost."""
+    from planner.allocate.problem import CostSetup
+    from planner.design.sweep import DesignSource, design_sweep
+    from planner.errors import SolveError
+    from planner.units import Rates, convert, format_quantity, parse_quantity, parse_tokens
+
+    q = parse_quantity(budget)
+    if q.unit.value == "tokens":
+        raise SolveError("a budget is a cost: write it in GPU-hours, FLOPs or USD (e.g. 2000gpuh)")
+    rates = Rates(obj.settings.rates.flops_per_gpu_hour, obj.settings.rates.usd_per_gpu_hour)
+    registered = {s.name: s for s in obj.store.sources()}
+    names = [s.strip() for s in sources.split(",") if s.strip()] if sources else sorted(registered)
+    if not names:
+        raise SolveError(
+            "no sources registered; add some with `annealplan sources add` or pass --sources"
+        )
+    chosen = []
+    for n in names:
+        src = registered.get(n) or obj.store.source(n)  # StoreError with "did you mean"
+        chosen.append(DesignSource(n, obj.registry.cost_model_for(src), src.cap_tokens))
+    ec = 0.0
+    if eval_cost:
+        e = parse_quantity(eval_cost)
+        ec = convert(e.value, e.unit, q.unit, rates)
+    setup = CostSetup(q.unit, parse_tokens(model_params), rates)
+    name = experiment or f"sweep-{budget}".replace(" ", "")
+    d = design_sweep(
+        chosen,
+        setup,
+        q.value,
+        fraction=fraction,
+        points=points,
+        seeds=seeds,
+        span=span,
+        replay_fraction=replay_fraction,
+        eval_cost=ec,
+        experiment=name,
+    )
+    obj.store.save_experiment(name, list(d.specs), d.meta)
+    if as_json:
+        click.echo(
+            json.dumps(
+                jsonable(
+                    {
+                        "experiment": name,
+                        "cost": d.cost,
+                        "unit": q.unit,
+                        "grid_tokens": d.grid,
+                        "runs": [{**jsonable(s), "cost": d.run_costs[s.job_id]} for s in d.specs],
+                        "meta": d.meta,
+                    }
+                ),
+                indent=2,
+            )
+        )
+        return
+    click.echo(
+        f"experiment {name}: {len(d.specs)} runs costing {format_quantity(d.cost, q.unit)} "
+        f"({d.cost / q.value:.1%} of {format_quantity(q.value, q.unit)})"
+    )
+    click.echo(f"{'job':<22}{'source':<20}{'tokens':>10}{'seed':>6}{'cost':>14}")
+    for s in d.specs:
+        click.echo(
+            f"{s.job_id:<22}{(s.source or 'control'):<20}{s.tokens:>10.3g}{s.seed:>6}"
+            f"{format_quantity(d.run_costs[s.job_id], q.unit):>14}"
+        )
+
+
+@click.command("next")
+@click.option("--budget", default=None, help="Target budget (default: the last stored plan's).")
+@click.option("--metric", help="Metric (default: the only fitted one).")
+@click.option("--model-params", help="Annealing model size N (e.g. 135M).")
+@click.option("--control", type=float, help="Control value when no control run is stored.")
+@click.option("--study", help="Study (default: the only one).")
+@click.option(
+    "--replay-fraction",
+    type=float,
+    default=0.7,
+    show_default=True,
+    help="Replay share of the candidate runs (for their cost).",
+)
+@click.option(
+    "--tolerance",
+    type=float,
+    default=0.05,
+    show_default=True,
+    help="A plan is wrong when it loses more than this share of the best gain.",
+)
+@click.option("--top", type=int, default=5, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.pass_obj
+def next_cmd(
+    obj, budget, metric, model_params, control, study, replay_fraction, tolerance, top, as_json
+):
+    """Recommend the next run by expected value of information per unit of cost."""
+    from planner.allocate.loader import noise_levels
+    from planner.commands.allocate import load
+    from planner.design.voi import decision_state, default_candidates, recommend_next
+    from planner.errors import SolveError
+    from planner.units import Quantity, format_quantity, parse_quantity
+
+    if budget:
+        q = parse_quantity(budget)
+    else:
+        plans = obj.store.plans(limit=1)
+        if not plans:
+            raise SolveError(
+                "no target budget: pass --budget or run `annealplan allocate --budget …` first"
+            )
+        q = Quantity(plans[0][1].budget, plans[0][1].unit)
+    loaded = load(obj, q.unit, metric, None, (), model_params, control, study, None, 0.0, None)
+    problem = loaded.problem
+    noise = noise_levels(problem, loaded.observations)
+    state = decision_state(problem, q.value, tol=tolerance)
+    cands = default_candidates(problem, q.value)
+    recs = recommend_next(
+        problem, q.value, cands, noise, replay_fraction=replay_fraction, tol=tolerance, state=state
+    )[:top]
+    if as_json:
+        click.echo(
+            json.dumps(
+                jsonable(
+                    {
+                        "budget": q.value,
+                        "unit": q.unit,
+                        "p_wrong_now": state.p_wrong,
+                        "recommendations": [r.to_dict() for r in recs],
+                        "noise": noise,
+                    }
+                ),
+                indent=2,
+            )
+        )
+        return
+    click.echo(
+        f"P(wrong allocation at {format_quantity(q.value, q.unit)}) now: {state.p_wrong:.2f}"
+    )
+    if state.p_wrong == 0:
+        click.echo(
+            "the decision is already settled by the fits; more runs are not expected to change it"
+        )
+    for r in recs:
+        click.echo(
+            f"  {r.source:<20}{r.tokens:>10.3g} tokens  cost {format_quantity(r.cost, q.unit):>12}  "
+            f"P(wrong) after {r.p_wrong_after:.2f}"
+        )
+
+
+COMMANDS = [design_cmd, next_cmd]

@@ -1,0 +1,160 @@
+"""Sweep design: which annealing runs to do first, and what they cost.
+
+Every source gets runs on one geometric token grid spanning at least a decade (the same grid
+for all sources, so their laws are compared over the same range; a source's supply cap clips
+its grid), repeated for each seed, plus the control anneal (replay only) at the grid's middle
+size per seed. The grid's scale is chosen by bisection so the whole sweep costs ``fraction``
+of the target budget. Job ids are deterministic (:func:`planner.domain.stable_id` of source,
+tokens, replay share, seed and model size) so designing again reuses the same jobs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+
+import numpy as np
+import sympy
+
+from planner.allocate.model import N_TOKENS
+from planner.allocate.problem import CostSetup, cost_expr
+from planner.domain import AnnealSpec, stable_id
+from planner.errors import SolveError
+
+
+@dataclass(frozen=True, slots=True)
+class DesignSource:
+    """A source to sweep: its name, curation cost model (or None) and cap."""
+
+    name: str
+    curation: object | None = None
+    cap_tokens: float | None = None
+
+
+@dataclass(frozen=True)
+class Design:
+    """A designed sweep.
+
+    Attributes:
+        specs: the runs (control runs have ``source=None``).
+        cost: total cost in ``unit``; ``run_costs`` per job id.
+        grid: the token grid (before caps).
+        meta: JSON-able description stored with the experiment.
+    """
+
+    specs: tuple[AnnealSpec, ...]
+    cost: float
+    run_costs: dict[str, float]
+    grid: tuple[float, ...]
+    meta: dict = field(default_factory=dict)
+
+
+def _round3(x: float) -> float:
+    return float(f"{x:.3g}")
+
+
+def design_sweep(
+    sources: Sequence[DesignSource],
+    setup: CostSetup,
+    budget: float,
+    *,
+    fraction: float = 0.05,
+    points: int = 4,
+    seeds: int = 1,
+    span: float = 10.0,
+    replay_fraction: float = 0.7,
+    eval_cost: float = 0.0,
+    experiment: str = "sweep",
+) -> Design:
+    """Design a sweep that costs ``fraction × budget``.
+
+    Args:
+        sources: the sources to sweep.
+        setup: costs (unit, model size, rates).
+        budget: the target budget in ``setup.unit``.
+        fraction: share of the budget spent on the sweep.
+        points: token budgets per source (≥ 2).
+        seeds: repeats of every run.
+        span: largest / smallest tokens of the grid (≥ 10: at least a decade).
+        replay_fraction: replay share of every run's training tokens.
+        eval_cost: evaluation cost of one run, in ``setup.unit``.
+        experiment: the experiment's name.
+
+    Raises:
+        SolveError: bad arguments, or the sweep budget cannot pay for the evaluations alone.
+    """
+    if not sources:
+        raise SolveError("no sources to sweep; add some with `annealplan sources add`")
+    if points < 2:
+        raise SolveError("--points must be at least 2 (a law needs several budgets per source)")
+    if seeds < 1:
+        raise SolveError("--seeds must be at least 1")
+    if not 0 < fraction <= 1:
+        raise SolveError("--fraction must be in (0, 1], e.g. 0.05 for 5% of the budget")
+    if not 0 <= replay_fraction < 1:
+        raise SolveError("the replay fraction must be in [0, 1)")
+    span = max(float(span), 10.0)
+    rel = span ** (np.arange(points) / (points - 1)) / span  # largest point = 1
+    run_setup = replace(setup, replay_fraction=replay_fraction)
+    # a curation model's fixed part (licence, set-up) is paid once per source, not per run
+    exprs = [cost_expr(N_TOKENS, s.curation, run_setup) for s in sources]
+    fixed = [float(e.subs(N_TOKENS, 0)) for e in exprs]
+    fns = [sympy.lambdify(N_TOKENS, e - f) for e, f in zip(exprs, fixed, strict=True)]
+    # the control trains on replay only: its tokens are all training tokens
+    ctrl_fn = sympy.lambdify(
+        N_TOKENS, cost_expr(N_TOKENS, None, replace(setup, replay_fraction=0.0))
+    )
+    mid = float(np.sqrt(rel[0] * rel[-1]))
+    caps = [np.inf if s.cap_tokens is None else float(s.cap_tokens) for s in sources]
+    n_runs = seeds * (len(sources) * points + 1)
+    target = fraction * budget - n_runs * eval_cost - sum(fixed)
+    if target <= 0:
+        raise SolveError(
+            f"the sweep budget ({fraction:g} × {budget:g}) does not cover {n_runs} evaluations "
+            "and the sources' fixed curation costs; "
+            "raise --fraction or the budget, or use fewer --points/--seeds"
+        )
+
+    def tokens_for(top: float) -> list[list[float]]:
+        return [[min(top * r, cap) for r in rel] for cap in caps]
+
+    def total(top: float) -> float:
+        c = sum(float(fn(t)) for fn, row in zip(fns, tokens_for(top), strict=True) for t in row)
+        c += float(ctrl_fn(top * mid / (1 - replay_fraction)))
+        return seeds * c
+
+    lo, hi = 1.0, 1e30
+    for _ in range(200):
+        m = np.sqrt(lo * hi)
+        lo, hi = (m, hi) if total(m) <= target else (lo, m)
+    top = lo
+    specs: list[AnnealSpec] = []
+    run_costs: dict[str, float] = {}
+    ctrl_tokens = _round3(top * mid / (1 - replay_fraction))
+    for seed in range(seeds):
+        for s, fn, row in zip(sources, fns, tokens_for(top), strict=True):
+            for t in dict.fromkeys(_round3(t) for t in row):  # a cap can merge points
+                jid = stable_id("job", s.name, t, replay_fraction, seed, setup.model_params)
+                specs.append(AnnealSpec(jid, experiment, s.name, t, replay_fraction, seed))
+                run_costs[jid] = float(fn(t)) + eval_cost
+        jid = stable_id("job", None, ctrl_tokens, 1.0, seed, setup.model_params)
+        specs.append(AnnealSpec(jid, experiment, None, ctrl_tokens, 1.0, seed))
+        run_costs[jid] = float(ctrl_fn(ctrl_tokens)) + eval_cost
+    cost = float(sum(run_costs.values()) + sum(fixed))
+    grid = tuple(_round3(top * r) for r in rel)
+    meta = {
+        "budget": budget,
+        "unit": setup.unit.value,
+        "fraction": fraction,
+        "points": points,
+        "seeds": seeds,
+        "span": span,
+        "replay_fraction": replay_fraction,
+        "model_params": setup.model_params,
+        "eval_cost": eval_cost,
+        "grid_tokens": list(grid),
+        "cost": cost,
+        "fixed_costs": {s.name: f for s, f in zip(sources, fixed, strict=True) if f},
+        "sources": [s.name for s in sources],
+    }
+    return Design(tuple(specs), cost, run_costs, grid, meta)

@@ -1,0 +1,133 @@
+"""The allocate/frontier/crossovers/design/next verbs against a real DuckDB store."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from planner.cli import cli
+from planner.domain import CostSpec, LawFit, Metric, Run, Source
+from planner.store import open_store
+from planner.units import Unit
+
+
+def _fit(source, a, b, rng):
+    boot = np.column_stack([rng.normal(a, 0.005, 80), rng.normal(b, 0.002, 80)])
+    return LawFit(
+        study="default",
+        metric="acc",
+        source=source,
+        family="loglinear",
+        method="test",
+        params={"a": a, "b": b},
+        x_ref=1e9,
+        boot=boot,
+        x_max=3e9,
+        n_points=4,
+    )
+
+
+@pytest.fixture
+def db(tmp_path):
+    path = tmp_path / "a.duckdb"
+    store = open_store(path)
+    rng = np.random.default_rng(0)
+    store.save_fits([_fit("web", 0.42, 0.010, rng), _fit("synth", 0.40, 0.025, rng)])
+    store.add_source(Source("web", "files", {}, cap_tokens=2e11))
+    store.add_source(
+        Source(
+            "synth",
+            "files",
+            {},
+            CostSpec("linear", {"per_token": 1e-8, "unit": "gpu_hours"}, Unit.GPU_HOURS),
+        )
+    )
+    for i, v in enumerate((0.40, 0.401, 0.399)):
+        rid = f"ctl-{i}"
+        store.ingest_result(
+            Run(rid, "control", 1e9, seed=i, params=135e6),
+            [Metric(rid, "acc", v)],
+            {"compute_unit": "tokens"},
+        )
+    store.ingest_result(
+        Run("mix-0", "web+synth", 2e9, params=135e6),
+        [Metric("mix-0", "acc", 0.45)],
+        {"compute_unit": "tokens"},
+    )
+    store.close()
+    return str(path)
+
+
+def _run(db, *args):
+    return CliRunner().invoke(cli, ["--db", db, *args], catch_exceptions=False)
+
+
+def test_allocate_json_stores_the_plan_with_its_fits(db):
+    r = _run(db, "allocate", "--budget", "500gpuh", "--json")
+    assert r.exit_code == 0, r.output
+    plan = json.loads(r.output)
+    assert plan["success"] and plan["gain"] > 0
+    assert {a["source"] for a in plan["allocations"]} == {"web", "synth"}
+    web = next(a for a in plan["allocations"] if a["source"] == "web")
+    assert web["tokens"] <= 2e11 * (1 + 1e-9)
+    assert len(plan["fit_ids"]) == 2
+    assert plan["extra"]["mixed_runs"][0]["source"] == "web+synth"
+    store = open_store(db)
+    try:
+        [(pid, stored)] = store.plans()
+        assert pid == plan["plan_id"] and stored.gain == pytest.approx(plan["gain"])
+    finally:
+        store.close()
+
+
+def test_allocate_text_and_an_infeasible_budget_give_messages(db):
+    r = _run(db, "allocate", "--budget", "500gpuh")
+    assert r.exit_code == 0 and "predicted gain" in r.output and "note:" in r.output
+    r = _run(db, "allocate", "--budget", "500gpuh", "--eval-cost", "600gpuh", "--no-save")
+    assert r.exit_code == 0 and "no plan" in r.output and "Traceback" not in r.output
+
+
+def test_bad_input_is_one_line_on_stderr(db):
+    r = CliRunner().invoke(cli, ["--db", db, "allocate", "--budget", "40B"])
+    assert r.exit_code == 2 and "GPU-hours" in r.output
+    r = CliRunner().invoke(cli, ["--db", db, "allocate", "--budget", "5gpuh", "--metric", "nope"])
+    assert r.exit_code == 2 and "fitted metrics" in r.output
+
+
+def test_frontier_crossovers_design_and_next(db):
+    r = _run(db, "frontier", "--from", "10gpuh", "--to", "1000gpuh", "--points", "4", "--json")
+    assert r.exit_code == 0
+    rows = json.loads(r.output)["rows"]
+    assert len(rows) == 4 and rows[-1]["gain"] >= rows[0]["gain"]
+    r = _run(db, "crossovers", "--from", "0.01gpuh", "--to", "1000gpuh", "--points", "12", "--json")
+    assert r.exit_code == 0
+    assert "p_best" in json.loads(r.output)
+    r = _run(
+        db,
+        "design",
+        "--budget",
+        "500gpuh",
+        "--model-params",
+        "135M",
+        "--experiment",
+        "e1",
+        "--json",
+    )
+    assert r.exit_code == 0
+    d = json.loads(r.output)
+    assert d["cost"] == pytest.approx(25.0, rel=0.02) and any(
+        x["source"] is None for x in d["runs"]
+    )
+    store = open_store(db)
+    try:
+        _meta, specs = store.experiment("e1")
+        assert len(specs) == len(d["runs"])
+    finally:
+        store.close()
+    r = _run(db, "next", "--budget", "500gpuh", "--json")
+    assert r.exit_code == 0
+    nxt = json.loads(r.output)
+    assert nxt["recommendations"] and 0.0 <= nxt["p_wrong_now"] <= 1.0
