@@ -11,10 +11,12 @@ import abc
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol, TypeVar, runtime_checkable
 
 import sympy
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from planner.errors import ConfigError
 
 if TYPE_CHECKING:
     import numpy as np
@@ -26,6 +28,35 @@ class PluginConfig(BaseModel):
     """Base for a source kind's configuration: unknown keys are errors, not ignored."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+    #: fields that hold file paths or globs: ``sources add`` stores them absolute, so a
+    #: source materialises the same from any working directory
+    path_fields: ClassVar[tuple[str, ...]] = ()
+
+
+_M = TypeVar("_M", bound=BaseModel)
+
+
+def validate_model(model: type[_M], raw: Mapping[str, Any], *, what: str) -> _M:
+    """Validate ``raw`` into ``model``, turning pydantic's errors into one clear message.
+
+    Args:
+        model: the pydantic model (a :class:`PluginConfig` or a cost model's parameters).
+        raw: the user's mapping.
+        what: what is being validated, for the message ("configuration of source kind 'files'").
+
+    Raises:
+        ConfigError: listing every invalid field as ``field: problem`` and the known fields.
+    """
+    try:
+        return model.model_validate(dict(raw))
+    except ValidationError as e:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc']) or '(config)'}: {err['msg']}"
+            for err in e.errors()
+        )
+        known = ", ".join(model.model_fields)
+        raise ConfigError(f"invalid {what}: {problems} (known fields: {known})") from e
 
 
 class CostModel(abc.ABC):
@@ -95,11 +126,32 @@ class Materialized:
     curation: CurationCost
 
 
-class Tokenizer(abc.ABC):
-    """The minimal tokenizer interface materialisation needs (a HF tokenizer fits it)."""
+@runtime_checkable
+class Tokenizer(Protocol):
+    """The tokenizer interface materialisation needs; a Hugging Face
+    ``PreTrainedTokenizerFast`` fits it as is.
 
-    @abc.abstractmethod
-    def __call__(self, texts: list[str]) -> Mapping[str, Sequence[Sequence[int]]]: ...
+    Called as ``tokenizer(texts, add_special_tokens=False)["input_ids"]``; documents are
+    joined with ``eos_token_id`` between them.
+    """
+
+    eos_token_id: int | None
+
+    def __call__(self, texts: list[str], **kwargs: Any) -> Mapping[str, Any]: ...
+
+    def __len__(self) -> int: ...
+
+
+@dataclass(frozen=True, slots=True)
+class CostChoice:
+    """A cost model chosen by name, with its parameters (JSON-able).
+
+    The registry turns it into a :class:`CostModel` through the factory registered under
+    ``model``; the store keeps it as a ``planner.domain.CostSpec``.
+    """
+
+    model: str
+    params: Mapping[str, Any] = field(default_factory=dict)
 
 
 class SourceKind(abc.ABC):
@@ -114,24 +166,42 @@ class SourceKind(abc.ABC):
     Config: ClassVar[type[PluginConfig]]
 
     def parse_config(self, raw: Mapping[str, Any]) -> PluginConfig:
-        """Validate a raw mapping into :attr:`Config` (pydantic raises field by field)."""
-        return self.Config.model_validate(dict(raw))
+        """Validate a raw mapping into :attr:`Config`.
+
+        Raises:
+            ConfigError: one ``field: problem`` per invalid field, and the known fields.
+        """
+        return validate_model(self.Config, raw, what=f"configuration of source kind {self.name!r}")
+
+    def default_cost(self, config: PluginConfig) -> CostChoice | None:
+        """The curation cost model this configuration implies (None: curation is free).
+
+        Users may override it with another registered cost model.
+        """
+        return None
 
     @abc.abstractmethod
-    def cost_model(self, config: PluginConfig) -> CostModel | None:
-        """The curation cost model for this configuration (None: free)."""
+    def cap_tokens(self, config: PluginConfig, tokenizer: Tokenizer | None = None) -> float | None:
+        """The most tokens this source can supply (None: unbounded).
 
-    @abc.abstractmethod
-    def cap_tokens(self, config: PluginConfig, tokenizer: Any | None = None) -> float | None:
-        """The most tokens this source can supply (None: unbounded)."""
+        With a tokenizer the count is exact; without one a kind may estimate it (e.g. from
+        characters), and says so in its description.
+        """
 
     @abc.abstractmethod
     def materialize(
-        self, config: PluginConfig, tokens: int, dest: Path, seed: int, tokenizer: Any
+        self, config: PluginConfig, tokens: int, dest: Path, seed: int, tokenizer: Tokenizer
     ) -> Materialized:
         """Write exactly ``tokens`` tokens as packed shards plus ``manifest.json`` in ``dest``.
 
-        Deterministic for a given seed; leaves nothing half-written on failure.
+        Documents are tokenised without special tokens and joined with the tokenizer's
+        EOS between them. Deterministic for a given seed (same shards, same hash); the
+        folder appears only when complete (written in a temporary sibling, then renamed),
+        so nothing half-written is left behind on failure.
+
+        Raises:
+            PluginError: the files are missing, or the source holds fewer than ``tokens``
+                tokens (the message states the cap).
         """
 
 
@@ -149,6 +219,10 @@ class LawFamily:
             ``(x, y) -> list of vectors`` that derives them from the data.
         description: one line for people.
         bounded: True when the family only makes sense for metrics in [0, 1] (accuracies).
+        signed_param: a parameter whose sign follows the metric's direction (the power
+            law's scale A: >= 0 when lower is better, <= 0 when higher is better).
+        variables: the input symbols when the law has more than one (e.g. params N and
+            tokens D); empty for laws of ``x`` alone.
     """
 
     name: str
@@ -159,6 +233,8 @@ class LawFamily:
     start_grid: Sequence[Sequence[float]] | Callable[[Any, Any], Sequence[Sequence[float]]]
     description: str = ""
     bounded: bool = False
+    signed_param: str | None = None
+    variables: tuple[sympy.Symbol, ...] = ()
 
     @property
     def param_names(self) -> tuple[str, ...]:
