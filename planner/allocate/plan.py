@@ -252,6 +252,7 @@ def make_plan(
         "source": names[kbest],
         "tokens": float(d1[0, kbest]),
         "gain": float(g1[0, kbest]),
+        "gain_by_source": {n: float(v) for n, v in zip(names, g1[0], strict=True)},
     }
     extra["point_estimate"] = {
         "micro_budget": float(micro_budget),

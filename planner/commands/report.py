@@ -1,0 +1,89 @@
+"""``annealplan report``: Markdown + HTML with PNG plots."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+
+def make_report(
+    obj, *, out: Path, budget: str | None, metric: str | None, model_params: str | None, title: str
+):
+    """Plan (or reuse the newest plan) and write the report; shared with ``demo``."""
+    import numpy as np
+
+    from planner.allocate.plan import frontier, make_plan
+    from planner.commands.allocate import load
+    from planner.report import build_report
+    from planner.units import Rates, convert, parse_quantity
+
+    store = obj.store
+    plans = store.plans()
+    plan = None
+    if budget is None:
+        if not plans:
+            from planner.errors import SolveError
+
+            raise SolveError("no plan stored yet: pass --budget (e.g. --budget 2000gpuh)")
+        plan = plans[0][1]
+        q_unit, q_value = plan.unit, plan.budget
+        metric = metric or plan.metric
+    else:
+        q = parse_quantity(budget)
+        q_unit, q_value = q.unit, q.value
+    loaded = load(obj, q_unit, metric, None, (), model_params, None, None, None, 0.0, None)
+    if plan is None:
+        plan = make_plan(loaded.problem, q_value)
+        plan = type(plan)(
+            **{
+                **{f: getattr(plan, f) for f in plan.__dataclass_fields__},
+                "notes": plan.notes + loaded.notes,
+            }
+        )
+        store.save_plan(plan, loaded.problem.fit_ids)
+    budgets = np.geomspace(q_value / 100.0, q_value * 3.0, 40)
+    rows = frontier(loaded.problem, budgets)
+    rates = Rates(obj.settings.rates.flops_per_gpu_hour, obj.settings.rates.usd_per_gpu_hour)
+    units = {u for u in store.compute_units().values() if u}
+    budget_compute = q_value
+    if len(units) == 1:
+        from planner.units import Unit
+
+        u = Unit(units.pop())
+        if u is not Unit.TOKENS:
+            budget_compute = convert(q_value, q_unit, u, rates)
+    return build_report(
+        store,
+        out,
+        metric=plan.metric,
+        plan=plan,
+        loaded=loaded,
+        budget_compute=budget_compute,
+        frontier_rows=rows,
+        title=title,
+    )
+
+
+@click.command("report")
+@click.option(
+    "--out",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path("report"),
+    show_default=True,
+)
+@click.option("--budget", help="Plan for this budget first (default: the newest stored plan).")
+@click.option("--metric", help="Decision metric (default: the plan's).")
+@click.option("--model-params", help="Annealing model size N for training cost (e.g. 135M).")
+@click.option("--title", default="annealplan report", show_default=True)
+@click.pass_obj
+def report_cmd(obj, out: Path, budget, metric, model_params, title) -> None:
+    """Write report.md, report.html and PNG plots: laws with interval bands, crossovers,
+    the allocation frontier, the point-estimate decision, reproducibility facts."""
+    files = make_report(
+        obj, out=out, budget=budget, metric=metric, model_params=model_params, title=title
+    )
+    click.echo(f"wrote {files.markdown} and {files.html} ({len(files.images)} plots)")
+
+
+COMMANDS = [report_cmd]
