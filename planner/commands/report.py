@@ -46,7 +46,7 @@ def make_report(
     rows = frontier(loaded.problem, budgets)
     rates = Rates(obj.settings.rates.flops_per_gpu_hour, obj.settings.rates.usd_per_gpu_hour)
     units = {u for u in store.compute_units().values() if u}
-    budget_compute = q_value
+    budget_compute = None  # unknown or token compute: no budget line on the laws plot
     if len(units) == 1:
         from planner.units import Unit
 

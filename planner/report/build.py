@@ -110,7 +110,8 @@ def build_report(
         "usd": "USD",
         "tokens": "tokens",
     }.get(compute_unit or "", "compute")
-    target = budget_compute if budget_compute is not None else (plan.budget if plan else None)
+    # Only draw the target where the runs' compute is in the budget's unit.
+    target = budget_compute
 
     # ------------------------------------------------------------------ findings
     findings: dict[str, Any] = {"metric": metric, "lower_is_better": lower}
@@ -158,7 +159,7 @@ def build_report(
     else:
         md.append("No allocation has been made yet (`annealplan allocate --budget …`).")
     md.append("")
-    if common and target:
+    if common:
         small_txt = " > ".join(rank_small_c)
         target_txt = " > ".join(rank_target_c)
         if findings["ranking_changes"]:
@@ -242,7 +243,9 @@ def build_report(
         if target:
             ax.axvline(target, color="black", linestyle=":", label="target budget")
         ax.set_xscale("log")
-        ax.set_xlabel(f"total cost per run ({unit_label})")
+        ax.set_xlabel(
+            "tokens per run" if compute_unit == "tokens" else f"total cost per run ({unit_label})"
+        )
         ax.set_ylabel(metric + (" (lower is better)" if lower else " (higher is better)"))
         ax.legend(fontsize=8)
         ax.set_title(f"{metric}: runs, fitted laws and 90% prediction bands")
