@@ -1,0 +1,73 @@
+"""``annealplan backtest RUNS``: replay a runs table and score decisions against the truth."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+
+from planner.commands.runs import direction_options, direction_overrides
+
+
+def _fmt(v) -> str:
+    return "-" if v is None else f"{v:.3f}"
+
+
+@click.command("backtest")
+@click.argument("runs_file", metavar="RUNS", type=click.Path(path_type=Path))
+@click.option(
+    "--fraction",
+    type=float,
+    default=0.1,
+    show_default=True,
+    help="Fit on runs with compute <= F·x_T, predict at x_T.",
+)
+@click.option("--metric", "metrics", multiple=True, help="Only this metric (repeatable).")
+@click.option("--method", default=None, help="Prediction method (default: the best honest one).")
+@direction_options
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+def backtest(runs_file, fraction, metrics, method, lower, higher, as_json) -> None:
+    """Backtest a prediction method on a runs table (CSV or Parquet).
+
+    Decision accuracy is pooled: pairs of sources ordered correctly at x_T over all pairs of
+    all (study, metric) groups; ARE and interval coverage are over all (group, source)
+    targets.
+    """
+    from planner.backtest import DEFAULT_METHOD, run_backtest
+    from planner.store.runs_table import read_runs_table
+
+    table = read_runs_table(runs_file)
+    result = run_backtest(
+        table.observations(),
+        fraction=fraction,
+        method=method or DEFAULT_METHOD,
+        metrics=list(metrics) or None,
+        overrides=direction_overrides(lower, higher),
+    )
+    d = result.as_dict()
+    if as_json:
+        click.echo(json.dumps(d))
+        return
+    click.echo(
+        f"{runs_file}: method {d['method']}, F = {fraction}, {d['groups']} groups, "
+        f"{d['pairs']} pairs, {d['targets']} targets"
+    )
+    click.echo(f"{'':28}{'method':>10}{'point est.':>12}")
+    click.echo(
+        f"{'decision accuracy':28}{_fmt(d['decision_accuracy']):>10}"
+        f"{_fmt(d['point_estimate_decision_accuracy']):>12}"
+    )
+    click.echo(f"{'mean ARE':28}{_fmt(d['mean_are']):>10}{_fmt(d['point_estimate_mean_are']):>12}")
+    click.echo(f"{'90% interval coverage':28}{_fmt(d['interval_coverage']):>10}{'-':>12}")
+    click.echo("")
+    click.echo(f"{'study':24} {'metric':30} {'pairs':>5} {'acc':>6} {'pe acc':>6} {'ARE':>6}  law")
+    for g in d["per_group"]:
+        click.echo(
+            f"{g['study'][:24]:24} {g['metric'][:30]:30} {g['pairs']:>5} "
+            f"{_fmt(g['decision_accuracy']):>6} {_fmt(g['point_estimate_decision_accuracy']):>6} "
+            f"{_fmt(g['mean_are']):>6}  {g['law']}"
+        )
+
+
+COMMANDS = [backtest]

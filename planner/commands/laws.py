@@ -1,0 +1,167 @@
+"""``annealplan fit`` and ``annealplan predict``: scaling laws from the stored runs."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import click
+
+from planner.errors import FitError
+
+
+def _num(v: float) -> float | None:
+    return v if isinstance(v, int | float) and math.isfinite(v) else None
+
+
+@click.command("fit")
+@click.option("--study", help="Only this study.")
+@click.option("--metric", help="Only this metric.")
+@click.option(
+    "--family",
+    default="auto",
+    show_default=True,
+    help="Law family (loglinear, power, logistic) or 'auto' (chosen by leave-last-out error).",
+)
+@click.option(
+    "--method",
+    type=click.Choice(["joint", "independent"]),
+    default="joint",
+    show_default=True,
+    help="Share shape parameters across sources (joint) or fit each source alone.",
+)
+@click.option(
+    "--bootstrap", "n_boot", type=click.IntRange(0, 100_000), default=1000, show_default=True
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the fits as JSON.")
+@click.pass_obj
+def fit(obj, study, metric, family, method, n_boot, as_json) -> None:
+    """Fit laws of each metric against compute for every source, and save them."""
+    from planner.laws.joint import (
+        CANDIDATES_ANY,
+        CANDIDATES_BOUNDED,
+        CANDIDATES_RICH,
+        fit_independent,
+        fit_joint,
+        group_observations,
+    )
+
+    store = obj.store
+    observations = store.observations(study=study, metric=metric)
+    if not observations:
+        what = " ".join(f"{k}={v}" for k, v in (("study", study), ("metric", metric)) if v)
+        raise FitError(
+            f"No runs in the store{' for ' + what if what else ''}: "
+            "import some with `annealplan runs import FILE`."
+        )
+    groups = group_observations(observations, lower_is_better=store.metric_directions())
+    fits = []
+    for g in groups:
+        if method == "independent":
+            fits.extend(
+                fit_independent(g, family=None if family == "auto" else family, n_boot=n_boot)
+            )
+        else:
+            cands = None
+            if family != "auto":
+                cands = [
+                    c
+                    for c in (*CANDIDATES_ANY, *CANDIDATES_RICH, *CANDIDATES_BOUNDED)
+                    if c.family == family
+                ] or [family]
+            fits.extend(fit_joint(g, candidates=cands, n_boot=n_boot).fits)
+    ids = store.save_fits(fits)
+    if as_json:
+        click.echo(
+            json.dumps(
+                [
+                    {
+                        "fit_id": i,
+                        "study": f.study,
+                        "metric": f.metric,
+                        "source": f.source,
+                        "family": f.family,
+                        "law": f.extra.get("candidate", f.family),
+                        "method": f.method,
+                        "params": f.params,
+                        "success": f.success,
+                        "message": f.message,
+                        "n_points": f.n_points,
+                        "extrapolation_error": _num(f.extra.get("llo_error", math.nan)),
+                        "bootstrap": 0 if f.boot is None else len(f.boot),
+                    }
+                    for i, f in zip(ids, fits, strict=True)
+                ],
+                default=float,
+            )
+        )
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"{len(fits)} fits saved")
+    for col in ("study", "metric", "source", "law", "params", "ok", "LLO err"):
+        table.add_column(col)
+    for f in fits:
+        params = ", ".join(f"{k}={v:.4g}" for k, v in f.params.items())
+        llo = f.extra.get("llo_error", math.nan)
+        table.add_row(
+            f.study,
+            f.metric,
+            f.source,
+            str(f.extra.get("candidate", f.family)),
+            params,
+            "yes" if f.success else f"no: {f.message}",
+            f"{llo:.3f}" if isinstance(llo, float) and math.isfinite(llo) else "-",
+        )
+    Console().print(table)
+
+
+@click.command("predict")
+@click.option("--source", required=True, help="The source to predict for.")
+@click.option("--compute", required=True, type=float, help="Compute, in the runs' unit.")
+@click.option("--metric", help="The metric (needed when several were fitted).")
+@click.option("--study", help="The study (needed when several were fitted).")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_obj
+def predict(obj, source, compute, metric, study, as_json) -> None:
+    """Predict a metric for a source at a compute, with a 90% prediction interval."""
+    from planner.laws.fit import DEFAULT_LEVEL, predict_interval
+
+    if not compute > 0:
+        raise FitError(f"--compute must be positive, got {compute}.")
+    found = obj.store.fits(study=study, metric=metric, source=source)
+    if not found:
+        known = sorted({f.source for _, f in obj.store.fits(study=study, metric=metric)})
+        hint = f" Fitted sources: {', '.join(known)}." if known else " Run `annealplan fit` first."
+        raise FitError(f"No fit for source {source!r}.{hint}")
+    if len(found) > 1:
+        pairs = ", ".join(sorted({f"{f.study}/{f.metric}" for _, f in found})[:10])
+        raise FitError(f"Several fits match ({pairs}…); give --study and --metric.")
+    fit_id, f = found[0]
+    point, low, high = predict_interval(f, [compute], DEFAULT_LEVEL)
+    out = {
+        "fit_id": fit_id,
+        "study": f.study,
+        "metric": f.metric,
+        "source": f.source,
+        "compute": compute,
+        "value": float(point[0]),
+        "low": _num(float(low[0])),
+        "high": _num(float(high[0])),
+        "level": DEFAULT_LEVEL,
+        "extrapolation": compute / f.x_max if math.isfinite(f.x_max) else None,
+    }
+    if as_json:
+        click.echo(json.dumps(out))
+        return
+    interval = (
+        f"[{out['low']:.4g}, {out['high']:.4g}]" if out["low"] is not None else "(no interval)"
+    )
+    click.echo(
+        f"{f.study}/{f.metric} {f.source} at {compute:.4g}: {out['value']:.4g} "
+        f"90% {interval} ({out['extrapolation']:.2g}x the largest fitted compute)"
+    )
+
+
+COMMANDS = [fit, predict]

@@ -1,0 +1,738 @@
+"""Robust least-squares fitting of law families, one source or many at once.
+
+One engine serves every fit: a :class:`Problem` holds the points of one or more sources and
+a layout that says which family parameter of which source maps to which column of the
+parameter vector. Independent fits give every source its own columns; joint fits share some
+(e.g. the exponent). The main fit is multi-start Levenberg–Marquardt done in numpy across
+all starts at once, polished by ``scipy.optimize.least_squares`` with a robust loss and the
+sympy Jacobian. Bootstrap replicates are solved together by the same batched solver, which
+is what makes a 1000-sample bootstrap cheap.
+
+Residuals are divided by a robust spread of y (sensible scaling of y) and compute is divided
+by ``x_ref`` (sensible scaling of x); parameters are stored in the metric's own units.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+
+import numpy as np
+from scipy import optimize, stats
+
+from planner.domain import LawFit
+from planner.errors import FitError
+from planner.laws.families import compiled, get_family, param_bounds, start_vectors, variables
+from plugins.contract import LawFamily
+
+# Levels and defaults that are statistics conventions, not tuned to any data set.
+DEFAULT_LEVEL = 0.90
+DEFAULT_BOOTSTRAP = 1000
+_MAD_TO_SD = 1.4826  # MAD of a normal sample → its standard deviation
+
+
+@dataclass(frozen=True)
+class Problem:
+    """Points of one or more sources and how their parameters map to a vector.
+
+    Attributes:
+        family: the law family.
+        X: inputs, shape (k, n): compute / x_ref (and more rows for multi-variable laws).
+        y: observed values, shape (n,).
+        src: source index of each point, shape (n,).
+        layout: (S, p) integer array: column of family parameter j for source s.
+        lo, hi: bounds per column, shape (P,).
+        y_scale: residuals are divided by it.
+        sources: source names, in index order.
+        x_ref: the compute scale.
+    """
+
+    family: LawFamily
+    X: np.ndarray
+    y: np.ndarray
+    src: np.ndarray
+    layout: np.ndarray
+    lo: np.ndarray
+    hi: np.ndarray
+    y_scale: float
+    sources: tuple[str, ...]
+    x_ref: float = 1.0
+    x_refs: tuple[float, ...] = ()
+    lower_is_better: bool | None = None
+    _cols: np.ndarray = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_cols", self.layout[self.src])  # (n, p)
+
+    @property
+    def n(self) -> int:
+        return int(self.y.shape[0])
+
+    @property
+    def n_params(self) -> int:
+        return int(self.lo.shape[0])
+
+    def point_params(self, theta: np.ndarray) -> list[np.ndarray]:
+        """Per-point family parameters for parameter vectors ``theta`` (..., P)."""
+        per_point = theta[..., self._cols]  # (..., n, p)
+        return [per_point[..., j] for j in range(per_point.shape[-1])]
+
+    def value(self, theta: np.ndarray) -> np.ndarray:
+        return compiled(self.family).value(list(self.X), self.point_params(theta))
+
+    def jac(self, theta: np.ndarray) -> np.ndarray:
+        """d value / d theta, shape (..., n, P)."""
+        grads = compiled(self.family).jac(list(self.X), self.point_params(theta))
+        shape = (*theta.shape[:-1], self.n, self.n_params)
+        if self.layout.shape[0] == 1:  # one source: columns are the family's parameters
+            return np.stack([np.broadcast_to(g, shape[:-1]) for g in grads], axis=-1)
+        J = np.zeros(shape)
+        rows = np.arange(self.n)
+        for j, g in enumerate(grads):
+            # each family parameter has its own columns, so (row, column) pairs are unique
+            J[..., rows, self._cols[:, j]] = np.broadcast_to(g, shape[:-1])
+        return J
+
+
+@dataclass(frozen=True, slots=True)
+class Solution:
+    """The outcome of solving a problem."""
+
+    theta: np.ndarray
+    cost: float
+    success: bool
+    message: str
+    nfev: int
+    f_scale: float
+    covariance: np.ndarray | None
+    noise_sd: float
+    dof: int
+
+
+def _rho(z: np.ndarray, loss: str) -> tuple[np.ndarray, np.ndarray]:
+    """Robust loss rho(z) of squared scaled residuals z and its derivative (IRLS weight)."""
+    if loss == "linear":
+        return z, np.ones_like(z)
+    if loss == "soft_l1":
+        s = np.sqrt(1.0 + z)
+        return 2.0 * (s - 1.0), 1.0 / s
+    if loss == "huber":
+        big = z > 1.0
+        sz = np.sqrt(np.maximum(z, 1e-300))
+        return np.where(big, 2.0 * sz - 1.0, z), np.where(big, 1.0 / sz, 1.0)
+    raise FitError(f"Unknown robust loss {loss!r}: use linear, soft_l1 or huber.")
+
+
+def batched_lm(
+    problem: Problem,
+    theta0: np.ndarray,
+    *,
+    Y: np.ndarray | None = None,
+    W: np.ndarray | None = None,
+    loss: str = "linear",
+    f_scale: float = 1.0,
+    max_iter: int = 100,
+    tol: float = 1e-10,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Levenberg–Marquardt on many parameter vectors (and data replicates) at once.
+
+    Bounds are kept by projection. The robust loss is handled by iteratively re-weighted
+    least squares, which reaches the same optimum as scipy's robust ``least_squares``.
+
+    Args:
+        problem: the structure (inputs, layout, bounds, y scale).
+        theta0: starting vectors, shape (B, P).
+        Y: data per replicate, shape (B, n); default ``problem.y`` for all.
+        W: case weights per replicate (bootstrap counts), shape (B, n); default ones.
+        loss, f_scale: robust loss and its scale (in y_scale units).
+        max_iter, tol: iteration cap and relative cost tolerance.
+
+    Returns:
+        (theta (B, P), cost (B,), converged (B,)) where cost is 0.5·Σ w·ρ(r²).
+    """
+    theta = np.clip(np.array(theta0, dtype=float), problem.lo, problem.hi)
+    B, P = theta.shape
+    Y = np.broadcast_to(problem.y if Y is None else Y, (B, problem.n))
+    W = np.ones((B, problem.n)) if W is None else np.asarray(W, dtype=float)
+    fs2 = f_scale**2
+
+    def cost_of(th: np.ndarray, rows: np.ndarray | slice = slice(None)) -> np.ndarray:
+        r = (problem.value(th) - Y[rows]) / problem.y_scale
+        rho, _ = _rho(r * r / fs2, loss)
+        c = 0.5 * fs2 * np.sum(W[rows] * rho, axis=-1)
+        return np.where(np.isfinite(c), c, np.inf)
+
+    lam = np.full(B, 1e-3)
+    cost = cost_of(theta)
+    converged = np.zeros(B, dtype=bool)
+    eye = np.eye(P)
+    for _ in range(max_iter):
+        active = ~converged
+        if not active.any():
+            break
+        th = theta[active]
+        r = (problem.value(th) - Y[active]) / problem.y_scale
+        J = problem.jac(th) / problem.y_scale
+        _, wr = _rho(r * r / fs2, loss)
+        w = W[active] * wr
+        J = np.where(np.isfinite(J), J, 0.0)
+        r = np.where(np.isfinite(r), r, 0.0)
+        JtW = J.transpose(0, 2, 1) * w[:, None, :]
+        A = JtW @ J
+        g = np.einsum("bpn,bn->bp", JtW, r)
+        diag = np.einsum("bpp->bp", A) + 1e-12
+        M = A + lam[active, None, None] * diag[:, :, None] * eye
+        try:
+            step = -np.linalg.solve(M, g[..., None])[..., 0]
+        except np.linalg.LinAlgError:
+            step = -np.einsum("bpq,bq->bp", np.linalg.pinv(M), g)
+        new = np.clip(th + step, problem.lo, problem.hi)
+        new_cost = cost_of(new, active)
+        old = cost[active]
+        better = new_cost < old
+        idx = np.flatnonzero(active)
+        theta[idx[better]] = new[better]
+        cost[idx[better]] = new_cost[better]
+        lam[idx] = np.where(better, np.maximum(lam[idx] / 3.0, 1e-12), lam[idx] * 4.0)
+        rel = np.abs(old - new_cost) <= tol * (old + 1e-300)
+        small = np.max(np.abs(new - th) / (np.abs(th) + 1e-8), axis=-1) < 1e-9
+        done = (better & (rel | small)) | (lam[idx] > 1e12)
+        converged[idx[done]] = True
+    return theta, cost, converged
+
+
+def _robust_sd(r: np.ndarray) -> float:
+    med = float(np.median(r))
+    return _MAD_TO_SD * float(np.median(np.abs(r - med)))
+
+
+def make_problem(
+    family: LawFamily,
+    inputs: np.ndarray,
+    y: np.ndarray,
+    src: np.ndarray,
+    layout: np.ndarray,
+    *,
+    sources: Sequence[str],
+    lower_is_better: bool | None,
+    x_refs: Sequence[float] | None = None,
+) -> Problem:
+    """Scale inputs and y and build a :class:`Problem` (see its attributes)."""
+    inputs = np.atleast_2d(np.asarray(inputs, dtype=float))
+    refs = (
+        tuple(float(v) for v in x_refs)
+        if x_refs is not None
+        else tuple(float(np.max(row)) for row in inputs)
+    )
+    X = inputs / np.asarray(refs)[:, None]
+    n_cols = int(layout.max()) + 1
+    flo, fhi = param_bounds(family, lower_is_better)
+    lo = np.full(n_cols, -np.inf)
+    hi = np.full(n_cols, np.inf)
+    for j in range(layout.shape[1]):
+        lo[layout[:, j]] = flo[j]
+        hi[layout[:, j]] = fhi[j]
+    spread = float(np.std(y))
+    if not spread > 0:
+        spread = max(abs(float(np.mean(y))), 1.0)
+    return Problem(
+        family=family,
+        X=X,
+        y=np.asarray(y, dtype=float),
+        src=np.asarray(src, dtype=int),
+        layout=np.asarray(layout, dtype=int),
+        lo=lo,
+        hi=hi,
+        y_scale=spread,
+        sources=tuple(sources),
+        x_ref=refs[0],
+        x_refs=refs,
+        lower_is_better=lower_is_better,
+    )
+
+
+def _starts(problem: Problem) -> np.ndarray:
+    """Multi-start vectors: each source's family starts, averaged into shared columns."""
+    per_source = []
+    for s in range(len(problem.sources)):
+        m = problem.src == s
+        per_source.append(start_vectors(problem.family, problem.X[:, m].T, problem.y[m]))
+    n_starts = max(len(v) for v in per_source)
+    out = np.zeros((n_starts, problem.n_params))
+    for k in range(n_starts):
+        acc = np.zeros(problem.n_params)
+        cnt = np.zeros(problem.n_params)
+        for s, vs in enumerate(per_source):
+            v = vs[k % len(vs)]
+            np.add.at(acc, problem.layout[s], v)
+            np.add.at(cnt, problem.layout[s], 1.0)
+        out[k] = acc / np.maximum(cnt, 1.0)
+    lo = np.where(np.isfinite(problem.lo), problem.lo, -np.inf)
+    hi = np.where(np.isfinite(problem.hi), problem.hi, np.inf)
+    # keep starts strictly inside the bounds (least_squares requires it)
+    width = np.where(np.isfinite(hi - lo), hi - lo, 1.0)
+    out = np.clip(out, lo + 1e-6 * width, hi - 1e-6 * width)
+    out = np.where(np.isfinite(out), out, 0.0)
+    return out
+
+
+def solve(problem: Problem, *, loss: str = "soft_l1") -> Solution:
+    """Fit a problem: multi-start batched LM, then a robust ``least_squares`` polish.
+
+    Never raises for numerical trouble: a degenerate problem gives ``success=False``.
+    """
+    n, P = problem.n, problem.n_params
+    nan = np.full(P, np.nan)
+    if n < P:
+        return Solution(
+            nan,
+            math.nan,
+            False,
+            f"too few points: {n} for {P} parameters",
+            0,
+            1.0,
+            None,
+            math.nan,
+            n - P,
+        )
+    for s, name in enumerate(problem.sources):
+        ys = problem.y[problem.src == s]
+        if ys.size and np.ptp(ys) == 0 and ys.size > 1 and np.std(problem.y) == 0:
+            return Solution(
+                nan,
+                math.nan,
+                False,
+                f"flat data: {name} does not change with compute",
+                0,
+                1.0,
+                None,
+                math.nan,
+                n - P,
+            )
+    if np.std(problem.y) == 0:
+        return Solution(
+            nan,
+            math.nan,
+            False,
+            "flat data: the metric does not change with compute",
+            0,
+            1.0,
+            None,
+            math.nan,
+            n - P,
+        )
+
+    starts = _starts(problem)
+    theta, cost, _ = batched_lm(problem, starts, loss="linear")
+    best = theta[int(np.argmin(cost))]
+    r0 = (problem.value(best) - problem.y) / problem.y_scale
+    # f_scale: the robust noise level of a plain least-squares fit, in y_scale units
+    f_scale = max(_robust_sd(r0), 1e-3) if n > P else 1.0
+    lo, hi = problem.lo, problem.hi
+    # least_squares needs a start strictly inside the bounds
+    x0 = np.clip(best, lo, hi)
+    pad_lo = np.where(np.isfinite(lo), lo + 1e-9 * (1 + np.abs(np.nan_to_num(lo))), -np.inf)
+    pad_hi = np.where(np.isfinite(hi), hi - 1e-9 * (1 + np.abs(np.nan_to_num(hi))), np.inf)
+    x0 = np.minimum(np.maximum(x0, pad_lo), pad_hi)
+
+    def fun(t: np.ndarray) -> np.ndarray:
+        r = (problem.value(t) - problem.y) / problem.y_scale
+        return np.where(np.isfinite(r), r, 1e6)
+
+    def jac(t: np.ndarray) -> np.ndarray:
+        J = problem.jac(t) / problem.y_scale
+        return np.where(np.isfinite(J), J, 0.0)
+
+    try:
+        res = optimize.least_squares(
+            fun,
+            x0,
+            jac=jac,
+            bounds=(lo, hi),
+            loss=loss,
+            f_scale=f_scale,
+            x_scale="jac",
+            max_nfev=200 * (P + 1),
+        )
+    except (ValueError, np.linalg.LinAlgError) as e:  # numerical trouble is data, not a crash
+        return Solution(
+            nan, math.nan, False, f"solver failed: {e}", 0, f_scale, None, math.nan, n - P
+        )
+    theta_hat = res.x
+    resid = fun(theta_hat) * problem.y_scale
+    ok = bool(
+        res.status > 0
+        and np.all(np.isfinite(theta_hat))
+        and np.all(np.abs(resid) < 1e5 * problem.y_scale)
+    )
+    msg = "converged" if ok else f"did not converge: {res.message}"
+    dof = n - P
+    noise_sd = math.sqrt(float(np.sum(resid**2)) / dof) if dof > 0 else math.nan
+    cov = None
+    if dof > 0 and ok:
+        J = problem.jac(theta_hat)
+        JtJ = J.T @ J
+        if np.all(np.isfinite(JtJ)) and np.linalg.cond(JtJ) < 1e12:
+            cov = np.linalg.inv(JtJ) * noise_sd**2
+    return Solution(theta_hat, float(res.cost), ok, msg, int(res.nfev), f_scale, cov, noise_sd, dof)
+
+
+def bootstrap(
+    problem: Problem,
+    sol: Solution,
+    n_boot: int = DEFAULT_BOOTSTRAP,
+    *,
+    scheme: str = "parametric",
+    loss: str = "soft_l1",
+    seed: int = 0,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Bootstrap parameter vectors, all replicates solved at once.
+
+    ``parametric`` (default): new data = fitted curve + normal noise whose scale is itself
+    drawn from its posterior (σ̂²·dof/χ²_dof), so that 3–6 points per source give honest,
+    t-like intervals instead of the too-narrow ones that resampling a handful of residuals
+    gives. ``cases`` resamples the runs within each source (multinomial case weights); it
+    needs several points per source to mean anything.
+
+    Returns:
+        (theta_boot (B, P), noise_sd_boot (B,)); empty arrays when no noise estimate exists.
+    """
+    if not sol.success or sol.dof < 1 or not math.isfinite(sol.noise_sd):
+        return np.empty((0, problem.n_params)), np.empty(0)
+    rng = np.random.default_rng(seed)
+    fitted = problem.value(sol.theta)
+    sd = sol.noise_sd * np.sqrt(sol.dof / rng.chisquare(sol.dof, size=n_boot))
+    if scheme == "parametric":
+        Y = fitted + sd[:, None] * rng.standard_normal((n_boot, problem.n))
+        W = None
+    elif scheme == "cases":
+        Y = None
+        W = np.zeros((n_boot, problem.n))
+        for s in range(len(problem.sources)):
+            idx = np.flatnonzero(problem.src == s)
+            counts = rng.multinomial(idx.size, np.full(idx.size, 1.0 / idx.size), size=n_boot)
+            W[:, idx] = counts
+    else:
+        raise FitError(f"Unknown bootstrap scheme {scheme!r}: use parametric or cases.")
+    theta0 = np.broadcast_to(sol.theta, (n_boot, problem.n_params))
+    theta, _, _ = batched_lm(problem, theta0, Y=Y, W=W, loss=loss, f_scale=sol.f_scale)
+    return theta, sd
+
+
+def fit_many(
+    family: LawFamily | str,
+    compute: np.ndarray,
+    Y: np.ndarray,
+    *,
+    lower_is_better: bool | None = None,
+    n_boot: int = 0,
+    seed: int = 0,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Fit many data sets that share their compute values, all at once (plain least squares).
+
+    For simulations and benchmarks: T data sets of n points are fitted by one batched
+    multi-start Levenberg–Marquardt, then bootstrapped together with the same parametric
+    scheme as :func:`bootstrap` (noise scale drawn from its posterior).
+
+    Args:
+        family: the family or its name.
+        compute: shape (n,), positive.
+        Y: shape (T, n).
+        lower_is_better: the metrics' direction.
+        n_boot: bootstrap replicates per data set (0: none).
+        seed: random seed.
+
+    Returns:
+        (theta (T, P), noise_sd (T,), boot (T, B, P), boot_sd (T, B)); x is scaled by
+        ``max(compute)``.
+    """
+    fam = get_family(family) if isinstance(family, str) else family
+    Y = np.atleast_2d(np.asarray(Y, dtype=float))
+    x, _ = check_xy(compute, Y[0])
+    T, n = Y.shape
+    p = len(fam.params)
+    if n <= p:
+        raise FitError(f"fit_many needs more points ({n}) than parameters ({p}).")
+    problem = make_problem(
+        fam,
+        x[None, :],
+        Y[0],
+        np.zeros(n, int),
+        np.arange(p)[None, :],
+        sources=["s"],
+        lower_is_better=lower_is_better,
+    )
+    problem = replace(problem, y_scale=float(np.mean(np.std(Y, axis=1))) or 1.0)
+    starts = np.stack(
+        [np.clip(v, problem.lo, problem.hi) for v in start_vectors(fam, problem.X.T, np.mean(Y, 0))]
+    )
+    k = starts.shape[0]
+    theta, cost, _ = batched_lm(problem, np.repeat(starts, T, axis=0), Y=np.tile(Y, (k, 1)))
+    best = np.argmin(cost.reshape(k, T), axis=0)
+    theta = theta.reshape(k, T, p)[best, np.arange(T)]
+    resid = problem.value(theta) - Y
+    dof = n - p
+    noise_sd = np.sqrt(np.sum(resid**2, axis=1) / dof)
+    if not n_boot:
+        return theta, noise_sd, np.empty((T, 0, p)), np.empty((T, 0))
+    rng = np.random.default_rng(seed)
+    sd = noise_sd[:, None] * np.sqrt(dof / rng.chisquare(dof, size=(T, n_boot)))
+    fitted = problem.value(theta)  # (T, n)
+    Yb = fitted[:, None, :] + sd[..., None] * rng.standard_normal((T, n_boot, n))
+    tb, _, _ = batched_lm(problem, np.repeat(theta, n_boot, axis=0), Y=Yb.reshape(T * n_boot, n))
+    return theta, noise_sd, tb.reshape(T, n_boot, p), sd
+
+
+def check_xy(compute: object, values: object, what: str = "") -> tuple[np.ndarray, np.ndarray]:
+    """Validate compute and values arrays; raise FitError on bad input."""
+    try:
+        x = np.asarray(compute, dtype=float)
+        y = np.asarray(values, dtype=float)
+    except (TypeError, ValueError) as e:
+        raise FitError(f"Compute and values must be numbers{what}: {e}.") from e
+    if x.ndim != 1 or y.ndim != 1 or x.shape != y.shape:
+        raise FitError(
+            f"Compute and values must be 1-D arrays of the same length{what} "
+            f"(got shapes {x.shape} and {y.shape})."
+        )
+    if x.size == 0:
+        raise FitError(f"No points to fit{what}: import runs first (annealplan runs import).")
+    if not np.all(np.isfinite(x)) or not np.all(np.isfinite(y)):
+        raise FitError(f"Compute and values must be finite{what}: remove NaN/inf rows.")
+    if np.any(x <= 0):
+        raise FitError(f"Compute must be positive{what}: a law in log-compute needs x > 0.")
+    return x, y
+
+
+def to_lawfits(
+    problem: Problem,
+    sol: Solution,
+    *,
+    study: str,
+    metric: str,
+    method: str,
+    boot: np.ndarray | None = None,
+    boot_sd: np.ndarray | None = None,
+    extra: dict | None = None,
+    inputs: np.ndarray | None = None,
+) -> list[LawFit]:
+    """Split a solved problem into one LawFit per source (shared params repeated)."""
+    names = problem.family.param_names
+    out = []
+    for s, source in enumerate(problem.sources):
+        cols = problem.layout[s]
+        m = problem.src == s
+        theta_s = sol.theta[cols]
+        cov = sol.covariance[np.ix_(cols, cols)] if sol.covariance is not None else None
+        b = boot[:, cols] if boot is not None and boot.size else None
+        xmax = float(np.max(problem.X[0, m]) * problem.x_ref) if m.any() else math.nan
+        info = {
+            "noise_sd": sol.noise_sd,
+            "dof": sol.dof,
+            "f_scale": sol.f_scale,
+            "x_refs": list(problem.x_refs),
+        }
+        if boot_sd is not None and boot_sd.size:
+            info["noise_sd_boot"] = boot_sd
+        info.update(extra or {})
+        out.append(
+            LawFit(
+                study=study,
+                metric=metric,
+                source=source,
+                family=problem.family.name,
+                method=method,
+                params={k: float(v) for k, v in zip(names, theta_s, strict=True)},
+                x_ref=problem.x_ref,
+                covariance=cov,
+                boot=b,
+                loss=sol.cost,
+                success=sol.success,
+                message=sol.message,
+                nfev=sol.nfev,
+                n_points=int(m.sum()),
+                x_max=xmax,
+                lower_is_better=bool(problem.lower_is_better),
+                extra=info,
+            )
+        )
+    return out
+
+
+def fit_law(
+    family: LawFamily | str,
+    compute: Sequence[float] | np.ndarray,
+    values: Sequence[float] | np.ndarray,
+    *,
+    lower_is_better: bool | None = None,
+    study: str = "default",
+    metric: str = "metric",
+    source: str = "source",
+    n_boot: int = 0,
+    scheme: str = "parametric",
+    loss: str = "soft_l1",
+    seed: int = 0,
+) -> LawFit:
+    """Fit one family to one source's points.
+
+    Args:
+        family: a family or its name.
+        compute: compute per point (any positive unit); for multi-variable families an
+            array of shape (k, n) (e.g. params and tokens).
+        values: the metric per point, in its own units.
+        lower_is_better: the metric's direction (fixes the power law's sign); None: free.
+        study, metric, source: labels copied into the fit.
+        n_boot: bootstrap replicates (0: none).
+        scheme, loss, seed: bootstrap scheme, robust loss and random seed.
+
+    Returns:
+        A LawFit; ``success=False`` with a message when the data cannot support the fit.
+
+    Raises:
+        FitError: bad input (shapes, non-finite values, non-positive compute, unknown names).
+    """
+    fam = get_family(family) if isinstance(family, str) else family
+    k = len(variables(fam))
+    inputs = np.atleast_2d(np.asarray(compute, dtype=float)) if k > 1 else None
+    if k > 1:
+        if inputs.shape[0] != k:
+            raise FitError(f"Family {fam.name!r} needs {k} input rows (e.g. params and tokens).")
+        for row in inputs:
+            check_xy(row, values, f" for {source}")
+        y = np.asarray(values, dtype=float)
+    else:
+        x, y = check_xy(compute, values, f" for {source}")
+        inputs = x[None, :]
+    p = len(fam.params)
+    problem = make_problem(
+        fam,
+        inputs,
+        y,
+        np.zeros(y.size, int),
+        np.arange(p)[None, :],
+        sources=[source],
+        lower_is_better=lower_is_better,
+    )
+    sol = solve(problem, loss=loss)
+    boot = sd = None
+    if n_boot and sol.success:
+        boot, sd = bootstrap(problem, sol, n_boot, scheme=scheme, loss=loss, seed=seed)
+    [fit] = to_lawfits(
+        problem, sol, study=study, metric=metric, method="independent", boot=boot, boot_sd=sd
+    )
+    return fit
+
+
+def _inputs_for(fit: LawFit, compute: object) -> list[np.ndarray]:
+    fam = get_family(fit.family)
+    arr = np.asarray(compute, dtype=float)
+    refs = list(fit.extra.get("x_refs") or [fit.x_ref])
+    if len(variables(fam)) > 1:
+        arr = np.atleast_2d(arr)
+        return [arr[i] / refs[i] for i in range(arr.shape[0])]
+    return [arr / fit.x_ref]
+
+
+def predict(fit: LawFit, compute: object) -> np.ndarray:
+    """The fitted law's value at ``compute`` (same unit as the fitted compute).
+
+    Raises:
+        FitError: the fit failed (nothing to predict with).
+    """
+    if not fit.success:
+        raise FitError(f"The fit for {fit.source} failed ({fit.message}); refit with more runs.")
+    fam = get_family(fit.family)
+    P = [np.float64(fit.params[n]) for n in fam.param_names]
+    return compiled(fam).value(_inputs_for(fit, compute), P)
+
+
+def predict_boot(fit: LawFit, compute: object) -> np.ndarray:
+    """Predicted values for every bootstrap sample: shape (B, n).
+
+    Raises:
+        FitError: the fit has no bootstrap samples.
+    """
+    if fit.boot is None or len(fit.boot) == 0:
+        raise FitError(
+            f"The fit for {fit.source} has no bootstrap samples; refit with --bootstrap."
+        )
+    fam = get_family(fit.family)
+    X = [np.atleast_1d(v)[None, :] for v in _inputs_for(fit, compute)]
+    P = [fit.boot[:, j][:, None] for j in range(len(fam.params))]
+    return compiled(fam).value(X, P)
+
+
+def predict_interval(
+    fit: LawFit, compute: object, level: float = DEFAULT_LEVEL, *, seed: int = 0
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Point prediction and a prediction interval for a new observation at ``compute``.
+
+    The interval holds parameter uncertainty (bootstrap samples) plus observation noise
+    (each replicate's noise scale), so it is a prediction interval, not a confidence band.
+
+    Returns:
+        (point, low, high), each of shape (n,); low/high are NaN without bootstrap samples.
+    """
+    point = np.atleast_1d(predict(fit, compute))
+    if fit.boot is None or len(fit.boot) == 0:
+        nan = np.full(point.shape, np.nan)
+        return point, nan, nan
+    draws = predict_boot(fit, compute)
+    sd = np.asarray(fit.extra.get("noise_sd_boot", np.zeros(draws.shape[0])), dtype=float)
+    rng = np.random.default_rng(seed)
+    draws = draws + sd[:, None] * rng.standard_normal(draws.shape)
+    draws = draws + _shape_error(fit, compute, draws.shape, rng)
+    draws = draws[np.all(np.isfinite(draws), axis=1)]
+    if draws.shape[0] < 10:
+        nan = np.full(point.shape, np.nan)
+        return point, nan, nan
+    tail = (1.0 - level) / 2.0
+    low, high = np.quantile(draws, [tail, 1.0 - tail], axis=0)
+    return point, low, high
+
+
+def _shape_error(fit: LawFit, compute: object, shape: tuple[int, int], rng) -> np.ndarray:
+    """Draws of the law's shape (misspecification) error beyond the fitted range.
+
+    Bootstrap samples only say how the parameters vary if the family were right. Beyond
+    the data the family's shape is the larger risk, so the leave-last-out extrapolation
+    errors (one per source, ``llo_rmse`` over ``llo_n`` of them, made at a log-distance
+    ``llo_log_dist``) set a scale that grows linearly with the log-distance beyond the
+    largest fitted compute; its uncertainty from so few errors is carried by drawing the
+    scale from its posterior (σ²·k/χ²_k), which widens the tails like a Student t.
+    """
+    rmse = fit.extra.get("llo_rmse")
+    dist0 = fit.extra.get("llo_log_dist")
+    k = int(fit.extra.get("llo_n", 0) or 0)
+    if rmse is None or not dist0 or dist0 <= 0 or k < 1 or not math.isfinite(fit.x_max):
+        return np.zeros(shape)
+    c = np.atleast_1d(np.asarray(compute, dtype=float))
+    if c.ndim > 1:  # multi-variable laws: no notion of a single extrapolation distance
+        return np.zeros(shape)
+    dist = np.maximum(np.log(c / fit.x_max), 0.0)
+    scale = float(rmse) * dist / float(dist0)
+    sd = np.sqrt(k / rng.chisquare(k, size=shape[0]))
+    return sd[:, None] * scale[None, :] * rng.standard_normal(shape)
+
+
+def t_quantile(level: float, dof: int) -> float:
+    """Two-sided Student-t quantile (exposed for callers that want analytic intervals)."""
+    return float(stats.t.ppf(0.5 + level / 2.0, dof))
+
+
+__all__ = [
+    "Problem",
+    "Solution",
+    "batched_lm",
+    "bootstrap",
+    "check_xy",
+    "fit_law",
+    "fit_many",
+    "make_problem",
+    "predict",
+    "predict_boot",
+    "predict_interval",
+    "solve",
+    "to_lawfits",
+]

@@ -1,0 +1,398 @@
+"""Joint fits across the sources of one (study, metric), and model selection.
+
+Independent fits on 3–6 points per source are unstable: three points barely fix a
+three-parameter power law. A joint fit solves one least-squares problem over every source of
+a (study, metric) and shares some parameters — the exponent and the asymptote describe the
+model and the metric more than the data source, while the scale (or the intercept) is
+what a source changes. Which family and which sharing pattern to use is chosen by
+leave-last-out extrapolation error: hold out each source's largest-compute point, fit the
+rest, and score how well the held-out points are extrapolated — the task the law is for.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from planner.domain import LawFit, Observation
+from planner.errors import FitError
+from planner.laws.families import get_family
+from planner.laws.fit import (
+    DEFAULT_BOOTSTRAP,
+    Problem,
+    Solution,
+    bootstrap,
+    check_xy,
+    make_problem,
+    solve,
+    to_lawfits,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Candidate:
+    """A family plus the parameters shared across sources.
+
+    ``shared=None`` means every parameter is shared except none — use ``()`` for fully
+    independent fits (each source its own parameters, still solved as one problem).
+    """
+
+    family: str
+    shared: tuple[str, ...] = ()
+
+    @property
+    def name(self) -> str:
+        return f"{self.family}[{','.join(self.shared)}]" if self.shared else self.family
+
+    def per_source_params(self) -> int:
+        fam = get_family(self.family)
+        return sum(1 for p in fam.param_names if p not in self.shared)
+
+    def n_params(self, n_sources: int) -> int:
+        return len(self.shared) + n_sources * self.per_source_params()
+
+
+def parse_candidate(text: str) -> Candidate:
+    """``"power[E,alpha]"`` → Candidate("power", ("E", "alpha")); ``"power"`` → independent.
+
+    Raises:
+        FitError: unknown family or parameter.
+    """
+    text = text.strip()
+    if "[" in text:
+        name, rest = text.split("[", 1)
+        shared = tuple(p.strip() for p in rest.rstrip("]").split(",") if p.strip())
+    else:
+        name, shared = text, ()
+    fam = get_family(name)
+    bad = [p for p in shared if p not in fam.param_names]
+    if bad:
+        raise FitError(
+            f"Family {name!r} has no parameter {bad[0]!r}; its parameters are "
+            f"{', '.join(fam.param_names)}."
+        )
+    return Candidate(name, shared)
+
+
+# Candidates for model selection, simplest first (ties go to the simpler one). With 3–6
+# points per source only laws with at most two parameters per source are supported by the
+# data: shared shape (slope, or exponent and asymptote), per-source level or scale.
+CANDIDATES_ANY = (
+    Candidate("loglinear", ("b",)),
+    Candidate("loglinear"),
+    Candidate("power", ("E", "alpha")),
+)
+# Richer forms, for sources with many points (``annealplan fit --family power``).
+CANDIDATES_RICH = (
+    Candidate("power", ("alpha",)),
+    Candidate("power"),
+)
+CANDIDATES_BOUNDED = (Candidate("logistic", ("floor", "ceil", "k")),)
+
+
+def default_candidates(values: np.ndarray) -> tuple[Candidate, ...]:
+    """The default candidates: the shared-shape forms above.
+
+    The logistic and the richer power forms are left out of the default: on short,
+    noisy series they fit the noise and extrapolate it (leave-last-out picks them by luck).
+    """
+    return CANDIDATES_ANY
+
+
+@dataclass(frozen=True, slots=True)
+class GroupData:
+    """The points of one (study, metric), per source, sorted by compute."""
+
+    study: str
+    metric: str
+    lower_is_better: bool
+    data: Mapping[str, tuple[np.ndarray, np.ndarray]]
+
+    @property
+    def sources(self) -> tuple[str, ...]:
+        return tuple(self.data)
+
+
+def group_observations(
+    observations: Sequence[Observation], *, lower_is_better: Mapping[str, bool] | None = None
+) -> list[GroupData]:
+    """Group observations by (study, metric) and source, sorted by compute."""
+    from planner.domain import lower_is_better as direction
+
+    buckets: dict[tuple[str, str], dict[str, list[tuple[float, float]]]] = {}
+    for o in observations:
+        buckets.setdefault((o.study, o.metric), {}).setdefault(o.source, []).append(
+            (float(o.compute), float(o.value))
+        )
+    out = []
+    for (study, metric), by_source in sorted(buckets.items()):
+        data = {}
+        for source, pts in sorted(by_source.items()):
+            arr = np.array(sorted(pts), dtype=float)
+            data[source] = (arr[:, 0], arr[:, 1])
+        out.append(GroupData(study, metric, direction(metric, lower_is_better), data))
+    return out
+
+
+def build_problem(
+    candidate: Candidate,
+    data: Mapping[str, tuple[np.ndarray, np.ndarray]],
+    *,
+    lower_is_better: bool | None,
+    x_ref: float | None = None,
+) -> Problem:
+    """The joint least-squares problem of a candidate over the sources in ``data``."""
+    fam = get_family(candidate.family)
+    names = fam.param_names
+    sources = list(data)
+    layout = np.zeros((len(sources), len(names)), dtype=int)
+    col = 0
+    for j, p in enumerate(names):
+        if p in candidate.shared:
+            layout[:, j] = col
+            col += 1
+    for s in range(len(sources)):
+        for j, p in enumerate(names):
+            if p not in candidate.shared:
+                layout[s, j] = col
+                col += 1
+    xs, ys, src = [], [], []
+    for s, name in enumerate(sources):
+        x, y = check_xy(*data[name], f" for {name}")
+        xs.append(x)
+        ys.append(y)
+        src.append(np.full(x.size, s))
+    x_all = np.concatenate(xs)
+    ref = float(x_ref) if x_ref else float(np.max(x_all))
+    return make_problem(
+        fam,
+        x_all[None, :],
+        np.concatenate(ys),
+        np.concatenate(src),
+        layout,
+        sources=sources,
+        lower_is_better=lower_is_better,
+        x_refs=[ref],
+    )
+
+
+def _feasible(candidate: Candidate, data: Mapping[str, tuple[np.ndarray, np.ndarray]]) -> bool:
+    """Enough distinct points: each source fixes its own params, and one dof is left."""
+    per = candidate.per_source_params()
+    counts = [np.unique(x).size for x, _ in data.values()]
+    if any(c < max(per, 1) for c in counts):
+        return False
+    return sum(x.size for x, _ in data.values()) > candidate.n_params(len(data))
+
+
+def _hold_out_last(data):
+    train, held = {}, {}
+    for name, (x, y) in data.items():
+        last = x == np.max(x)
+        train[name] = (x[~last], y[~last])
+        held[name] = (float(np.max(x)), float(np.mean(y[last])))
+    return train, held
+
+
+def leave_last_out(
+    candidate: Candidate,
+    data: Mapping[str, tuple[np.ndarray, np.ndarray]],
+    *,
+    lower_is_better: bool | None,
+    loss: str = "soft_l1",
+) -> tuple[np.ndarray, np.ndarray]:
+    """Extrapolation errors of each source's largest-compute point, fitted without it.
+
+    Returns:
+        (errors, log_distances): signed errors (predicted - observed, in metric units) and
+        log(x_held / largest x kept) per source; empty arrays when the candidate cannot be
+        fitted on the reduced data.
+    """
+    train, held = _hold_out_last(data)
+    empty = np.empty(0), np.empty(0)
+    if not _feasible(candidate, train):
+        return empty
+    problem = build_problem(candidate, train, lower_is_better=lower_is_better)
+    sol = solve(problem, loss=loss)
+    if not sol.success:
+        return empty
+    errs, dists = [], []
+    for s, name in enumerate(problem.sources):
+        x_new, y_new = held[name]
+        errs.append(_value_at(problem, sol.theta[problem.layout[s]], x_new) - y_new)
+        dists.append(math.log(x_new / float(np.max(train[name][0]))))
+    return np.array(errs), np.array(dists)
+
+
+def leave_last_out_error(
+    candidate: Candidate,
+    data: Mapping[str, tuple[np.ndarray, np.ndarray]],
+    *,
+    lower_is_better: bool | None,
+    loss: str = "soft_l1",
+) -> float:
+    """Mean |leave-last-out error| divided by the metric's spread (``inf`` if unfittable)."""
+    errs, _ = leave_last_out(candidate, data, lower_is_better=lower_is_better, loss=loss)
+    if errs.size == 0 or not np.all(np.isfinite(errs)):
+        return math.inf
+    spread = float(np.std(np.concatenate([y for _, y in data.values()]))) or 1.0
+    return float(np.mean(np.abs(errs))) / spread
+
+
+def _value_at(problem: Problem, theta_s: np.ndarray, compute: float) -> float:
+    from planner.laws.families import compiled
+
+    fam = problem.family
+    P = [np.float64(v) for v in theta_s]
+    return float(compiled(fam).value([np.float64(compute / problem.x_ref)], P))
+
+
+@dataclass(frozen=True, slots=True)
+class JointResult:
+    """A joint fit: per-source LawFits plus the problem and solution behind them."""
+
+    candidate: Candidate
+    fits: tuple[LawFit, ...]
+    problem: Problem | None
+    solution: Solution | None
+    scores: Mapping[str, float]
+
+
+def fit_joint(
+    group: GroupData,
+    *,
+    candidates: Sequence[Candidate | str] | None = None,
+    n_boot: int = DEFAULT_BOOTSTRAP,
+    scheme: str = "parametric",
+    loss: str = "soft_l1",
+    seed: int = 0,
+    method: str = "joint",
+) -> JointResult:
+    """Fit the sources of one (study, metric) jointly, choosing the candidate by
+    leave-last-out extrapolation error (falling back to simpler candidates when points
+    are too few).
+
+    Args:
+        group: the points per source.
+        candidates: candidates to choose among (names such as ``"power[E,alpha]"`` or
+            Candidate objects); default: :func:`default_candidates`.
+        n_boot, scheme, loss, seed: bootstrap and robust-loss settings.
+        method: the label stored in each LawFit.
+
+    Returns:
+        A JointResult; its fits have ``success=False`` with a message when nothing fits.
+
+    Raises:
+        FitError: bad input (no sources, unknown candidate names).
+    """
+    if not group.data:
+        raise FitError(f"No runs for {group.study}/{group.metric}: import runs first.")
+    values = np.concatenate([y for _, y in group.data.values()])
+    cands = [
+        parse_candidate(c) if isinstance(c, str) else c
+        for c in (candidates or default_candidates(values))
+    ]
+    feasible = [c for c in cands if _feasible(c, group.data)]
+    if not feasible:
+        return _failed(group, cands[0], "too few points per source for any candidate law", method)
+    spread = float(np.std(values)) or 1.0
+    scores: dict[str, float] = {}
+    llo: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+    for c in feasible:
+        errs, dists = leave_last_out(
+            c, group.data, lower_is_better=group.lower_is_better, loss=loss
+        )
+        llo[c.name] = (errs, dists)
+        ok = errs.size and np.all(np.isfinite(errs))
+        scores[c.name] = float(np.mean(np.abs(errs))) / spread if ok else math.inf
+    finite = [c for c in feasible if math.isfinite(scores[c.name])]
+    # the first candidate with the least error: candidates are ordered simplest first
+    chosen = min(finite, key=lambda c: scores[c.name]) if finite else feasible[0]
+    problem = build_problem(chosen, group.data, lower_is_better=group.lower_is_better)
+    sol = solve(problem, loss=loss)
+    boot = sd = None
+    if n_boot and sol.success:
+        boot, sd = bootstrap(problem, sol, n_boot, scheme=scheme, loss=loss, seed=seed)
+    errs, dists = llo.get(chosen.name, (np.empty(0), np.empty(0)))
+    extra = {
+        "candidate": chosen.name,
+        "llo_error": scores.get(chosen.name, math.nan),
+        "llo_scores": dict(scores),
+    }
+    if errs.size and np.all(np.isfinite(errs)):
+        # the held-out extrapolation errors measure what the bootstrap cannot: how wrong
+        # the law's shape is one step beyond the data (see fit.predict_interval)
+        extra["llo_rmse"] = float(np.sqrt(np.mean(errs**2)))
+        extra["llo_n"] = int(errs.size)
+        extra["llo_log_dist"] = float(np.mean(dists))
+    fits = to_lawfits(
+        problem,
+        sol,
+        study=group.study,
+        metric=group.metric,
+        method=method,
+        boot=boot,
+        boot_sd=sd,
+        extra=extra,
+    )
+    return JointResult(chosen, tuple(fits), problem, sol, scores)
+
+
+def fit_independent(
+    group: GroupData,
+    *,
+    family: str | None = None,
+    n_boot: int = DEFAULT_BOOTSTRAP,
+    scheme: str = "parametric",
+    loss: str = "soft_l1",
+    seed: int = 0,
+) -> list[LawFit]:
+    """One fit per source (no shared parameters); the family is chosen per source by
+    leave-last-out error among the unshared candidates when ``family`` is None."""
+    out: list[LawFit] = []
+    for i, source in enumerate(group.sources):
+        sub = GroupData(
+            group.study, group.metric, group.lower_is_better, {source: group.data[source]}
+        )
+        values = group.data[source][1]
+        if family:
+            cands: Sequence[Candidate] = (Candidate(family),)
+        else:
+            cands = tuple(c for c in default_candidates(values) if not c.shared) or (
+                Candidate("loglinear"),
+            )
+        res = fit_joint(
+            sub,
+            candidates=cands,
+            n_boot=n_boot,
+            scheme=scheme,
+            loss=loss,
+            seed=seed + i,
+            method="independent",
+        )
+        out.extend(res.fits)
+    return out
+
+
+def _failed(group: GroupData, cand: Candidate, message: str, method: str) -> JointResult:
+    fam = get_family(cand.family)
+    fits = tuple(
+        LawFit(
+            study=group.study,
+            metric=group.metric,
+            source=s,
+            family=cand.family,
+            method=method,
+            params={p: math.nan for p in fam.param_names},
+            success=False,
+            message=message,
+            n_points=int(group.data[s][0].size),
+            x_max=float(np.max(group.data[s][0])) if group.data[s][0].size else math.nan,
+            lower_is_better=group.lower_is_better,
+        )
+        for s in group.sources
+    )
+    return JointResult(cand, fits, None, None, {})

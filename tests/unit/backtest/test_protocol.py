@@ -1,0 +1,132 @@
+"""The backtest protocol on small hand-made tables, the CLI, and the development data."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from planner.backtest import METHODS, build_targets, run_backtest
+from planner.backtest.protocol import Prediction, score_target, value_at
+from planner.domain import Observation
+from planner.errors import FitError
+
+REPO = Path(__file__).resolve().parents[3]
+DEV_DATA = REPO / ".." / "shared" / "data" / "overtraining-gadre2024"
+
+
+def _obs(rows, metric="loss", study="s"):
+    return [Observation(study, metric, src, float(c), float(v)) for src, c, v in rows]
+
+
+# a: 5 runs up to 1000, b: runs up to 2000 (with two seeds at 10), c: too few small runs
+ROWS = [
+    ("a", 1, 5.0), ("a", 10, 4.0), ("a", 50, 3.6), ("a", 100, 3.5), ("a", 1000, 3.0),
+    ("b", 1, 5.5), ("b", 10, 4.1), ("b", 10, 3.9), ("b", 30, 3.7), ("b", 100, 3.4),
+    ("b", 2000, 2.8),
+    ("c", 1, 6.0), ("c", 3000, 2.0),
+]  # fmt: skip
+
+
+def test_targets_follow_the_protocol():
+    [t] = build_targets(_obs(ROWS), 0.1)
+    assert t.x_target == 1000  # min over sources of each source's largest compute
+    assert t.left_out == ("c",)  # fewer than 3 distinct computes <= 100
+    assert set(t.fit_data) == {"a", "b"}
+    assert t.actual["a"] == 3.0
+    # b at 1000: between 100 (3.4) and 2000 (2.8), linear in log x
+    expect = 3.4 + (2.8 - 3.4) * math.log(10) / math.log(20)
+    assert t.actual["b"] == pytest.approx(expect)
+    assert t.x_pe == 100
+    assert t.point_estimate == {"a": 3.5, "b": 3.4}
+    assert value_at(*t.fit_data["b"], 10) == pytest.approx(4.0)  # seeds averaged
+
+
+def test_scoring_pairs_ties_and_are():
+    [t] = build_targets(_obs(ROWS), 0.1)
+    right = score_target(t, {"a": Prediction(3.1, 2.9, 3.2), "b": Prediction(2.9, 2.0, 2.5)})
+    assert (right.pairs, right.correct, right.pe_correct) == (1, 1, 1)
+    assert right.covered == 1 and right.intervals == 2
+    wrong = score_target(t, {"a": Prediction(2.0), "b": Prediction(3.0)})
+    assert wrong.correct == 0
+    assert wrong.are == pytest.approx((1.0 / 3.0 + abs(3.0 - t.actual["b"]) / t.actual["b"]) / 2)
+    tie = [("a", 1, 1), ("a", 2, 1), ("a", 3, 1), ("a", 40, 2), ("b", 1, 1), ("b", 2, 1),
+           ("b", 3, 1), ("b", 40, 2)]  # fmt: skip
+    [tt] = build_targets(_obs(tie, metric="acc"), 0.1)
+    assert score_target(tt, {}).pairs == 0  # equal actual values are left out
+
+
+def test_direction_does_not_break_accuracy():
+    rows = [(s, c, v) for s, c, v in ROWS if s != "c"]
+    acc = run_backtest(_obs(rows, metric="acc"), method="point-estimate")
+    loss = run_backtest(_obs(rows, metric="loss"), method="point-estimate")
+    assert acc.decision_accuracy == loss.decision_accuracy
+
+
+def test_bad_inputs():
+    with pytest.raises(FitError, match="fraction"):
+        build_targets(_obs(ROWS), 0.0)
+    with pytest.raises(FitError, match="No runs for metric"):
+        build_targets(_obs(ROWS), 0.1, metrics=["bpb"])
+    with pytest.raises(FitError, match="Did you mean 'joint'"):
+        run_backtest(_obs(ROWS), method="jont")
+    with pytest.raises(FitError, match="Nothing to backtest"):
+        run_backtest(_obs(ROWS[:3]), method="joint")
+
+
+@pytest.mark.parametrize("method", ["joint", "independent", "point-estimate"])
+def test_methods_run_on_a_small_table(method):
+    res = run_backtest(_obs(ROWS), fraction=0.1, method=method)
+    assert res.groups == 1 and res.pairs == 1
+    assert set(METHODS) >= {"joint", "independent", "point-estimate"}
+
+
+def test_cli_json_object(tmp_path):
+    from planner.cli import cli
+
+    path = tmp_path / "runs.csv"
+    path.write_text(
+        "source,compute,metric,value\n" + "".join(f"{s},{c},loss,{v}\n" for s, c, v in ROWS)
+    )
+    out = CliRunner().invoke(cli, ["backtest", str(path), "--json", "--method", "joint"])
+    assert out.exit_code == 0, out.output
+    d = json.loads(out.output)
+    assert set(d) >= {
+        "fraction", "method", "groups", "pairs", "decision_accuracy",
+        "point_estimate_decision_accuracy", "mean_are", "point_estimate_mean_are",
+        "interval_coverage", "per_group",
+    }  # fmt: skip
+    text = CliRunner().invoke(cli, ["backtest", str(path)])
+    assert "decision accuracy" in text.output
+    bad = CliRunner().invoke(cli, ["backtest", str(path), "--method", "nope"])
+    assert bad.exit_code == 2 and "Unknown backtest method" in bad.output
+
+
+@pytest.mark.slow
+def test_development_data_backtest():
+    """Gadre et al. (2024): measured figures of the default method (see the report).
+
+    The issue's goal (+5 points over the point estimate) is NOT reached on this data; the
+    assertions pin what is reached: no worse than the point estimate on decisions, and 90%
+    intervals covering 80–96% of targets.
+    """
+    if not (DEV_DATA / "runs_flat.csv").exists():
+        pytest.skip("the development data (../shared/data/overtraining-gadre2024) is absent")
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("convert", REPO / "examples/gadre2024/convert.py")
+    convert = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(convert)
+    rows = convert.convert(DEV_DATA)
+    obs = [
+        Observation(r["study"], r["metric"], r["source"], float(r["compute"]), float(r["value"]))
+        for r in rows
+    ]
+    for fraction in (0.1, 0.25):
+        res = run_backtest(obs, fraction=fraction)
+        assert res.groups == 216 and res.pairs == 605
+        assert res.decision_accuracy >= res.point_estimate_decision_accuracy
+        assert 0.80 <= res.interval_coverage <= 0.96

@@ -1,0 +1,39 @@
+"""``annealplan fit`` and ``annealplan predict`` on an imported runs table."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+from click.testing import CliRunner
+
+from planner.cli import cli
+
+
+def test_fit_then_predict(tmp_path):
+    x = np.logspace(18, 20, 5)
+    lines = ["source,compute,metric,value"]
+    for name, a in (("web", 1.0), ("books", 1.4)):
+        for c in x:
+            lines.append(f"{name},{c},loss,{2.0 + a * (c / x.max()) ** -0.3:.6f}")
+    path = tmp_path / "runs.csv"
+    path.write_text("\n".join(lines) + "\n")
+    db = str(tmp_path / "a.duckdb")
+    run = CliRunner()
+    out = run.invoke(cli, ["--db", db, "runs", "import", str(path)])
+    assert out.exit_code == 0, out.output
+    out = run.invoke(cli, ["--db", db, "fit", "--bootstrap", "100", "--json"])
+    assert out.exit_code == 0, out.output
+    fits = json.loads(out.output)
+    assert {f["source"] for f in fits} == {"web", "books"} and all(f["success"] for f in fits)
+    out = run.invoke(cli, ["--db", db, "predict", "--source", "web", "--compute", "1e21", "--json"])
+    assert out.exit_code == 0, out.output
+    p = json.loads(out.output)
+    assert p["low"] < p["value"] < p["high"]
+    assert abs(p["value"] - (2.0 + 10**-0.3)) < 0.05
+    text = run.invoke(cli, ["--db", db, "predict", "--source", "web", "--compute", "1e21"])
+    assert "90%" in text.output
+    bad = run.invoke(cli, ["--db", db, "predict", "--source", "wbe", "--compute", "1e21"])
+    assert bad.exit_code == 2 and "No fit for source 'wbe'" in bad.output
+    bad = run.invoke(cli, ["--db", db, "fit", "--metric", "acc"])
+    assert bad.exit_code == 2 and "No runs" in bad.output

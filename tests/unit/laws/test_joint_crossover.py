@@ -1,0 +1,97 @@
+"""Joint fits across sources, leave-last-out selection, and crossovers."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from planner.domain import Observation
+from planner.errors import FitError
+from planner.laws.crossover import crossover
+from planner.laws.fit import fit_law, predict
+from planner.laws.joint import (
+    GroupData,
+    fit_independent,
+    fit_joint,
+    group_observations,
+    parse_candidate,
+)
+
+X = np.logspace(18, 20, 5)
+
+
+def _group(noise=0.005, seed=0):
+    rng = np.random.default_rng(seed)
+    xs = X / X.max()
+    data = {
+        name: (X, 2.0 + a * xs**-0.3 + rng.normal(0, noise, X.size))
+        for name, a in (("web", 1.0), ("books", 1.4), ("code", 0.8))
+    }
+    return GroupData("s", "loss", True, data)
+
+
+def test_joint_shared_exponent_recovered():
+    res = fit_joint(_group(), candidates=["power[E,alpha]"], n_boot=50)
+    fits = {f.source: f for f in res.fits}
+    assert all(f.success for f in fits.values())
+    assert fits["web"].params["alpha"] == pytest.approx(0.3, abs=0.05)
+    assert fits["web"].params["alpha"] == fits["code"].params["alpha"]  # shared
+    assert fits["books"].params["A"] > fits["web"].params["A"] > fits["code"].params["A"]
+    assert fits["web"].boot.shape == (50, 3)
+
+
+def test_selection_by_leave_last_out_and_fallback():
+    res = fit_joint(_group(), n_boot=0)
+    assert set(res.scores) >= {"loglinear[b]", "power[E,alpha]"}
+    assert res.candidate.name == min(res.scores, key=res.scores.get)
+    # two points per source: only the shared-slope line is feasible
+    short = GroupData("s", "loss", True, {k: (x[:2], y[:2]) for k, (x, y) in _group().data.items()})
+    res = fit_joint(short, n_boot=0)
+    assert res.candidate.name == "loglinear[b]"
+    one = GroupData("s", "loss", True, {"a": (X[:1], np.array([1.0]))})
+    assert not fit_joint(one, n_boot=0).fits[0].success
+
+
+def test_independent_fits_and_grouping():
+    obs = [
+        Observation("s", "loss", src, float(x), float(y))
+        for src, (xs, ys) in _group().data.items()
+        for x, y in zip(xs, ys, strict=True)
+    ]
+    [g] = group_observations(obs)
+    assert g.lower_is_better and set(g.sources) == {"web", "books", "code"}
+    fits = fit_independent(g, family="power", n_boot=0)
+    assert [f.method for f in fits] == ["independent"] * 3
+
+
+def test_bad_candidates():
+    with pytest.raises(FitError, match="no parameter"):
+        parse_candidate("power[beta]")
+    with pytest.raises(FitError, match="Unknown law family"):
+        parse_candidate("powerlaw")
+    with pytest.raises(FitError, match="No runs"):
+        fit_joint(GroupData("s", "m", True, {}))
+
+
+def test_crossover_of_known_crossing_curves():
+    # a: 1 + 2·x^-0.5 ; b: 1.5 + 1·x^-0.2, crossing where 2x^-0.5 - x^-0.2 = 0.5
+    x = np.logspace(0, 2, 8)
+    rng = np.random.default_rng(1)
+    ya = 1.0 + 2.0 * (x / 100) ** -0.5 + rng.normal(0, 1e-4, x.size)
+    yb = 1.5 + 1.0 * (x / 100) ** -0.2 + rng.normal(0, 1e-4, x.size)
+    fa = fit_law("power", x, ya, lower_is_better=True, source="a", n_boot=200)
+    fb = fit_law("power", x, yb, lower_is_better=True, source="b", n_boot=200)
+    c = crossover(fa, fb, 1.0, 1e4)
+    from scipy.optimize import brentq
+
+    truth = brentq(lambda v: 2 * (v / 100) ** -0.5 - (v / 100) ** -0.2 - 0.5, 1, 1e4)
+    assert c.compute == pytest.approx(truth, rel=0.02)
+    assert float(predict(fa, [c.compute])[0]) == pytest.approx(float(predict(fb, [c.compute])[0]))
+    assert c.probability > 0.95
+    lo, _mid, hi = c.quantiles()
+    assert lo <= truth * 1.05 and hi >= truth * 0.95
+    assert c.better_after == "a"  # a decreases faster: lower (better) after the crossing
+    none = crossover(fa, fb, 400.0, 1e4)
+    assert np.isnan(none.compute) and none.probability < 0.05
+    with pytest.raises(FitError, match="0 < low < high"):
+        crossover(fa, fb, 10.0, 1.0)
