@@ -161,7 +161,11 @@ def test_plans_round_trip(store):
         budget=2000.0,
         unit=Unit.GPU_HOURS,
         metric="acc",
-        allocations=(SourceAllocation("a", 1e9, 1500.0, 0.02, 0.01, 0.03, 0.9),),
+        allocations=(
+            SourceAllocation(
+                "a", 1e9, 1500.0, 0.02, 0.01, 0.03, 0.9, tokens_low=9e8, tokens_high=1.1e9
+            ),
+        ),
         gain=0.02,
         gain_low=0.01,
         gain_high=0.03,
