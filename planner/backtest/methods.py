@@ -62,11 +62,20 @@ def _fixed(candidate: str) -> Callable[[Target], tuple[dict[str, Prediction], st
     return run
 
 
-def _choose(candidates: tuple[str, ...]) -> Callable[[Target], tuple[dict[str, Prediction], str]]:
+def _choose(
+    candidates: tuple[str, ...] | None, *, average: bool
+) -> Callable[[Target], tuple[dict[str, Prediction], str]]:
     def run(target: Target) -> tuple[dict[str, Prediction], str]:
-        res = fit_joint(_group(target), candidates=list(candidates), n_boot=BACKTEST_BOOTSTRAP)
+        res = fit_joint(
+            _group(target),
+            candidates=list(candidates) if candidates else None,
+            n_boot=BACKTEST_BOOTSTRAP,
+            average=average,
+        )
         return _from_fits(res.fits, target)
 
+    how = "averaged by" if average else "the one chosen by"
+    run.__doc__ = f"Joint laws {how} leave-last-out error."
     return run
 
 
@@ -74,10 +83,17 @@ METHODS: Mapping[str, Callable[[Target], tuple[dict[str, Prediction], str]]] = {
     "joint": joint,
     "independent": independent,
     "point-estimate": point_estimate,
+    "constant": _fixed("constant"),
     "loglinear-shared-slope": _fixed("loglinear[b]"),
     "loglinear": _fixed("loglinear"),
     "power-shared": _fixed("power[E,alpha]"),
-    "joint-rich": _choose(("loglinear[b]", "loglinear", "power[E,alpha]", "power[alpha]", "power")),
+    # the default's candidates with the single best one chosen instead of averaged
+    "joint-select": _choose(None, average=False),
+    # the candidates and rule before the constant and averaging were added
+    "joint-trend": _choose(("loglinear[b]", "loglinear", "power[E,alpha]"), average=False),
+    "joint-rich": _choose(
+        ("loglinear[b]", "loglinear", "power[E,alpha]", "power[alpha]", "power"), average=False
+    ),
 }
 DEFAULT_METHOD = "joint"
 

@@ -24,7 +24,7 @@ from plugins.contract import LawFamily
 x = sympy.Symbol("x", positive=True)
 
 # Families whose fits are usually compared; the order is the order of simplicity.
-FAMILY_ORDER = ("loglinear", "power", "logistic", "chinchilla")
+FAMILY_ORDER = ("constant", "loglinear", "power", "logistic", "chinchilla")
 
 
 def _spread(y: np.ndarray) -> float:
@@ -50,6 +50,10 @@ def _power_starts(xs: np.ndarray, y: np.ndarray) -> list[list[float]]:
             a = (y0 - e) / max(x0 ** (-alpha), 1e-12)
             starts.append([e, a, alpha])
     return starts
+
+
+def _constant_starts(xs: np.ndarray, y: np.ndarray) -> list[list[float]]:
+    return [[float(np.mean(y))]]
 
 
 def _loglinear_starts(xs: np.ndarray, y: np.ndarray) -> list[list[float]]:
@@ -84,7 +88,19 @@ def _make_families() -> dict[str, LawFamily]:
     B, beta = sympy.symbols("B beta")
     N, D = sympy.symbols("N D", positive=True)
     inf = math.inf
+    level = sympy.Symbol("c")
     return {
+        "constant": LawFamily(
+            name="constant",
+            # written as an expression in x like the others (sympy folds 0·log x away), so
+            # the allocator's contract holds: its derivative in compute is 0, no marginal gain
+            expr=level + 0 * sympy.log(x),
+            x=x,
+            params=(level,),
+            bounds=((-inf, inf),),
+            start_grid=_constant_starts,
+            description="c: no trend; the simplest law a flat, noisy series supports",
+        ),
         "loglinear": LawFamily(
             name="loglinear",
             expr=a + b * sympy.log(x),
@@ -130,7 +146,8 @@ def _make_families() -> dict[str, LawFamily]:
 
 @cache
 def builtin_families() -> dict[str, LawFamily]:
-    """The built-in law families by name (``loglinear``, ``power``, ``logistic``, ``chinchilla``)."""
+    """The built-in law families by name (``constant``, ``loglinear``, ``power``, ``logistic``,
+    ``chinchilla``)."""
     return _make_families()
 
 
@@ -168,11 +185,14 @@ class Compiled:
 
     ``X`` has shape (k, ...) (one row per input variable) and ``P`` shape (p, ...); both
     broadcast, so one call evaluates many sources, starts or bootstrap replicates at once.
-    ``jac`` returns a list of p arrays (derivatives with respect to each parameter).
+    ``jac`` returns a list of p arrays (derivatives with respect to each parameter);
+    ``value_jac`` returns ``[value, *jac]`` from one function whose common subexpressions
+    (e.g. the power law's x^-α) are computed once, which is what the solver's loop calls.
     """
 
     value: Callable[[Sequence[np.ndarray], Sequence[np.ndarray]], np.ndarray]
     jac: Callable[[Sequence[np.ndarray], Sequence[np.ndarray]], list[np.ndarray]]
+    value_jac: Callable[[Sequence[np.ndarray], Sequence[np.ndarray]], list[np.ndarray]]
 
 
 _COMPILED: dict[tuple[str, sympy.Expr], Compiled] = {}
@@ -187,18 +207,30 @@ def compiled(family: LawFamily) -> Compiled:
     vs = variables(family)
     ps = family.params
     f = sympy.lambdify((vs, ps), family.expr, "numpy")
-    grads = [sympy.lambdify((vs, ps), sympy.diff(family.expr, p), "numpy") for p in ps]
+    # value and derivatives together, common subexpressions (the power law's x^-α) once;
+    # the Jacobian alone comes from the same function (one code generation, not p)
+    both = sympy.lambdify(
+        (vs, ps), [family.expr, *(sympy.diff(family.expr, p) for p in ps)], "numpy", cse=True
+    )
 
     def value(X: Sequence[np.ndarray], P: Sequence[np.ndarray]) -> np.ndarray:
         with np.errstate(all="ignore"):
-            return np.asarray(f(tuple(X), tuple(P)), dtype=float)
+            out = np.asarray(f(tuple(X), tuple(P)), dtype=float)
+        # a law that does not depend on every input (the constant) still gives one value
+        # per input point
+        shape = np.broadcast_shapes(*(np.shape(v) for v in (*X, *P)))
+        return out if out.shape == shape else np.broadcast_to(out, shape).copy()
+
+    def value_jac(X: Sequence[np.ndarray], P: Sequence[np.ndarray]) -> list[np.ndarray]:
+        with np.errstate(all="ignore"):
+            outs = both(tuple(X), tuple(P))
+            shape = np.broadcast_shapes(*(np.shape(v) for v in (*X, *P)))
+            return [np.broadcast_to(np.asarray(o, dtype=float), shape) for o in outs]
 
     def jac(X: Sequence[np.ndarray], P: Sequence[np.ndarray]) -> list[np.ndarray]:
-        with np.errstate(all="ignore"):
-            shape = np.broadcast_shapes(*(np.shape(v) for v in (*X, *P)))
-            return [np.broadcast_to(np.asarray(g(tuple(X), tuple(P)), float), shape) for g in grads]
+        return value_jac(X, P)[1:]
 
-    out = Compiled(value=value, jac=jac)
+    out = Compiled(value=value, jac=jac, value_jac=value_jac)
     _COMPILED[key] = out
     return out
 

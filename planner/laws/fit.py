@@ -84,9 +84,26 @@ class Problem:
     def jac(self, theta: np.ndarray) -> np.ndarray:
         """d value / d theta, shape (..., n, P)."""
         grads = compiled(self.family).jac(list(self.X), self.point_params(theta))
+        return self._assemble(theta, grads)
+
+    def value_jac(self, theta: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(value (..., n), d value / d theta (..., n, P)) from one evaluation."""
+        if self.layout.shape[0] == 1:
+            # one source: each parameter is one column, broadcast over the points instead
+            # of gathered per point
+            P = [theta[..., self.layout[0, j], None] for j in range(self.layout.shape[1])]
+        else:
+            P = self.point_params(theta)
+        val, *grads = compiled(self.family).value_jac(list(self.X), P)
+        return val, self._assemble(theta, grads)
+
+    def _assemble(self, theta: np.ndarray, grads: Sequence[np.ndarray]) -> np.ndarray:
         shape = (*theta.shape[:-1], self.n, self.n_params)
         if self.layout.shape[0] == 1:  # one source: columns are the family's parameters
-            return np.stack([np.broadcast_to(g, shape[:-1]) for g in grads], axis=-1)
+            J = np.empty(shape)
+            for j, g in enumerate(grads):
+                J[..., self.layout[0, j]] = g
+            return J
         J = np.zeros(shape)
         rows = np.arange(self.n)
         for j, g in enumerate(grads):
@@ -154,52 +171,131 @@ def batched_lm(
     theta = np.clip(np.array(theta0, dtype=float), problem.lo, problem.hi)
     B, P = theta.shape
     Y = np.broadcast_to(problem.y if Y is None else Y, (B, problem.n))
-    W = np.ones((B, problem.n)) if W is None else np.asarray(W, dtype=float)
     fs2 = f_scale**2
+    ys = problem.y_scale
 
-    def cost_of(th: np.ndarray, rows: np.ndarray | slice = slice(None)) -> np.ndarray:
-        r = (problem.value(th) - Y[rows]) / problem.y_scale
-        rho, _ = _rho(r * r / fs2, loss)
-        c = 0.5 * fs2 * np.sum(W[rows] * rho, axis=-1)
-        return np.where(np.isfinite(c), c, np.inf)
+    # One source: each parameter is one Jacobian column, so the normal equations are
+    # formed and solved column by column over the whole batch (contiguous (B,) arrays),
+    # far cheaper than B small matrix products and LAPACK calls. Joint layouts scatter
+    # many sources' parameters into one vector and keep the matrix form.
+    single = problem.layout.shape[0] == 1
+    fam_vj = compiled(problem.family).value_jac
+    cols = problem.layout[0] if single else None
 
+    def evaluate(
+        th: np.ndarray, Yr: np.ndarray, Wr: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        # residuals, Jacobian and cost from one evaluation of the law and its derivatives;
+        # they are kept for accepted steps, so each iteration evaluates the law once
+        with np.errstate(all="ignore"):
+            if single:
+                val, *grads = fam_vj(list(problem.X), [th[:, c, None] for c in cols])
+                J = np.empty((P, th.shape[0], problem.n))  # (P, B, n): column-major Jacobian
+                for j, c in enumerate(cols):
+                    np.multiply(grads[j], 1.0 / ys, out=J[c])
+            else:
+                val, J = problem.value_jac(th)
+                J = J / ys
+            r = (val - Yr) / ys
+            rho = r * r if loss == "linear" else _rho(r * r / fs2, loss)[0] * fs2
+            c = 0.5 * np.sum(rho if Wr is None else Wr * rho, axis=-1)
+        c = np.where(np.isfinite(c), c, np.inf)
+        # a non-finite residual makes its cost non-finite, and any non-finite derivative
+        # makes the Jacobian's sum non-finite: cheap checks before the costly repairs
+        if not np.isfinite(c).all():
+            r = np.where(np.isfinite(r), r, 0.0)
+        if not np.isfinite(np.sum(J)):
+            J = np.where(np.isfinite(J), J, 0.0)
+        return r, J, c
+
+    # The working set holds the rows still iterating, compacted whenever some converge,
+    # so iterations gather nothing while every row is active and little once few are.
+    out_theta, out_cost = theta, np.empty(B)
+    rows = np.arange(B)
+    th, Ya = theta.copy(), np.array(Y)
+    Wa = None if W is None else np.asarray(W, dtype=float)  # None: unit weights
+    r, J, cost = evaluate(th, Ya, Wa)
     lam = np.full(B, 1e-3)
-    cost = cost_of(theta)
-    converged = np.zeros(B, dtype=bool)
     eye = np.eye(P)
+    jax = 1 if single else 0  # the batch axis of the Jacobian
     for _ in range(max_iter):
-        active = ~converged
-        if not active.any():
+        if rows.size == 0:
             break
-        th = theta[active]
-        r = (problem.value(th) - Y[active]) / problem.y_scale
-        J = problem.jac(th) / problem.y_scale
-        _, wr = _rho(r * r / fs2, loss)
-        w = W[active] * wr
-        J = np.where(np.isfinite(J), J, 0.0)
-        r = np.where(np.isfinite(r), r, 0.0)
-        JtW = J.transpose(0, 2, 1) * w[:, None, :]
-        A = JtW @ J
-        g = np.einsum("bpn,bn->bp", JtW, r)
-        diag = np.einsum("bpp->bp", A) + 1e-12
-        M = A + lam[active, None, None] * diag[:, :, None] * eye
-        try:
-            step = -np.linalg.solve(M, g[..., None])[..., 0]
-        except np.linalg.LinAlgError:
-            step = -np.einsum("bpq,bq->bp", np.linalg.pinv(M), g)
+        if loss == "linear":
+            w = np.ones_like(r) if Wa is None else Wa
+        else:
+            w = _rho(r * r / fs2, loss)[1]
+            w = w if Wa is None else Wa * w
+        if single:
+            step = _lm_step_columns(J, r, w, lam)
+        else:
+            JtW = J.transpose(0, 2, 1) * w[:, None, :]
+            A = JtW @ J
+            g = np.einsum("bpn,bn->bp", JtW, r)
+            diag = np.einsum("bpp->bp", A) + 1e-12
+            M = A + lam[:, None, None] * diag[:, :, None] * eye
+            try:
+                step = -np.linalg.solve(M, g[..., None])[..., 0]
+            except np.linalg.LinAlgError:
+                step = -np.einsum("bpq,bq->bp", np.linalg.pinv(M), g)
         new = np.clip(th + step, problem.lo, problem.hi)
-        new_cost = cost_of(new, active)
-        old = cost[active]
-        better = new_cost < old
-        idx = np.flatnonzero(active)
-        theta[idx[better]] = new[better]
-        cost[idx[better]] = new_cost[better]
-        lam[idx] = np.where(better, np.maximum(lam[idx] / 3.0, 1e-12), lam[idx] * 4.0)
-        rel = np.abs(old - new_cost) <= tol * (old + 1e-300)
+        r_new, J_new, new_cost = evaluate(new, Ya, Wa)
+        better = new_cost < cost
+        rel = np.abs(cost - new_cost) <= tol * (cost + 1e-300)
         small = np.max(np.abs(new - th) / (np.abs(th) + 1e-8), axis=-1) < 1e-9
-        done = (better & (rel | small)) | (lam[idx] > 1e12)
-        converged[idx[done]] = True
-    return theta, cost, converged
+        if better.all():  # the usual case early on: take the new state without copying
+            th, cost, r, J = new, new_cost, r_new, J_new
+        else:
+            th = np.where(better[:, None], new, th)
+            cost = np.where(better, new_cost, cost)
+            r = np.where(better[:, None], r_new, r)
+            J = np.where(better[None, :, None] if single else better[:, None, None], J_new, J)
+        lam = np.where(better, np.maximum(lam / 3.0, 1e-12), lam * 4.0)
+        done = (better & (rel | small)) | (lam > 1e12)
+        if done.any():
+            out_theta[rows[done]] = th[done]
+            out_cost[rows[done]] = cost[done]
+            keep = ~done
+            rows, th, cost, r, lam = rows[keep], th[keep], cost[keep], r[keep], lam[keep]
+            Ya = Ya[keep]
+            Wa = None if Wa is None else Wa[keep]
+            J = np.compress(keep, J, axis=jax)
+    converged = np.ones(B, dtype=bool)
+    converged[rows] = False
+    out_theta[rows] = th
+    out_cost[rows] = cost
+    return out_theta, out_cost, converged
+
+
+def _lm_step_columns(J: np.ndarray, r: np.ndarray, w: np.ndarray, lam: np.ndarray) -> np.ndarray:
+    """Levenberg–Marquardt steps for a batch, the Jacobian given column-major.
+
+    Args:
+        J: (P, B, n) Jacobian columns; r: (B, n) residuals; w: (B, n) weights; lam: (B,).
+
+    Returns:
+        steps, shape (B, P): the solutions of (JᵀWJ + λ·diag(JᵀWJ))·step = -JᵀWr.
+    """
+    P = J.shape[0]
+    wJ = J * w
+    M = np.empty((P, P, J.shape[1]))
+    for i in range(P):
+        for j in range(i, P):
+            M[i, j] = M[j, i] = np.einsum("bn,bn->b", wJ[i], J[j])
+    b = -np.einsum("pbn,bn->pb", wJ, r)
+    for i in range(P):
+        M[i, i] += lam * (M[i, i] + 1e-12)
+    # Gaussian elimination without pivoting: M is symmetric positive definite (λ > 0), for
+    # which it is stable; a non-finite step is rejected by the caller like a bad one
+    with np.errstate(all="ignore"):
+        for k in range(P - 1):
+            f = M[k + 1 :, k] / M[k, k]  # (P-k-1, B)
+            M[k + 1 :, k + 1 :] -= f[:, None, :] * M[k, k + 1 :][None, :, :]
+            b[k + 1 :] -= f * b[k]
+        x = np.empty_like(b)
+        for k in range(P - 1, -1, -1):
+            x[k] = (b[k] - np.sum(M[k, k + 1 :] * x[k + 1 :], axis=0)) / M[k, k]
+    return x.T
 
 
 def _robust_sd(r: np.ndarray) -> float:
@@ -634,14 +730,47 @@ def _inputs_for(fit: LawFit, compute: object) -> list[np.ndarray]:
     return [arr / fit.x_ref]
 
 
+def _members(fit: LawFit) -> list[tuple[float, LawFit]]:
+    """The averaged laws behind a fit as (weight, fit) pairs; the fit itself when single."""
+    listed = fit.extra.get("members") if fit.extra else None
+    if not listed:
+        return [(1.0, fit)]
+    base = {k: v for k, v in fit.extra.items() if k not in ("members", "llo_rmse", "llo_n")}
+    out = []
+    for m in listed:
+        boot = m.get("boot")
+        extra = {**base, **{k: m[k] for k in ("llo_rmse", "llo_n", "llo_log_dist") if k in m}}
+        extra["candidate"] = m.get("candidate", m["family"])
+        if m.get("noise_sd_boot") is not None:
+            extra["noise_sd_boot"] = m["noise_sd_boot"]
+        member = replace(
+            fit,
+            family=m["family"],
+            params=dict(m["params"]),
+            boot=None if boot is None else np.asarray(boot, dtype=float),
+            extra=extra,
+        )
+        out.append((float(m["weight"]), member))
+    return out
+
+
 def predict(fit: LawFit, compute: object) -> np.ndarray:
     """The fitted law's value at ``compute`` (same unit as the fitted compute).
+
+    A fit that averages several laws (``extra["members"]``) gives their weighted mean.
 
     Raises:
         FitError: the fit failed (nothing to predict with).
     """
     if not fit.success:
         raise FitError(f"The fit for {fit.source} failed ({fit.message}); refit with more runs.")
+    members = _members(fit)
+    if len(members) > 1:
+        return sum(w * _predict_one(f, compute) for w, f in members)
+    return _predict_one(fit, compute)
+
+
+def _predict_one(fit: LawFit, compute: object) -> np.ndarray:
     fam = get_family(fit.family)
     P = [np.float64(fit.params[n]) for n in fam.param_names]
     return compiled(fam).value(_inputs_for(fit, compute), P)
@@ -650,9 +779,41 @@ def predict(fit: LawFit, compute: object) -> np.ndarray:
 def predict_boot(fit: LawFit, compute: object) -> np.ndarray:
     """Predicted values for every bootstrap sample: shape (B, n).
 
+    For a fit that averages several laws, sample i is the weighted average of the
+    members' sample i: the average is one predictor, and these are its parameter draws.
+
     Raises:
         FitError: the fit has no bootstrap samples.
     """
+    if fit.boot is None or len(fit.boot) == 0:
+        raise FitError(
+            f"The fit for {fit.source} has no bootstrap samples; refit with --bootstrap."
+        )
+    members = _members(fit)
+    if len(members) == 1:
+        return _predict_boot_one(fit, compute)
+    n = len(fit.boot)
+    return sum(w * _member_curves(f, compute, n) for w, f in members)
+
+
+def _member_curves(fit: LawFit, compute: object, n: int) -> np.ndarray:
+    """A member's n bootstrap curves (its point curve where it has too few samples)."""
+    if fit.boot is not None and len(fit.boot) >= n:
+        return _predict_boot_one(replace(fit, boot=np.asarray(fit.boot)[:n]), compute)
+    return np.broadcast_to(np.atleast_1d(_predict_one(fit, compute)), (n, np.size(compute)))
+
+
+def _noise_draws(fit: LawFit, n: int) -> np.ndarray:
+    """Per-sample observation noise scale (members' scales averaged by weight)."""
+    total = np.zeros(n)
+    for w, f in _members(fit):
+        sd = f.extra.get("noise_sd_boot")
+        sd = np.zeros(n) if sd is None else np.asarray(sd, dtype=float)
+        total += w * (sd[:n] if sd.size >= n else np.full(n, np.mean(sd) if sd.size else 0.0))
+    return total
+
+
+def _predict_boot_one(fit: LawFit, compute: object) -> np.ndarray:
     if fit.boot is None or len(fit.boot) == 0:
         raise FitError(
             f"The fit for {fit.source} has no bootstrap samples; refit with --bootstrap."
@@ -669,7 +830,10 @@ def predict_interval(
     """Point prediction and a prediction interval for a new observation at ``compute``.
 
     The interval holds parameter uncertainty (bootstrap samples) plus observation noise
-    (each replicate's noise scale), so it is a prediction interval, not a confidence band.
+    (each replicate's noise scale), so it is a prediction interval, not a confidence band;
+    beyond the data it adds the law's shape error (see :func:`_shape_error`). An averaged
+    fit is treated as one predictor: its draws average the members' draws, and its shape
+    error is that of the averaged leave-last-out predictions.
 
     Returns:
         (point, low, high), each of shape (n,); low/high are NaN without bootstrap samples.
@@ -679,7 +843,7 @@ def predict_interval(
         nan = np.full(point.shape, np.nan)
         return point, nan, nan
     draws = predict_boot(fit, compute)
-    sd = np.asarray(fit.extra.get("noise_sd_boot", np.zeros(draws.shape[0])), dtype=float)
+    sd = _noise_draws(fit, draws.shape[0])
     rng = np.random.default_rng(seed)
     draws = draws + sd[:, None] * rng.standard_normal(draws.shape)
     draws = draws + _shape_error(fit, compute, draws.shape, rng)

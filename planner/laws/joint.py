@@ -79,8 +79,11 @@ def parse_candidate(text: str) -> Candidate:
 
 # Candidates for model selection, simplest first (ties go to the simpler one). With 3–6
 # points per source only laws with at most two parameters per source are supported by the
-# data: shared shape (slope, or exponent and asymptote), per-source level or scale.
+# data: shared shape (slope, or exponent and asymptote), per-source level or scale. The
+# constant (per-source level, no trend) comes first: on a flat, noisy series a fitted slope
+# extrapolates noise, and leave-last-out error is what tells the two cases apart.
 CANDIDATES_ANY = (
+    Candidate("constant"),
     Candidate("loglinear", ("b",)),
     Candidate("loglinear"),
     Candidate("power", ("E", "alpha")),
@@ -270,10 +273,17 @@ def fit_joint(
     loss: str = "soft_l1",
     seed: int = 0,
     method: str = "joint",
+    average: bool = True,
 ) -> JointResult:
-    """Fit the sources of one (study, metric) jointly, choosing the candidate by
+    """Fit the sources of one (study, metric) jointly, weighing the candidates by their
     leave-last-out extrapolation error (falling back to simpler candidates when points
     are too few).
+
+    With ``average`` (default) every candidate the held-out errors support is fitted and
+    predictions average them by :func:`llo_weights`; each LawFit is the dominant member's
+    law (what the allocator and the store use) and lists all members in
+    ``extra["members"]``, which :func:`planner.laws.fit.predict` and its siblings honour.
+    Without it the single candidate with the least error is used.
 
     Args:
         group: the points per source.
@@ -281,6 +291,7 @@ def fit_joint(
             Candidate objects); default: :func:`default_candidates`.
         n_boot, scheme, loss, seed: bootstrap and robust-loss settings.
         method: the label stored in each LawFit.
+        average: average the candidates (True) or select the best one (False).
 
     Returns:
         A JointResult; its fits have ``success=False`` with a message when nothing fits.
@@ -309,36 +320,123 @@ def fit_joint(
         ok = errs.size and np.all(np.isfinite(errs))
         scores[c.name] = float(np.mean(np.abs(errs))) / spread if ok else math.inf
     finite = [c for c in feasible if math.isfinite(scores[c.name])]
-    # the first candidate with the least error: candidates are ordered simplest first
-    chosen = min(finite, key=lambda c: scores[c.name]) if finite else feasible[0]
-    problem = build_problem(chosen, group.data, lower_is_better=group.lower_is_better)
-    sol = solve(problem, loss=loss)
-    boot = sd = None
-    if n_boot and sol.success:
-        boot, sd = bootstrap(problem, sol, n_boot, scheme=scheme, loss=loss, seed=seed)
-    errs, dists = llo.get(chosen.name, (np.empty(0), np.empty(0)))
-    extra = {
-        "candidate": chosen.name,
-        "llo_error": scores.get(chosen.name, math.nan),
-        "llo_scores": dict(scores),
-    }
-    if errs.size and np.all(np.isfinite(errs)):
-        # the held-out extrapolation errors measure what the bootstrap cannot: how wrong
-        # the law's shape is one step beyond the data (see fit.predict_interval)
-        extra["llo_rmse"] = float(np.sqrt(np.mean(errs**2)))
-        extra["llo_n"] = int(errs.size)
-        extra["llo_log_dist"] = float(np.mean(dists))
-    fits = to_lawfits(
-        problem,
-        sol,
-        study=group.study,
-        metric=group.metric,
-        method=method,
-        boot=boot,
-        boot_sd=sd,
-        extra=extra,
+    if average and len(finite) > 1:
+        weights = llo_weights({c.name: llo[c.name][0] for c in finite})
+    else:
+        # the first candidate with the least error: candidates are ordered simplest first
+        best = min(finite, key=lambda c: scores[c.name]) if finite else feasible[0]
+        weights = {best.name: 1.0}
+    if not finite:
+        # nothing could be held out: the simplest law with a trend, since the constant is
+        # only worth choosing when held-out points show that a trend does not extrapolate
+        trend = [c for c in feasible if c.family != "constant"] or feasible
+        weights = {trend[0].name: 1.0}
+    # members by weight, simplest first among equals (sorted is stable)
+    members = sorted(
+        (c for c in (finite or feasible) if weights.get(c.name, 0.0) > 0),
+        key=lambda c: -weights[c.name],
     )
+    solved = []
+    for i, c in enumerate(members):
+        problem = build_problem(c, group.data, lower_is_better=group.lower_is_better)
+        sol = solve(problem, loss=loss)
+        if not sol.success and (solved or i + 1 < len(members)):
+            continue  # a member that cannot be fitted drops out of the average
+        boot = sd = None
+        if n_boot and sol.success:
+            boot, sd = bootstrap(problem, sol, n_boot, scheme=scheme, loss=loss, seed=seed)
+        errs, dists = llo.get(c.name, (np.empty(0), np.empty(0)))
+        extra = {
+            "candidate": c.name,
+            "llo_error": scores.get(c.name, math.nan),
+            "llo_scores": dict(scores),
+        }
+        if errs.size and np.all(np.isfinite(errs)):
+            # the held-out extrapolation errors measure what the bootstrap cannot: how wrong
+            # the law's shape is one step beyond the data (see fit.predict_interval)
+            extra["llo_rmse"] = float(np.sqrt(np.mean(errs**2)))
+            extra["llo_n"] = int(errs.size)
+            extra["llo_log_dist"] = float(np.mean(dists))
+        fits = to_lawfits(
+            problem,
+            sol,
+            study=group.study,
+            metric=group.metric,
+            method=method,
+            boot=boot,
+            boot_sd=sd,
+            extra=extra,
+        )
+        solved.append((c, problem, sol, fits))
+        if not sol.success:
+            break
+    chosen, problem, sol, fits = solved[0]
+    ok = [m for m in solved if m[2].success]
+    if len(ok) > 1:
+        total = sum(weights[m[0].name] for m in ok)
+        w = {c.name: weights[c.name] / total for c, _, _, _ in ok}
+        # the average is one predictor: its shape error is that of its own held-out
+        # predictions (the weighted average of the members' held-out errors)
+        errs = sum(w[c.name] * llo[c.name][0] for c, _, _, _ in ok)
+        avg = {
+            "weights": w,
+            "llo_rmse": float(np.sqrt(np.mean(errs**2))),
+            "llo_n": int(errs.size),
+            "llo_log_dist": float(np.mean(llo[chosen.name][1])),
+        }
+        fits = [
+            _with_members(f, [(w[c.name], fs[i]) for c, _, _, fs in ok], avg)
+            for i, f in enumerate(fits)
+        ]
     return JointResult(chosen, tuple(fits), problem, sol, scores)
+
+
+def llo_weights(errors: Mapping[str, np.ndarray]) -> dict[str, float]:
+    """Model-averaging weights from leave-last-out errors (pseudo-Bayesian model averaging).
+
+    Each candidate's held-out errors are scored by their log predictive density under a
+    normal law whose variance is the candidate's own mean squared held-out error, which is
+    ``-m/2·log(mse) + const`` for m held-out points; the weights are the normalised
+    exponentials of those scores, i.e. proportional to ``mse^(-m/2)``. With only one
+    held-out point per source, picking the single best candidate is a noisy decision;
+    averaging keeps every candidate the errors do not rule out. Weights below 1% are
+    dropped (they would cost a fit and a bootstrap for no visible change).
+    """
+    names = list(errors)
+    m = np.array([errors[k].size for k in names], dtype=float)
+    mse = np.array([float(np.mean(np.square(errors[k]))) for k in names])
+    # a candidate that extrapolated exactly (noise-free data) takes all the weight
+    floor = np.finfo(float).tiny
+    logw = -0.5 * m * np.log(np.maximum(mse, floor))
+    w = np.exp(logw - np.max(logw))
+    w = w / w.sum()
+    w = np.where(w >= 0.01, w, 0.0)
+    w = w / w.sum()
+    return {k: float(v) for k, v in zip(names, w, strict=True)}
+
+
+def _with_members(
+    fit: LawFit, members: Sequence[tuple[float, LawFit]], averaged: Mapping[str, object]
+) -> LawFit:
+    """The dominant member's fit, carrying every member so predictions average them."""
+    from dataclasses import replace
+
+    listed = [
+        {
+            "weight": w,
+            "family": f.family,
+            "params": dict(f.params),
+            "boot": f.boot,
+            "noise_sd_boot": f.extra.get("noise_sd_boot"),
+            **{
+                k: f.extra[k]
+                for k in ("candidate", "llo_rmse", "llo_n", "llo_log_dist")
+                if k in f.extra
+            },
+        }
+        for w, f in members
+    ]
+    return replace(fit, extra={**fit.extra, **averaged, "members": listed})
 
 
 def fit_independent(

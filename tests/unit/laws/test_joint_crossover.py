@@ -95,3 +95,48 @@ def test_crossover_of_known_crossing_curves():
     assert np.isnan(none.compute) and none.probability < 0.05
     with pytest.raises(FitError, match="0 < low < high"):
         crossover(fa, fb, 10.0, 1.0)
+
+
+def test_constant_family_meets_the_allocator_contract():
+    """Evaluating expr at x = compute/x_ref gives the level; its slope in compute is 0."""
+    import sympy
+
+    from planner.laws.families import get_family, law_function
+
+    rng = np.random.default_rng(11)
+    y = 0.26 + rng.normal(0, 0.01, X.size)
+    fit = fit_law("constant", X, y, n_boot=100)
+    assert fit.success and fit.params["c"] == pytest.approx(np.mean(y), abs=0.01)
+    expr, xs, params = law_function(get_family("constant"))
+    assert sympy.diff(expr, xs) == 0
+    value = float(expr.subs({p: fit.params[p.name] for p in params}).subs(xs, 3.0))
+    assert value == pytest.approx(float(predict(fit, [3.0 * fit.x_ref])[0]))
+    assert predict(fit, X).shape == X.shape  # one value per compute, like any law
+
+
+def test_flat_noisy_series_weigh_the_constant_and_averaging_is_consistent():
+    from planner.laws.fit import predict_boot, predict_interval
+    from planner.laws.joint import llo_weights
+
+    rng = np.random.default_rng(12)
+    x = np.logspace(18, 19, 4)
+    data = {s: (x, lvl + rng.normal(0, 0.01, x.size)) for s, lvl in (("a", 0.25), ("b", 0.27))}
+    res = fit_joint(GroupData("s", "acc", False, data), n_boot=200)
+    f = res.fits[0]
+    members = f.extra.get("members") or [{"candidate": f.extra["candidate"], "weight": 1.0}]
+    weights = {m["candidate"]: m["weight"] for m in members}
+    assert sum(weights.values()) == pytest.approx(1.0)
+    assert "constant" in weights
+    # the averaged prediction is the weighted mean of the members' predictions
+    point = float(predict(f, [1e20])[0])
+    assert 0.2 < point < 0.32
+    _, low, high = predict_interval(f, [1e20])
+    assert low[0] < point < high[0]
+    assert predict_boot(f, [1e19, 1e20]).shape == (200, 2)
+    # selection keeps one law
+    single = fit_joint(GroupData("s", "acc", False, data), n_boot=0, average=False)
+    assert "members" not in single.fits[0].extra
+    # weights: an exact extrapolation takes everything; equal errors share equally
+    assert llo_weights({"a": np.zeros(3), "b": np.ones(3)}) == {"a": 1.0, "b": 0.0}
+    w = llo_weights({"a": np.array([0.1, -0.1]), "b": np.array([-0.1, 0.1])})
+    assert w["a"] == pytest.approx(0.5)
