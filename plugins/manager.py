@@ -26,6 +26,7 @@ ENV_LOAD = "ANNEALPLAN_LOAD_PLUGINS"
 
 # Built-in plugins: registered through the same hooks as third-party packages.
 BUILTINS: tuple[str, ...] = (
+    "plugins.dispatch_backends",
     "plugins.costs.linear",
     "plugins.costs.generation",
     "plugins.costs.filtering",
