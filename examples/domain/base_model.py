@@ -291,6 +291,7 @@ def prepare_generator_model(
     recipe: PretrainRecipe = GENERATOR_RECIPE,
     name: str = "generator-model",
     base_name: str = "base-model",
+    base_recipe: PretrainRecipe = BASE_RECIPE,
 ) -> Path:
     """Train (once) the synthetic source's generator: base model → card-to-note writer.
 
@@ -304,6 +305,7 @@ def prepare_generator_model(
         recipe: how long to train.
         name: the folder name.
         base_name: the base model's folder name.
+        base_recipe: the base model's recipe (so a shortened base is found, not retrained).
 
     Returns:
         The generator's folder.
@@ -311,7 +313,7 @@ def prepare_generator_model(
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    base = prepare_base_model(cache_dir, seed=seed, name=base_name)
+    base = prepare_base_model(cache_dir, seed=seed, name=base_name, recipe=base_recipe)
     dest = Path(cache_dir) / name
     key = cache_key("generator", seed, asdict(recipe), (base / MARKER).read_text().strip())
     if _is_complete(dest, key):

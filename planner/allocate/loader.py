@@ -9,6 +9,7 @@ the separability check.
 
 from __future__ import annotations
 
+import math
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -225,6 +226,7 @@ def load_problem(
         compute_units=compute_units,
         extra_values=extra_values,
     )
+    problem = _with_min_tokens(problem, runs, compute_units.get(next(iter(weights))))
     main = next(iter(weights))
     mixed = tuple(
         (o.source, float(o.compute), float(o.value))
@@ -235,6 +237,27 @@ def load_problem(
         and compute_units.get(main) is Unit.TOKENS
     )
     return Loaded(problem, tuple(notes), mixed, tuple(obs))
+
+
+def _with_min_tokens(problem: Problem, runs: Sequence[Any], unit: Unit | None) -> Problem:
+    """Give each curve the smallest token budget its source was measured at (see
+    ``Curve.min_tokens``): the law is not extrapolated below its data."""
+    import dataclasses
+
+    smallest: dict[str, float] = {}
+    for r in runs:
+        tokens = r.tokens if r.tokens else (r.compute if unit is Unit.TOKENS else None)
+        if tokens:
+            smallest[r.source] = min(smallest.get(r.source, math.inf), float(tokens))
+
+    def fix(curves):
+        return tuple(dataclasses.replace(c, min_tokens=smallest.get(c.name, 0.0)) for c in curves)
+
+    return dataclasses.replace(
+        problem,
+        curves=fix(problem.curves),
+        guard_curves=tuple(fix(g) for g in problem.guard_curves),
+    )
 
 
 def noise_levels(

@@ -160,6 +160,9 @@ class Curve:
         theta: point parameter values, in ``template.syms`` order, shape (P,).
         boot: bootstrap parameter rows, shape (B, P), or None.
         cap_tokens: most tokens the source can supply (``inf`` when unbounded).
+        min_tokens: the smallest budget the law was measured at. Below it the law is not
+            trusted (a log law runs off to ±inf at 0): the gain ramps linearly from the
+            control (0 at 0 tokens) to the law's value there.
     """
 
     name: str
@@ -167,6 +170,7 @@ class Curve:
     theta: np.ndarray
     boot: np.ndarray | None
     cap_tokens: float = float("inf")
+    min_tokens: float = 0.0
 
     @property
     def n_boot(self) -> int:
@@ -176,8 +180,13 @@ class Curve:
         """Gain over control at ``tokens`` (0 tokens → exactly 0: the source is unused)."""
         p = self.theta if theta is None else theta
         d = np.asarray(tokens, dtype=float)
+        m = self.min_tokens
         with np.errstate(all="ignore"):
-            g = np.asarray(self.template.gain(np.where(d > 0, d, 1.0), *p), dtype=float)
+            g = np.asarray(
+                self.template.gain(np.where(d > 0, np.maximum(d, m), 1.0), *p), dtype=float
+            )
+            if m > 0:
+                g = np.where(d < m, g * d / m, g)
         return np.where(d > 0, np.broadcast_to(g, np.broadcast(d, g).shape), 0.0)
 
     def cost(self, tokens: Any) -> np.ndarray:

@@ -97,6 +97,7 @@ class Batch:
             p = np.stack([np.broadcast_to(thetas[k], (self.R, tpl.n_params)) for k in idx], axis=1)
             self.groups.append((tpl, np.asarray(idx), p))  # p: (R, K_g, P)
         self.cap = np.array([c.cap_tokens for c in self.curves], dtype=float)
+        self.dmin = np.array([getattr(c, "min_tokens", 0.0) for c in self.curves], dtype=float)
         self._inv_ok: dict[int, int | None] = {}
         if prepare:
             self._prepare()
@@ -115,9 +116,16 @@ class Batch:
     def gain(self, d: np.ndarray) -> np.ndarray:
         """Gain per source; exactly 0 at 0 tokens, -inf where the law is undefined."""
         pos = d > 0
-        g = self._eval("gain", np.where(pos, d, 1.0))
+        m = self._dmin_like(d)
+        g = self._eval("gain", np.where(pos, np.maximum(d, m), 1.0))
+        # below the smallest measured budget the law is not trusted: ramp from the control
+        g = np.where((m > 0) & (d < m), g * d / np.where(m > 0, m, 1.0), g)
         g = np.where(np.isfinite(g), g, -np.inf)
         return np.where(pos, g, 0.0)
+
+    def _dmin_like(self, d: np.ndarray) -> np.ndarray:
+        """Per-source minimum tokens broadcast to ``d`` of shape (R, K[, G])."""
+        return self.dmin.reshape((1, self.K) + (1,) * (d.ndim - 2))
 
     def cost(self, d: np.ndarray) -> np.ndarray:
         """Cost per source; exactly 0 at 0 tokens."""
@@ -125,8 +133,18 @@ class Batch:
         return np.where(pos, self._eval("cost", np.where(pos, d, 1.0)), 0.0)
 
     def mu(self, d: np.ndarray) -> np.ndarray:
-        m = self._eval("mu", d)
-        return np.where(np.isnan(m), -np.inf, m)
+        lo = self._dmin_like(d)
+        mu = self._eval("mu", np.maximum(d, lo))
+        if np.any(self.dmin > 0):
+            # on the ramp: d(gain)/d(cost) = (gain(dmin)/dmin) / cost'(d)
+            below = (lo > 0) & (d < lo)
+            if np.any(below):
+                safe = np.where(lo > 0, lo, 1.0)
+                slope = self._eval("gain", np.broadcast_to(safe, d.shape).copy()) / safe
+                dc = self._eval("cost", d * 1.0001 + 1e-12) - self._eval("cost", d)
+                dd = d * 0.0001 + 1e-12
+                mu = np.where(below, slope / (dc / dd), mu)
+        return np.where(np.isnan(mu), -np.inf, mu)
 
     # ---- set-up: affordable horizon, best average return ------------------------------
     def _afford(self, budget: np.ndarray) -> np.ndarray:
@@ -291,6 +309,7 @@ class Batch:
         new.groups = [(t, idx, p[rows]) for t, idx, p in self.groups]
         new.thetas = [t[rows] for t in self.thetas]
         new.cap = self.cap
+        new.dmin = self.dmin
         new._inv_ok = self._inv_ok
         new.capb = self.capb[rows]
         new.dstar = self.dstar[rows]

@@ -1,0 +1,356 @@
+"""``annealplan demo``: the main job on the built-in example domain (what ``make run`` runs).
+
+Stages, each visible as it runs:
+
+1. prepare the example domain (data files, a tiny base model pretrained on general text,
+   the synthetic source's generator), cached under ``.annealplan/cache``;
+2. register the candidate sources through the real plugin kinds;
+3. design the sweep: three token budgets per source on a geometric grid spanning a decade,
+   plus the control anneal (replay only);
+4. start a local executor daemon on 127.0.0.1 and run the sweep — real DeepSpeed anneals,
+   each followed by lm-eval — ingesting every result into DuckDB exactly once (finished jobs
+   are reused when the demo runs again);
+5. fit the laws, allocate the target budget, write the report;
+6. open the TUI on the results, or print a summary when stdout is not a terminal.
+
+The embedded default's executor root is the project folder, so the paths in the sources'
+configurations (relative to it) mean the same to the planner and to the executor.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import click
+
+EXPERIMENT = "demo"
+STUDY = "demo"
+CANDIDATES = ("web", "textbook", "synthetic", "filtered")
+# Source tokens per anneal: a decade, three budgets (the CPU time budget of `make run`).
+GRID_TOKENS = (4_000, 12_600, 40_000)
+QUICK_GRID_TOKENS = (1_000, 3_200, 10_000)
+QUICK_CANDIDATES = ("web", "textbook")
+REPLAY_FRACTION = 0.5
+
+
+def _repo_examples(project: Path) -> Path:
+    """The example domain: ``<project>/examples/domain`` (the repository's own folder)."""
+    here = project / "examples" / "domain"
+    if (here / "data.py").exists():
+        return here
+    from planner.errors import ConfigError
+
+    raise ConfigError(
+        f"the example domain is not in {project}/examples/domain; run `annealplan demo` "
+        "(or `make run`) from a checkout of the annealplan repository"
+    )
+
+
+def _relative(value: Any, root: Path) -> Any:
+    """Absolute paths under ``root`` → relative to it (recursively through a config)."""
+    if isinstance(value, dict):
+        return {k: _relative(v, root) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_relative(v, root) for v in value]
+    if isinstance(value, str) and value.startswith("/"):
+        p = Path(value)
+        try:
+            return p.relative_to(root).as_posix()
+        except ValueError:
+            return value
+    return value
+
+
+def _say(console, text: str) -> None:
+    console.print(f"[bold cyan]▶[/] {text}")
+
+
+@click.command("demo")
+@click.option("--budget", default="$60", show_default=True, help="Target budget to allocate.")
+@click.option("--quick", is_flag=True, help="Smaller budgets and fewer eval docs (tests, CI).")
+@click.option("--no-tui", is_flag=True, help="Print the summary instead of opening the TUI.")
+@click.option(
+    "--report-dir", type=click.Path(path_type=Path), default=Path("report"), show_default=True
+)
+@click.pass_context
+def demo(ctx: click.Context, budget: str, quick: bool, no_tui: bool, report_dir: Path) -> None:
+    """Run the main job end to end on the example domain in examples/."""
+    from rich.console import Console
+
+    from planner.commands.sources import build_source
+    from planner.dispatch.local import LocalExecutor
+    from planner.dispatch.scheduler import run_sweep
+    from planner.domain import AnnealSpec, stable_id
+    from planner.units import parse_quantity
+
+    obj = ctx.obj
+    console = Console(stderr=True)
+    started = time.perf_counter()
+    project = obj.settings.project_dir
+    examples = _repo_examples(project)
+    if str(examples.parents[1]) not in sys.path:
+        sys.path.insert(0, str(examples.parents[1]))
+    from examples.domain import base_model as bm
+    from examples.domain import data as dm
+    from examples.domain import evaluation as ev
+
+    target = parse_quantity(budget)
+    cache = project / ".annealplan" / "cache"
+
+    _say(console, "preparing the example domain (cached after the first run)")
+    t0 = time.perf_counter()
+    dm.prepare_data(cache)
+    if quick:
+        # A shorter pretraining for tests: the same code path, fewer steps.
+        short = bm.PretrainRecipe(steps=40, warmup_steps=4)
+        base = bm.prepare_base_model(cache, recipe=short, name="base-model-quick")
+        gen = bm.prepare_generator_model(
+            cache,
+            recipe=bm.PretrainRecipe(steps=20, warmup_steps=2),
+            name="generator-quick",
+            base_name="base-model-quick",
+            base_recipe=short,
+        )
+    else:
+        base = bm.prepare_base_model(cache)
+        gen = bm.prepare_generator_model(cache)
+    console.print(f"  data, base model and generator ready in {time.perf_counter() - t0:.1f} s")
+
+    _say(console, "registering the candidate sources through their plugin kinds")
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(base)
+    specs = dm.source_specs(cache, generator=gen)
+    store = obj.store
+    candidates = QUICK_CANDIDATES if quick else CANDIDATES
+    for name in (*candidates, "replay"):
+        spec = specs[name]
+        src = build_source(
+            obj.registry,
+            obj.settings,
+            kind_name=spec.kind,
+            name=name,
+            raw_config=spec.config,
+            tokenizer=tokenizer,
+            description=spec.description,
+        )
+        src = type(src)(
+            **{
+                **{f: getattr(src, f) for f in src.__dataclass_fields__},
+                "config": _relative(dict(src.config), project),
+            }
+        )
+        store.add_source(src, replace=True)
+        cost = obj.registry.cost_model_for(src)
+        console.print(
+            f"  {name:<10} {src.kind:<10} cap {src.cap_tokens or math.inf:.3g} tokens, "
+            f"curation {cost.describe() if cost else 'free'}"
+        )
+
+    _say(console, "designing the sweep: 3 budgets per source (a decade) + the control anneal")
+    grid = QUICK_GRID_TOKENS if quick else GRID_TOKENS
+    params = _param_count(base)
+    anneals = []
+    for name in candidates:
+        for tokens in grid:
+            jid = stable_id("job", EXPERIMENT, name, tokens, REPLAY_FRACTION, 0, quick)
+            anneals.append(AnnealSpec(jid, EXPERIMENT, name, float(tokens), REPLAY_FRACTION, 0))
+    control_tokens = float(grid[1] / (1 - REPLAY_FRACTION))
+    anneals.append(
+        AnnealSpec(
+            stable_id("job", EXPERIMENT, None, control_tokens, quick),
+            EXPERIMENT,
+            None,
+            control_tokens,
+            1.0,
+            0,
+        )
+    )
+    replay = store.source("replay")
+    rates = obj.settings.rates
+    meta = {
+        "study": STUDY,
+        "base_model": base.relative_to(project).as_posix(),
+        "replay": {"kind": replay.kind, "config": dict(replay.config)},
+        "training": {
+            "seq_len": bm.SEQ_LEN,
+            "micro_batch": 4,
+            "grad_accum": 1,
+            "peak_lr": 5e-3,
+            "warmup_fraction": 0.0,
+            "zero_stage": 0,
+            "bf16": False,
+            "checkpoint_every_steps": 100,
+        },
+        "evaluation": {
+            "tasks": list(ev.TASKS),
+            "task_dirs": [ev.TASKS_DIR.relative_to(project).as_posix()],
+            "batch_size": 96,
+            **({"limit": 32} if quick else {}),
+        },
+        "compute_unit": target.unit.value if target.unit.value != "tokens" else "usd",
+        "rates": {
+            "flops_per_gpu_hour": rates.flops_per_gpu_hour,
+            "usd_per_gpu_hour": rates.usd_per_gpu_hour,
+        },
+        "model_params": params,
+        "grid_tokens": list(grid),
+        "replay_fraction": REPLAY_FRACTION,
+    }
+    store.save_experiment(EXPERIMENT, anneals, meta)
+    console.print(
+        f"  {len(anneals)} anneals: {len(candidates)} sources × {len(grid)} budgets + control"
+    )
+
+    _say(console, "running the sweep on a local executor (DeepSpeed anneal + lm-eval per job)")
+    summary = _run(store, project, console, run_sweep, LocalExecutor)
+    console.print(
+        f"  {summary.succeeded} succeeded ({summary.reused} reused), {len(summary.failed)} failed"
+    )
+    for f in summary.failed:
+        console.print(f"  [red]failed[/] {f}")
+
+    _say(console, "fitting the laws with bootstrap intervals")
+    from planner.commands.laws import fit
+
+    with _quiet():
+        ctx.invoke(
+            fit, study=STUDY, metric=None, family="auto", method="joint", n_boot=400, as_json=True
+        )
+
+    metric = _decision_metric(store)
+    _say(console, f"allocating {target} on {metric} and writing the report")
+    from planner.commands.report import make_report
+
+    files = make_report(
+        obj,
+        out=project / report_dir,
+        budget=budget,
+        metric=metric,
+        model_params=str(int(params)),
+        title="annealplan demo: a fictional pharmacology domain",
+    )
+    console.print(f"  report: {files.markdown} and {files.html}")
+    console.print(f"  the main job took {time.perf_counter() - started:.0f} s")
+
+    from planner.commands.allocate import render_plan
+
+    plan = store.plans(limit=1)[0][1]
+    if sys.stdout.isatty() and not no_tui and "tui" in ctx.parent.command.commands:
+        ctx.invoke(ctx.parent.command.commands["tui"])
+        return
+    click.echo(render_plan(plan))
+    f = files.findings
+    click.echo("")
+    if f.get("ranking_at_smallest_budget"):
+        click.echo("ranking at the smallest budget: " + " > ".join(f["ranking_at_smallest_budget"]))
+        click.echo(
+            "ranking the laws predict at the target: "
+            + " > ".join(f["ranking_predicted_at_target"])
+        )
+        click.echo(
+            "the ranking changes" if f.get("ranking_changes") else "no crossing in this example"
+        )
+    click.echo(f"report: {files.markdown}")
+
+
+def _param_count(base: Path) -> float:
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_config(AutoConfig.from_pretrained(base))
+    return float(sum(p.numel() for p in model.parameters()))
+
+
+def _decision_metric(store) -> str:
+    """The domain task's main metric: the dose exact match (the generative domain task),
+    else the multiple-choice task's probability of the right answer, else its accuracy —
+    the first of these that has fitted laws for at least two sources."""
+    fitted: dict[str, int] = {}
+    for _, f in store.fits(study=STUDY):
+        if f.success and f.source != "control":
+            fitted[f.metric] = fitted.get(f.metric, 0) + 1
+    # A metric every source stayed flat on (e.g. all zeros) has no law to allocate with.
+    names = sorted(m for m, n in fitted.items() if n >= 2)
+    for prefix in (
+        "demo_domain_gen/exact_match",
+        "demo_domain_mc/prob_correct",
+        "demo_domain_mc/acc",
+    ):
+        hits = [n for n in names if n.startswith(prefix)]
+        if hits:
+            return hits[0]
+    from planner.errors import SolveError
+
+    raise SolveError(
+        f"no domain metric could be fitted for two sources (fitted: {', '.join(names) or 'none'}); "
+        "look at the runs with `annealplan runs list`"
+    )
+
+
+class _quiet:
+    """Swallow a verb's stdout (its JSON) while the demo prints its own progress."""
+
+    def __enter__(self):
+        import contextlib
+        import io
+
+        self._cm = contextlib.redirect_stdout(io.StringIO())
+        return self._cm.__enter__()
+
+    def __exit__(self, *exc):
+        return self._cm.__exit__(*exc)
+
+
+def _run(store, project: Path, console, run_sweep, LocalExecutor):
+    """Run the sweep with a live progress bar per job (or a line per state change when
+    stderr is not a terminal), two jobs at a time on the local executor."""
+    import contextlib
+
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    live = console.is_terminal
+    progress = Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        TextColumn("{task.fields[state]}"),
+        TimeElapsedColumn(),
+        console=console,
+    )
+    tasks: dict[str, int] = {}
+    last_state: dict[str, str] = {}
+
+    def on_update(record) -> None:
+        jid = record.job_id
+        label = (record.labels or {}).get("source", "") or jid[:12]
+        p = record.progress
+        state = record.state.value
+        if not live:
+            if last_state.get(jid) != state:
+                last_state[jid] = state
+                console.print(f"  {jid} {label:<10} {state}")
+            return
+        if jid not in tasks:
+            tasks[jid] = progress.add_task(f"{label:<10} {jid[-8:]}", total=1.0, state="")
+        done = p.step / p.total_steps if p and p.total_steps else 0.0
+        if state in ("succeeded", "failed", "cancelled"):
+            done = 1.0
+        extra = f" loss {p.loss:.3f}" if p and p.loss is not None else ""
+        progress.update(tasks[jid], completed=done, state=f"{state}{extra}")
+
+    async def go(ex):
+        client = ex.client()
+        try:
+            return await run_sweep(store, EXPERIMENT, [client], on_update=on_update)
+        finally:
+            await client.aclose()
+
+    with LocalExecutor(project, max_jobs=2) as ex, progress if live else contextlib.nullcontext():
+        return asyncio.run(go(ex))
+
+
+COMMANDS = [demo]

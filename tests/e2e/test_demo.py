@@ -1,0 +1,61 @@
+"""The main job end to end, reduced (``annealplan demo --quick``): the example domain in a
+fresh project folder, a real local executor, real DeepSpeed anneals and lm-eval, fits, the
+allocation, the report — then a second run that reuses every finished job."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+
+pytestmark = pytest.mark.slow
+
+
+def _annealplan(project: Path, *args: str, timeout: int = 900) -> subprocess.CompletedProcess:
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "OMP_NUM_THREADS": "2"}
+    env.pop("ANNEALPLAN_DB", None)
+    return subprocess.run(
+        [sys.executable, "-m", "planner", "--project", str(project), *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=env,
+        stdin=subprocess.DEVNULL,
+    )
+
+
+def test_quick_demo_end_to_end(tmp_path):
+    project = tmp_path / "project"
+    shutil.copytree(
+        REPO / "examples" / "domain",
+        project / "examples" / "domain",
+        ignore=shutil.ignore_patterns("__pycache__"),
+    )
+    first = _annealplan(project, "demo", "--quick", "--no-tui")
+    assert first.returncode == 0, first.stderr[-4000:]
+    report = (project / "report" / "report.md").read_text()
+    assert "## Runs and fitted laws" in report and "## Allocation" in report
+    assert "point estimate (one micro-anneal)" in report or "No allocation could be made" in report
+    assert (project / "report" / "report.html").exists()
+    assert "the ranking" in first.stdout or "no crossing" in first.stdout
+
+    runs = json.loads(_annealplan(project, "runs", "list", "--json").stdout)
+    # 2 sources × 3 budgets + the control anneal, each with lm-eval metrics, exactly once
+    assert len(runs) == 7
+    assert all(r["metrics"] > 0 for r in runs)
+    by_source: dict[str, int] = {}
+    for r in runs:
+        by_source[r["source"]] = by_source.get(r["source"], 0) + 1
+    assert by_source == {"web": 3, "textbook": 3, "control": 1}
+
+    again = _annealplan(project, "demo", "--quick", "--no-tui")
+    assert again.returncode == 0, again.stderr[-4000:]
+    assert "7 succeeded (7 reused)" in again.stderr
+    assert len(json.loads(_annealplan(project, "runs", "list", "--json").stdout)) == 7
