@@ -1,0 +1,322 @@
+"""Allocation: a budget in, the cost-optimal plan out.
+
+The plan table (tokens and cost per source, gain with its interval, probability of being in
+the optimal plan), the frontier plot (optimal gain across budgets, with its band), the point
+estimate's choice beside it, and "what to run next". Solving does what
+``annealplan allocate --budget B`` does (``planner.commands.allocate.load`` then
+``planner.allocate.plan.make_plan``, saved with ``store.save_plan``); the frontier is
+``annealplan frontier``'s and the recommendation ``annealplan next``'s.
+"""
+
+from __future__ import annotations
+
+import math
+from types import SimpleNamespace
+from typing import Any, ClassVar
+
+import numpy as np
+from textual import on, work
+from textual.app import ComposeResult
+from textual.binding import Binding, BindingType
+from textual.containers import Horizontal, Vertical
+from textual.widgets import DataTable, Input, Label, Select, Static
+from textual_plotext import PlotextPlot
+
+from planner.tui.messages import NextRunRecommended, PlansLoaded, PlanSolved
+from planner.tui.screens.base import PlannerScreen
+from planner.tui.widgets.plotting import line, log_ticks, log_x
+from planner.units import Unit, format_quantity
+
+#: the frontier spans this factor below and above the chosen budget
+FRONTIER_SPAN = (0.05, 5.0)
+FRONTIER_POINTS = 12
+
+
+def _fmt(v: float, spec: str = "+.4g") -> str:
+    return format(v, spec) if isinstance(v, int | float) and math.isfinite(v) else "–"
+
+
+def _obj(app: Any, store: Any) -> SimpleNamespace:
+    """What the CLI's ``ctx.obj`` offers, for the allocation room's ``load``."""
+    return SimpleNamespace(settings=app.settings, store=store, registry=app.registry)
+
+
+def solve_plan(
+    app: Any, store: Any, budget_text: str, metric: str | None, model_params: str | None
+) -> PlanSolved:
+    """``annealplan allocate --budget B [--metric M] [--model-params N]`` plus its frontier."""
+    from dataclasses import replace
+
+    from planner.allocate.plan import frontier, make_plan
+    from planner.commands.allocate import load
+    from planner.errors import SolveError
+    from planner.units import parse_quantity
+
+    if not budget_text.strip():
+        raise SolveError("type a budget first, e.g. 2000gpuh, 1.5e21flop or $30k")
+    q = parse_quantity(budget_text)
+    loaded = load(
+        _obj(app, store), q.unit, metric, None, (), model_params, None, None, None, 0.0, None
+    )
+    plan = make_plan(loaded.problem, q.value, mixed_runs=loaded.mixed_runs)
+    plan = replace(plan, notes=plan.notes + loaded.notes)
+    plan_id = store.save_plan(plan, loaded.problem.fit_ids)
+    budgets = np.geomspace(q.value * FRONTIER_SPAN[0], q.value * FRONTIER_SPAN[1], FRONTIER_POINTS)
+    rows = frontier(loaded.problem, budgets)
+    return PlanSolved(plan_id, plan, frontier=rows, point=(plan.extra or {}).get("point_estimate"))
+
+
+def recommend(
+    app: Any, store: Any, budget_text: str, metric: str | None, model_params: str | None
+) -> NextRunRecommended:
+    """``annealplan next --budget B``: the most useful next run, by value of information."""
+    from planner.allocate.loader import noise_levels
+    from planner.commands.allocate import load
+    from planner.design.voi import decision_state, default_candidates, recommend_next
+    from planner.units import parse_quantity
+
+    q = parse_quantity(budget_text)
+    loaded = load(
+        _obj(app, store), q.unit, metric, None, (), model_params, None, None, None, 0.0, None
+    )
+    problem = loaded.problem
+    noise = noise_levels(problem, loaded.observations)
+    state = decision_state(problem, q.value)
+    recs = recommend_next(
+        problem, q.value, default_candidates(problem, q.value), noise, state=state
+    )[:3]
+    lines = [f"P(wrong allocation at {format_quantity(q.value, q.unit)}) now: {state.p_wrong:.2f}"]
+    if state.p_wrong == 0:
+        lines.append(
+            "the fits already settle the decision; more runs are not expected to change it"
+        )
+    for r in recs:
+        lines.append(
+            f"run {r.source} at {r.tokens:.3g} tokens, cost {format_quantity(r.cost, q.unit)}: "
+            f"P(wrong) after {r.p_wrong_after:.2f}"
+        )
+    return NextRunRecommended("\n".join(lines), detail=recs)
+
+
+class AllocationScreen(PlannerScreen):
+    """Budget → plan, frontier, point-estimate comparison, next run."""
+
+    MODE = "allocation"
+    # The main table, not an input, takes focus: digits then switch screens.
+    AUTO_FOCUS = "#alloc-plan"
+    CSS_PATH = "allocation.tcss"
+    STATUS_ID = "alloc-status"
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("s", "solve", "Solve", tooltip="Solve the allocation for the budget"),
+        Binding("n", "next_run", "Next run", tooltip="What to run next (value of information)"),
+        Binding("o", "notes", "Notes", tooltip="The plan's caveats"),
+        Binding("b", "focus_budget", "Budget", show=False),
+    ]
+
+    def compose_body(self) -> ComposeResult:
+        with Vertical(id="alloc-body"):
+            with Horizontal(id="alloc-controls"):
+                yield Label("Budget", classes="control-label")
+                yield Input(placeholder="2000gpuh, $30k, 1e21flop", id="alloc-budget")
+                yield Select([], prompt="metric", id="alloc-metric", allow_blank=True)
+                yield Label("N", classes="control-label")
+                yield Input(placeholder="from runs", id="alloc-params")
+            yield Static("", id="alloc-summary", markup=False)
+            yield DataTable(id="alloc-plan", cursor_type="row", zebra_stripes=True)
+            with Horizontal(id="alloc-main"):
+                yield PlotextPlot(id="alloc-frontier")
+                with Vertical(id="alloc-side"):
+                    yield Static("", id="alloc-point", markup=False)
+                    yield Static("", id="alloc-next", markup=False)
+            yield Static("", id="alloc-status", markup=False, classes="muted")
+
+    def on_mount(self) -> None:
+        table = self.query_one("#alloc-plan", DataTable)
+        for col in ("source", "tokens", "cost", "gain [90%]", "P(opt)"):
+            table.add_column(col, key=col)
+        self.plan: Any = None
+        self.load_plans()
+
+    # ------------------------------------------------------------------ stored plans
+    @work(thread=True, exclusive=True, group="alloc-load", exit_on_error=False)
+    def load_plans(self) -> None:
+        store = self.store.cursor()
+        try:
+            plans = store.plans(limit=1)
+            metrics = sorted({f.metric for _, f in store.fits() if f.success})
+        finally:
+            store.close()
+        self.post_message(PlansLoaded(plans, metrics))
+
+    def on_plans_loaded(self, event: PlansLoaded) -> None:
+        select = self.query_one("#alloc-metric", Select)
+        current = select.value
+        select.set_options([(m, m) for m in event.metrics])
+        if current in event.metrics:
+            select.value = current
+        elif len(event.metrics) == 1:
+            select.value = event.metrics[0]
+        if self.plan is not None or not event.plans:
+            if not event.plans:
+                self.query_one("#alloc-status", Static).update(
+                    "Type a budget (e.g. 50gpuh) and press Enter to solve; needs fitted laws."
+                )
+            return
+        plan_id, plan = event.plans[0]
+        budget = self.query_one("#alloc-budget", Input)
+        if not budget.value:
+            budget.value = _budget_text(plan.budget, plan.unit)
+        self.show_plan(plan_id, plan, None)
+
+    # ------------------------------------------------------------------ solving
+    def action_focus_budget(self) -> None:
+        self.query_one("#alloc-budget", Input).focus()
+
+    @on(Input.Submitted, "#alloc-budget")
+    def budget_submitted(self) -> None:
+        self.action_solve()
+
+    def action_solve(self) -> None:
+        budget, metric, params = self._inputs()
+        self.query_one("#alloc-status", Static).update(f"solving for {budget}…")
+        self.run_solve(budget, metric, params)
+
+    def _inputs(self) -> tuple[str, str | None, str | None]:
+        budget = self.query_one("#alloc-budget", Input).value.strip()
+        metric_value = self.query_one("#alloc-metric", Select).value
+        metric = metric_value if isinstance(metric_value, str) else None
+        params = self.query_one("#alloc-params", Input).value.strip() or None
+        return budget, metric, params
+
+    @work(thread=True, exclusive=True, group="alloc-solve", exit_on_error=False)
+    def run_solve(self, budget: str, metric: str | None, params: str | None) -> None:
+        store = self.store.cursor()
+        try:
+            message = solve_plan(self.planner, store, budget, metric, params)
+        finally:
+            store.close()
+        self.post_message(message)
+
+    def on_plan_solved(self, event: PlanSolved) -> None:
+        self.show_plan(event.plan_id, event.plan, event.frontier)
+        # Leave the budget box so the screen's keys (n: next run) work at once.
+        self.query_one("#alloc-plan", DataTable).focus()
+
+    def show_plan(self, plan_id: str, plan: Any, frontier: list[dict] | None) -> None:
+        self.plan = plan
+        unit = plan.unit
+        head = f"{format_quantity(plan.budget, unit)} on {plan.metric}: "
+        if plan.success:
+            band = ""
+            if math.isfinite(plan.gain_low):
+                band = f" [{_fmt(plan.gain_low)}, {_fmt(plan.gain_high)}]"
+            head += f"gain {_fmt(plan.gain)}{band} over control"
+        else:
+            head += f"no plan: {plan.message}"
+        self.query_one("#alloc-summary", Static).update(head)
+        table = self.query_one("#alloc-plan", DataTable)
+        table.clear()
+        for a in plan.allocations:
+            gain = _fmt(a.gain)
+            if math.isfinite(a.gain_low):
+                gain += f" [{_fmt(a.gain_low)}, {_fmt(a.gain_high)}]"
+            tokens = format_quantity(a.tokens, Unit.TOKENS).replace(" tokens", "")
+            table.add_row(
+                a.source + (" (cap)" if a.capped else ""),
+                tokens,
+                format_quantity(a.cost, unit),
+                gain,
+                _fmt(a.p_in_optimal, ".2f"),
+                key=a.source,
+            )
+        self.query_one("#alloc-point", Static).update(_comparison(plan))
+        self.draw_frontier(plan, frontier)
+        # The plan's id stays out of the screen (it is in `annealplan plans`): only what a
+        # person reads to decide.
+        notes = f" · o: {len(plan.notes)} notes" if plan.notes else ""
+        self.query_one("#alloc-status", Static).update(f"plan saved{notes} · n: what to run next")
+
+    def draw_frontier(self, plan: Any, rows: list[dict] | None) -> None:
+        plot = self.query_one("#alloc-frontier", PlotextPlot)
+        plt = plot.plt
+        plt.clear_data()
+        plt.clear_figure()
+        plt.title("optimal gain vs budget")
+        if not rows:
+            plot.refresh()
+            return
+        budgets = [r["budget"] for r in rows]
+        xs = log_x(budgets)
+        line(plt, xs, [r["gain"] for r in rows], "cyan", "braille", label="plan")
+        lows = [r["gain_low"] for r in rows]
+        highs = [r["gain_high"] for r in rows]
+        line(plt, xs, lows, "cyan", "·")
+        line(plt, xs, highs, "cyan", "·")
+        line(
+            plt, xs, [r["best_single_gain"] for r in rows], "orange", "braille", label="best single"
+        )
+        # the chosen budget as a red vertical over the plotted gains
+        gains = [
+            v
+            for r in rows
+            for v in (r["gain"], r["gain_low"], r["gain_high"], r["best_single_gain"])
+            if math.isfinite(v)
+        ]
+        if gains:
+            line(plt, log_x([plan.budget] * 2), [min(gains), max(gains)], "red", "│")
+        log_ticks(plt, min(budgets), max(budgets))
+        plt.xlabel(plan.unit.value)
+        plot.refresh()
+
+    def action_notes(self) -> None:
+        if self.plan is None or not (self.plan.notes or self.plan.message):
+            self.notify("No plan yet, or it has no notes.")
+            return
+        from planner.tui.widgets.error_modal import ErrorModal
+
+        text = "\n\n".join([self.plan.message, *self.plan.notes]).strip()
+        self.app.push_screen(ErrorModal("Notes on this plan", text, kind="info"))
+
+    # ------------------------------------------------------------------ next run
+    def action_next_run(self) -> None:
+        budget, metric, params = self._inputs()
+        if not budget and self.plan is not None:
+            budget = _budget_text(self.plan.budget, self.plan.unit)
+        if not budget:
+            self.notify("Type a budget first.", severity="warning")
+            return
+        self.query_one("#alloc-next", Static).update("weighing candidate runs…")
+        self.run_next(budget, metric, params)
+
+    @work(thread=True, exclusive=True, group="alloc-next", exit_on_error=False)
+    def run_next(self, budget: str, metric: str | None, params: str | None) -> None:
+        store = self.store.cursor()
+        try:
+            message = recommend(self.planner, store, budget, metric, params)
+        finally:
+            store.close()
+        self.post_message(message)
+
+    def on_next_run_recommended(self, event: NextRunRecommended) -> None:
+        self.query_one("#alloc-next", Static).update(event.text)
+
+
+def _budget_text(value: float, unit: Unit) -> str:
+    suffix = {Unit.GPU_HOURS: "gpuh", Unit.FLOPS: "flop", Unit.USD: "usd"}.get(unit, unit.value)
+    return f"{value:g}{suffix}"
+
+
+def _comparison(plan: Any) -> str:
+    """The point estimate's choice beside the plan (what one micro-anneal would pick)."""
+    extra = plan.extra or {}
+    lines = []
+    if pe := extra.get("point_estimate"):
+        lines.append(
+            f"point estimate: one micro-anneal at {format_quantity(pe['micro_budget'], plan.unit)} "
+            f"picks {pe['choice']}; following it loses {_fmt(pe['gain_lost'])}"
+        )
+    if bs := extra.get("best_single"):
+        lines.append(f"best single source: {bs['source']} (gain {_fmt(bs['gain'])})")
+    if u := extra.get("uncertainty"):
+        lines.append(f"P(plan within 5% of optimal) {u['p_plan_near_optimal']:.2f}")
+    return "\n".join(lines)
