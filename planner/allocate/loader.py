@@ -93,6 +93,7 @@ def load_problem(
     sources: Sequence[str] | None = None,
     replay_fraction: float = 0.0,
     eval_cost: float = 0.0,
+    max_extrapolation: float | None = None,
 ) -> Loaded:
     """Build the allocation problem of a study from the store.
 
@@ -226,7 +227,14 @@ def load_problem(
         compute_units=compute_units,
         extra_values=extra_values,
     )
-    problem = _with_min_tokens(problem, runs, compute_units.get(next(iter(weights))))
+    problem = _with_min_tokens(
+        problem, runs, compute_units.get(next(iter(weights))), max_extrapolation
+    )
+    if max_extrapolation:
+        notes.append(
+            f"each source is capped at {max_extrapolation:g}× its largest measured budget "
+            "(the laws are not trusted further)"
+        )
     main = next(iter(weights))
     mixed = tuple(
         (o.source, float(o.compute), float(o.value))
@@ -239,19 +247,32 @@ def load_problem(
     return Loaded(problem, tuple(notes), mixed, tuple(obs))
 
 
-def _with_min_tokens(problem: Problem, runs: Sequence[Any], unit: Unit | None) -> Problem:
+def _with_min_tokens(
+    problem: Problem, runs: Sequence[Any], unit: Unit | None, max_extrapolation: float | None = None
+) -> Problem:
     """Give each curve the smallest token budget its source was measured at (see
-    ``Curve.min_tokens``): the law is not extrapolated below its data."""
+    ``Curve.min_tokens``): the law is not extrapolated below its data; with
+    ``max_extrapolation`` also cap its tokens at that multiple of its largest budget."""
     import dataclasses
 
     smallest: dict[str, float] = {}
+    largest: dict[str, float] = {}
     for r in runs:
         tokens = r.tokens if r.tokens else (r.compute if unit is Unit.TOKENS else None)
         if tokens:
             smallest[r.source] = min(smallest.get(r.source, math.inf), float(tokens))
+            largest[r.source] = max(largest.get(r.source, 0.0), float(tokens))
+
+    def cap(c) -> float:
+        if max_extrapolation and c.name in largest:
+            return min(c.cap_tokens, max_extrapolation * largest[c.name])
+        return c.cap_tokens
 
     def fix(curves):
-        return tuple(dataclasses.replace(c, min_tokens=smallest.get(c.name, 0.0)) for c in curves)
+        return tuple(
+            dataclasses.replace(c, min_tokens=smallest.get(c.name, 0.0), cap_tokens=cap(c))
+            for c in curves
+        )
 
     return dataclasses.replace(
         problem,

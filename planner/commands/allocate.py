@@ -65,6 +65,13 @@ def _common(f):
         click.option(
             "--eval-cost", default=None, help="Evaluation cost of the final plan (e.g. 5gpuh)."
         ),
+        click.option(
+            "--max-extrapolation",
+            type=float,
+            default=None,
+            help="Trust each law up to this many times its source's largest measured budget "
+            "(caps the source's tokens there); default: no limit.",
+        ),
         click.option("--json", "as_json", is_flag=True, help="Print JSON."),
     ]
     for o in reversed(opts):
@@ -84,6 +91,7 @@ def load(
     sources,
     replay_fraction,
     eval_cost,
+    max_extrapolation=None,
 ):
     """Build the problem from the store (shared by allocate, frontier, crossovers and next)."""
     from planner.allocate.loader import load_problem
@@ -114,6 +122,7 @@ def load(
         sources=[s.strip() for s in sources.split(",") if s.strip()] if sources else None,
         replay_fraction=replay_fraction,
         eval_cost=ec,
+        max_extrapolation=max_extrapolation,
     )
 
 
@@ -206,6 +215,7 @@ def allocate_cmd(
     sources,
     replay_fraction,
     eval_cost,
+    max_extrapolation,
     as_json,
 ):
     """The cost-optimal tokens per source for a budget, with uncertainty."""
@@ -226,6 +236,7 @@ def allocate_cmd(
         sources,
         replay_fraction,
         eval_cost,
+        max_extrapolation,
     )
     plan = make_plan(
         loaded.problem, q.value, micro_fraction=micro_fraction, mixed_runs=loaded.mixed_runs
@@ -279,6 +290,7 @@ def frontier_cmd(
     sources,
     replay_fraction,
     eval_cost,
+    max_extrapolation,
     as_json,
 ):
     """The optimal plan's gain (with interval) across a range of budgets."""
@@ -298,6 +310,7 @@ def frontier_cmd(
         sources,
         replay_fraction,
         eval_cost,
+        max_extrapolation,
     )
     rows = frontier(loaded.problem, budgets)
     if as_json:
@@ -344,6 +357,7 @@ def crossovers_cmd(
     sources,
     replay_fraction,
     eval_cost,
+    max_extrapolation,
     as_json,
 ):
     """Budgets at which the best single source changes, with probabilities."""
@@ -363,6 +377,7 @@ def crossovers_cmd(
         sources,
         replay_fraction,
         eval_cost,
+        max_extrapolation,
     )
     res = crossovers(loaded.problem, budgets)
     if as_json:

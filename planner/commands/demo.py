@@ -234,6 +234,8 @@ def demo(ctx: click.Context, budget: str, quick: bool, no_tui: bool, report_dir:
         metric=metric,
         model_params=str(int(params)),
         title="annealplan demo: a fictional pharmacology domain",
+        # The example's laws come from tiny runs; do not trust them beyond 10x the largest.
+        max_extrapolation=10.0,
     )
     console.print(f"  report: {files.markdown} and {files.html}")
     console.print(f"  the main job took {time.perf_counter() - started:.0f} s")

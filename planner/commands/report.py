@@ -8,7 +8,14 @@ import click
 
 
 def make_report(
-    obj, *, out: Path, budget: str | None, metric: str | None, model_params: str | None, title: str
+    obj,
+    *,
+    out: Path,
+    budget: str | None,
+    metric: str | None,
+    model_params: str | None,
+    title: str,
+    max_extrapolation: float | None = None,
 ):
     """Plan (or reuse the newest plan) and write the report; shared with ``demo``."""
     import numpy as np
@@ -32,7 +39,9 @@ def make_report(
     else:
         q = parse_quantity(budget)
         q_unit, q_value = q.unit, q.value
-    loaded = load(obj, q_unit, metric, None, (), model_params, None, None, None, 0.0, None)
+    loaded = load(
+        obj, q_unit, metric, None, (), model_params, None, None, None, 0.0, None, max_extrapolation
+    )
     if plan is None:
         plan = make_plan(loaded.problem, q_value)
         plan = type(plan)(
@@ -76,8 +85,11 @@ def make_report(
 @click.option("--metric", help="Decision metric (default: the plan's).")
 @click.option("--model-params", help="Annealing model size N for training cost (e.g. 135M).")
 @click.option("--title", default="annealplan report", show_default=True)
+@click.option(
+    "--max-extrapolation", type=float, help="Cap each source at this multiple of its largest run."
+)
 @click.pass_obj
-def report_cmd(obj, out: Path, budget, metric, model_params, title) -> None:
+def report_cmd(obj, out: Path, budget, metric, model_params, title, max_extrapolation) -> None:
     """Write report.md, report.html and PNG plots: laws with interval bands, crossovers,
     the allocation frontier, the point-estimate decision, reproducibility facts."""
     files = make_report(
