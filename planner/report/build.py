@@ -231,10 +231,16 @@ def build_report(
             rows = by_source.get(f.source, [])
             ax.scatter([o.compute for o in rows], [o.value for o in rows], color=color, zorder=3)
             if f.success:
-                point, low, high = predict_interval(f, grid)
-                ax.plot(grid, point, color=color, label=f"{f.source} ({f.family})")
+                # Draw each law over its own data and one decade beyond, not over every
+                # source's range: far from its runs a law says little.
+                own = [o.compute for o in rows] or [f.x_max]
+                g = grid[(grid >= min(own) / 1.5) & (grid <= max(own) * 10.0)]
+                if g.size < 2:
+                    g = np.geomspace(min(own) / 1.5, max(own) * 10.0, 60)
+                point, low, high = predict_interval(f, g)
+                ax.plot(g, point, color=color, label=f"{f.source} ({f.family})")
                 if np.all(np.isfinite(low)):
-                    ax.fill_between(grid, low, high, color=color, alpha=0.15)
+                    ax.fill_between(g, low, high, color=color, alpha=0.15)
             else:
                 ax.plot([], [], color=color, label=f"{f.source} (fit failed)")
         if control_obs:
