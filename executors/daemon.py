@@ -541,7 +541,7 @@ def create_app(cfg: DaemonConfig, *, start_supervisor: bool = True):
     @app.post("/v1/jobs", response_model=JobRecord, status_code=201)
     def submit(spec: AnnealJobSpec, response: Response) -> JobRecord:
         try:
-            check_spec_paths(spec, cfg.root.resolve())
+            check_spec_paths(spec, cfg.root.resolve(), deny=(cfg.state_dir,), plugins=cfg.plugins)
         except PathRefused as e:
             fail(422, "path_refused", e.message, e.field)
         try:

@@ -377,8 +377,10 @@ class Journal:
                     (now, job_id),
                 )
                 if r[0] == JobState.QUEUED.value:
+                    # Same error as every other cancel, so clients can tell why it ended.
                     con.execute(
-                        "UPDATE jobs SET state = ?, finished_at = ?, attempt_token = NULL"
+                        "UPDATE jobs SET state = ?, finished_at = ?, attempt_token = NULL,"
+                        " error_code = 'cancelled', error_message = 'cancelled while queued'"
                         " WHERE job_id = ?",
                         (JobState.CANCELLED.value, now, job_id),
                     )

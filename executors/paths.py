@@ -8,6 +8,8 @@ symlink swapped in between is still caught.
 
 from __future__ import annotations
 
+import functools
+import glob
 import re
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
@@ -63,24 +65,62 @@ def resolve_under(
     for folder in deny:
         if target == folder or folder in target.parents or target in folder.parents:
             raise PathRefused(field, "names the executor's own state folder")
+    if cut >= 0:
+        # The literal prefix stays inside, but a wildcard can still match a symlink that
+        # leads out (``*/etc/passwd`` through ``root/link -> /``): check every match.
+        for match in glob.iglob(glob.escape(str(root)) + "/" + rel, recursive=True):
+            _inside(root, Path(match).resolve(strict=False), field, deny)
     if must_exist and not target.exists():
         raise PathRefused(field, "does not exist under the executor's root")
     return root / rel if cut >= 0 else target
 
 
-def _config_paths(value: Any, prefix: str, key: str = "") -> Iterator[tuple[str, str]]:
+def _inside(root: Path, target: Path, field: str, deny: Sequence[Path]) -> None:
+    if target != root and root not in target.parents:
+        raise PathRefused(field, "resolves outside the executor's root (symlink?)")
+    for folder in deny:
+        if target == folder or folder in target.parents or target in folder.parents:
+            raise PathRefused(field, "names the executor's own state folder")
+
+
+def _config_paths(
+    value: Any, prefix: str, key: str = "", declared: frozenset[str] = frozenset()
+) -> Iterator[tuple[str, str]]:
     if isinstance(value, Mapping):
         for k, v in value.items():
-            yield from _config_paths(v, f"{prefix}.{k}", str(k))
+            yield from _config_paths(v, f"{prefix}.{k}", str(k), declared)
     elif isinstance(value, list | tuple):
         for i, v in enumerate(value):
-            yield from _config_paths(v, f"{prefix}.{i}", key)
-    elif isinstance(value, str) and _PATH_KEY.search(key.lower()):
+            yield from _config_paths(v, f"{prefix}.{i}", key, declared)
+    elif isinstance(value, str) and (key in declared or _PATH_KEY.search(key.lower())):
         yield prefix, value
 
 
-def check_spec_paths(spec: AnnealJobSpec, root: Path, deny: Sequence[Path] = ()) -> None:
+@functools.cache
+def declared_path_fields(plugins: tuple[str, ...] = ()) -> dict[str, frozenset[str]]:
+    """The path fields each installed source kind declares (``Config.path_fields``).
+
+    Names such as ``pool`` or ``generator`` are paths only because their kind says so; the
+    key-name pattern alone would let them name any file on the machine.
+    """
+    from executors.worker import load_source_kinds  # the worker imports this module
+
+    return {
+        name: frozenset(getattr(getattr(kind, "Config", None), "path_fields", ()) or ())
+        for name, kind in load_source_kinds(plugins).items()
+    }
+
+
+def check_spec_paths(
+    spec: AnnealJobSpec, root: Path, deny: Sequence[Path] = (), plugins: tuple[str, ...] = ()
+) -> None:
     """Check every path of a job against the root (and outside ``deny``).
+
+    Args:
+        spec: the job.
+        root: the allow-listed root (resolved).
+        deny: folders under the root that jobs may not name (the daemon's state).
+        plugins: extra plugin modules, whose source kinds' path fields count too.
 
     Raises:
         PathRefused: naming the first offending field.
@@ -92,9 +132,10 @@ def check_spec_paths(spec: AnnealJobSpec, root: Path, deny: Sequence[Path] = ())
         resolve_under(root, d, field=f"evaluation.task_dirs.{i}", deny=deny)
     refs = []
     if spec.source is not None:
-        refs.append(("source.config", spec.source.config))
+        refs.append(("source.config", spec.source.kind, spec.source.config))
     if spec.replay is not None:
-        refs.append(("replay.source.config", spec.replay.source.config))
-    for prefix, config in refs:
-        for field, value in _config_paths(config, prefix):
+        refs.append(("replay.source.config", spec.replay.source.kind, spec.replay.source.config))
+    declared = declared_path_fields(tuple(plugins))
+    for prefix, kind, config in refs:
+        for field, value in _config_paths(config, prefix, declared=declared.get(kind, frozenset())):
             resolve_under(root, value, field=field, must_exist=False, deny=deny)

@@ -10,6 +10,12 @@ write, so two attempts of one job never train at once.
 Exit codes: 0 done (result in the journal), 3 failed for good (error in the journal, no
 retry), 75 locked by another live attempt, 76 fenced (a newer attempt owns the job), anything
 else a crash that the daemon may retry.
+
+The trainer is ``executors/anneal.py`` under the chosen launcher. Setting the environment
+variable ``ANNEALPLAN_EXECUTOR_TRAINER`` (in the daemon's environment, which its workers
+inherit) to a Python script runs ``python SCRIPT --plan PLAN`` instead, with the same plan,
+heartbeat and checkpoint contract: fault-injection tests use it to stop a trainer between
+two shard writes, which real DeepSpeed cannot be made to do on cue.
 """
 
 from __future__ import annotations
@@ -290,7 +296,12 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+TRAINER_ENV = "ANNEALPLAN_EXECUTOR_TRAINER"
+
+
 def _launch_command(cfg: WorkerConfig, plan_path: Path) -> list[str]:
+    if override := os.environ.get(TRAINER_ENV):
+        return [sys.executable, override, "--plan", str(plan_path)]
     script = str(Path(__file__).with_name("anneal.py"))
     port = str(_free_port())
     if cfg.launcher == "torchrun":
@@ -477,7 +488,7 @@ def run(cfg: WorkerConfig) -> int:
 
     threading.Thread(target=beat, daemon=True).start()
     try:
-        check_spec_paths(spec, cfg.root, deny=(cfg.state_dir,))
+        check_spec_paths(spec, cfg.root, deny=(cfg.state_dir,), plugins=cfg.plugins)
         # Relative paths in sources' configs resolve under the root.
         os.chdir(cfg.root)
         from transformers import AutoTokenizer
