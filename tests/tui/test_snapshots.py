@@ -79,6 +79,16 @@ def test_laws_screen(snap_compare, settings, runs_store, registry):
     fit_metric(runs_store, "default", "domain_acc", family="auto", method="joint", n_boot=50)
 
     async def run_before(pilot):
+        from textual.widgets import DataTable
+
+        await steady(pilot)
+        # The parameter table fills from a message posted after the fit worker ends; under a
+        # loaded machine that can land after the first settle, so wait for its rows.
+        for _ in range(100):
+            tables = list(pilot.app.screen.query(DataTable))
+            if tables and all(t.row_count for t in tables):
+                break
+            await pilot.pause(0.05)
         await steady(pilot)
 
     app = make_app(settings, runs_store, registry, mode="laws")
