@@ -1,7 +1,8 @@
 """The executor daemon: an HTTP API over the journal, and a supervisor that runs the jobs.
 
     annealplan-executor serve --host 127.0.0.1 --port 8765 --token-file F --root DIR \\
-        [--state DIR] [--gpus N] [--hostfile F] [--max-jobs N] [--allow-remote]
+        [--state DIR] [--gpus N] [--hostfile F] [--max-jobs N] [--worker-stall-timeout S]
+        [--allow-remote]
 
 Routes (all under ``/v1``, all behind the bearer token, the OpenAPI docs included):
 
@@ -33,6 +34,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import fcntl
 import hmac
 import ipaddress
 import json
@@ -70,6 +72,7 @@ from executors.protocol import (
 from executors.worker import EXIT_FAILED, EXIT_LOCKED, JOURNAL_NAME, job_dir
 
 LOG_NAME = "log.txt"
+LOCK_NAME = "daemon.lock"
 MAX_LOG_CHUNK = 256 * 1024
 TOKEN_ENV = "ANNEALPLAN_ATTEMPT_TOKEN"
 _LOOPBACK_NAMES = {"localhost", "127.0.0.1", "::1", "[::1]"}
@@ -77,6 +80,41 @@ _LOOPBACK_NAMES = {"localhost", "127.0.0.1", "::1", "[::1]"}
 
 class TokenFileError(Exception):
     """The token file is missing, empty, or readable by others."""
+
+
+class StateDirLocked(Exception):
+    """Another live daemon serves the state folder."""
+
+
+def lock_state_dir(state_dir: Path) -> int:
+    """Take the state folder for this process: an exclusive ``flock`` on ``daemon.lock``.
+
+    Two daemons on one journal would each recover and run the same jobs. The lock is held
+    by the open descriptor, so it lasts exactly as long as this process (a ``kill -9``
+    releases it) and is not inherited by workers (Python opens descriptors close-on-exec).
+
+    Returns:
+        The descriptor holding the lock; keep it open for the process lifetime.
+
+    Raises:
+        StateDirLocked: another process holds the lock (its pid in the message when known).
+    """
+    state_dir.mkdir(parents=True, exist_ok=True)
+    path = state_dir / LOCK_NAME
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = os.read(fd, 64).decode(errors="replace").strip()
+        os.close(fd)
+        who = f" (pid {holder})" if holder.isdigit() else ""
+        raise StateDirLocked(
+            f"another annealplan-executor{who} already serves the state folder {state_dir}; "
+            "stop it first, or give this one its own --state folder"
+        ) from None
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+    return fd
 
 
 def read_token_file(path: Path) -> str:
@@ -121,6 +159,9 @@ class DaemonConfig:
     """A job whose worker crashes more often than this fails with code ``crashed``."""
     cancel_grace_s: float = 5.0
     heartbeat_timeout_s: float = 120.0
+    worker_stall_s: float | None = None
+    """Seconds without a worker's journal heartbeat (it beats every 2 s) before the job is
+    failed as stalled; None: ``heartbeat_timeout_s`` + 30 s, slack for a busy journal."""
     peak_flops: float | None = None
     plugins: tuple[str, ...] = ()
     allowed_hosts: frozenset[str] = field(default_factory=frozenset)
@@ -240,8 +281,9 @@ class Supervisor:
             slots -= 1
 
     def _stalled(self, row: Any) -> bool:
-        # The worker beats every 2 s; allow the trainer's own (longer) limit plus slack.
-        limit = self.cfg.heartbeat_timeout_s + 30.0
+        # The worker beats every 2 s; by default allow the trainer's own (longer) limit plus
+        # slack, since a beat can wait on a busy journal (SQLite's 30 s busy timeout).
+        limit = self.cfg.worker_stall_s or self.cfg.heartbeat_timeout_s + 30.0
         return row.heartbeat_at is not None and time.time() - row.heartbeat_at > limit
 
     def _reaped(self, job_id: str, code: int, row: Any) -> None:
@@ -339,7 +381,7 @@ def _same_process(pid: int, started: float | None) -> bool:
 
 
 def _kill_group(pgid: int, *, grace_s: float) -> None:
-    """SIGTERM the process group, then SIGKILL what is left after ``grace_s``.
+    """SIGTERM (then SIGCONT) the process group, then SIGKILL what is left after ``grace_s``.
 
     The group is the worker's session: the launcher and every trainer it started. Members
     that moved to another group are found through the process tree and killed too.
@@ -359,6 +401,13 @@ def _kill_group(pgid: int, *, grace_s: float) -> None:
     for p in members:
         with contextlib.suppress(psutil.Error):
             p.terminate()
+    # A stopped process (SIGSTOP, a debugger, ^Z) only acts on SIGTERM once continued;
+    # without this it would sit out the whole grace period and die by SIGKILL.
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pgid, signal.SIGCONT)
+    for p in members:
+        with contextlib.suppress(psutil.Error):
+            p.resume()
     _, alive = psutil.wait_procs(members, timeout=grace_s)
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(pgid, signal.SIGKILL)
@@ -658,6 +707,11 @@ def serve(argv: list[str]) -> int:
     p.add_argument(
         "--heartbeat-timeout", type=float, default=120.0, help="seconds of silence = stalled"
     )
+    p.add_argument(
+        "--worker-stall-timeout",
+        type=float,
+        help="seconds without a worker heartbeat = stalled (default: --heartbeat-timeout + 30)",
+    )
     p.add_argument("--plugin", action="append", default=[], help="extra plugin module")
     p.add_argument("--allow-remote", action="store_true", help="allow a non-loopback bind")
     a = p.parse_args(argv)
@@ -665,6 +719,12 @@ def serve(argv: list[str]) -> int:
         print(
             f"error: refusing to bind {a.host}: not loopback. Use an SSH tunnel, or pass "
             "--allow-remote behind TLS and a firewall",
+            file=sys.stderr,
+        )
+        return 2
+    if a.worker_stall_timeout is not None and a.worker_stall_timeout < 5:
+        print(
+            "error: --worker-stall-timeout must be at least 5 s (workers beat every 2 s)",
             file=sys.stderr,
         )
         return 2
@@ -692,9 +752,16 @@ def serve(argv: list[str]) -> int:
         launcher=a.launcher,
         peak_flops=a.peak_flops,
         heartbeat_timeout_s=a.heartbeat_timeout,
+        worker_stall_s=a.worker_stall_timeout,
         plugins=tuple(a.plugin),
         allowed_hosts=allowed,
     )
+    try:
+        # Held until this process exits: never two daemons on one journal.
+        _state_lock = lock_state_dir(cfg.state_dir)
+    except StateDirLocked as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     import socket
 
     import uvicorn

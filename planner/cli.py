@@ -71,6 +71,15 @@ class Context:
 
             pm, problems = make_plugin_manager(only=self.settings.load_plugins)
             self._registry = collect(pm, self.settings.plugins, problems=problems)
+            if self._registry.problems:
+                # A broken plugin is left out, not fatal; say so once, on stderr (stdout
+                # stays data), so a missing kind or cost model is not a mystery.
+                names = sorted({p.plugin for p in self._registry.problems})
+                click.echo(
+                    f"warning: plugin {', '.join(names)} failed to load or register and was "
+                    "left out; `annealplan plugins` shows why",
+                    err=True,
+                )
         return self._registry
 
     def close(self) -> None:

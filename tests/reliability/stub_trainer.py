@@ -15,7 +15,9 @@ It appends what it sees to ``<job_dir>/trace.txt``, one line per event:
 
 Knobs (environment): ``STUB_STEP_S`` seconds per step (0.02), ``STUB_SHARD_S`` seconds
 between shard writes (0.05), ``STUB_SHARDS`` shards per checkpoint (4),
-``STUB_FULL_DISK_AT`` a step whose checkpoint hits ENOSPC halfway (0: never).
+``STUB_FULL_DISK_AT`` a step whose checkpoint hits ENOSPC halfway (0: never),
+``STUB_FINAL_FROM`` a model folder copied as the final model (default: stub weights that
+only a job without evaluation tasks can use).
 """
 
 from __future__ import annotations
@@ -76,6 +78,7 @@ def main() -> int:
     shard_s = float(os.environ.get("STUB_SHARD_S", "0.05"))
     shards = int(os.environ.get("STUB_SHARDS", "4"))
     full_disk_at = int(os.environ.get("STUB_FULL_DISK_AT", "0"))
+    final_from = os.environ.get("STUB_FINAL_FROM", "")
     me = os.getpid()
 
     alive_dir = job_dir / "trainers"
@@ -134,8 +137,12 @@ def main() -> int:
                     shutil.rmtree(old, ignore_errors=True)
     tmp = final_dir.with_name(final_dir.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    (tmp / "model.safetensors").write_bytes(b"stub-weights-" + str(total).encode())
+    if final_from:
+        # A real (tiny) model, so the worker's lm-eval stage has something to load.
+        shutil.copytree(final_from, tmp)
+    else:
+        tmp.mkdir(parents=True)
+        (tmp / "model.safetensors").write_bytes(b"stub-weights-" + str(total).encode())
     state = {
         "params": 1000,
         "steps": total,
