@@ -163,6 +163,12 @@ class DaemonConfig:
     """Seconds without a worker's journal heartbeat (it beats every 2 s) before the job is
     failed as stalled; None: ``heartbeat_timeout_s`` + 30 s, slack for a busy journal."""
     peak_flops: float | None = None
+    threads_per_job: int | None = None
+    """CPU threads each job may use (``OMP_NUM_THREADS`` of its processes); None: the
+    machine's cores divided by ``max_jobs``. Jobs that share cores with more threads than
+    there are cores run many times slower (OpenMP threads spin waiting for each other)."""
+    parent_pid: int | None = None
+    """Shut down when this process (the planner that started an embedded daemon) is gone."""
     plugins: tuple[str, ...] = ()
     allowed_hosts: frozenset[str] = field(default_factory=frozenset)
     """Host header values accepted (empty: any, only with ``--allow-remote``)."""
@@ -233,12 +239,26 @@ class Supervisor:
 
     def _loop(self) -> None:
         while not self._stop.is_set():
+            if self._orphaned():
+                # The program that started us is gone: shut down as on SIGTERM (running
+                # jobs are stopped and requeued; they resume when a daemon serves again).
+                print(
+                    f"the parent process {self.cfg.parent_pid} is gone; shutting down",
+                    file=sys.stderr,
+                    flush=True,
+                )
+                os.kill(os.getpid(), signal.SIGTERM)
+                return
             try:
                 self.tick()
             except Exception as e:  # the supervisor must outlive one bad tick
                 print(f"supervisor: {type(e).__name__}: {e}", file=sys.stderr, flush=True)
             self._wake.wait(self.cfg.poll_s)
             self._wake.clear()
+
+    def _orphaned(self) -> bool:
+        # A child whose parent died is re-parented (to init or a subreaper).
+        return self.cfg.parent_pid is not None and os.getppid() != self.cfg.parent_pid
 
     def tick(self) -> None:
         """One pass: reap finished workers, act on cancels, start queued jobs."""
@@ -346,6 +366,9 @@ class Supervisor:
             cmd += ["--plugin", p]
         env = dict(os.environ)
         env[TOKEN_ENV] = token  # through the environment so it never shows in `ps`
+        threads = str(job_threads(cfg))
+        env["OMP_NUM_THREADS"] = threads
+        env["MKL_NUM_THREADS"] = threads
         package_parent = str(Path(__file__).resolve().parent.parent)
         env["PYTHONPATH"] = os.pathsep.join(p for p in (package_parent, env.get("PYTHONPATH")) if p)
         with (folder / LOG_NAME).open("ab") as log:
@@ -363,6 +386,14 @@ class Supervisor:
         self.running[job_id] = _Running(proc, token)
         started = _create_time(proc.pid)
         self.journal.set_pid(job_id, token, proc.pid, started or time.time())
+
+
+def job_threads(cfg: DaemonConfig) -> int:
+    """CPU threads per job: the configured figure, else the cores shared by ``max_jobs``."""
+    if cfg.threads_per_job:
+        return max(1, cfg.threads_per_job)
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return max(1, (cores or 1) // max(1, cfg.max_jobs))
 
 
 def _create_time(pid: int) -> float | None:
@@ -701,6 +732,17 @@ def serve(argv: list[str]) -> int:
     p.add_argument("--hostfile", type=Path, help="DeepSpeed hostfile for multi-node jobs")
     p.add_argument("--launcher", choices=("deepspeed", "torchrun"), default="deepspeed")
     p.add_argument("--max-jobs", type=int, default=1, help="jobs run at once")
+    p.add_argument(
+        "--exit-with-parent",
+        type=int,
+        metavar="PID",
+        help="shut down when process PID (the program that started this daemon) exits",
+    )
+    p.add_argument(
+        "--threads-per-job",
+        type=int,
+        help="CPU threads per job (default: the cores divided by --max-jobs)",
+    )
     p.add_argument("--max-queue", type=int, default=256)
     p.add_argument("--max-body-bytes", type=int, default=1 << 20)
     p.add_argument("--peak-flops", type=float, help="per-GPU peak FLOP/s, for MFU")
@@ -751,6 +793,8 @@ def serve(argv: list[str]) -> int:
         hostfile=a.hostfile.resolve() if a.hostfile else None,
         launcher=a.launcher,
         peak_flops=a.peak_flops,
+        threads_per_job=a.threads_per_job,
+        parent_pid=a.exit_with_parent,
         heartbeat_timeout_s=a.heartbeat_timeout,
         worker_stall_s=a.worker_stall_timeout,
         plugins=tuple(a.plugin),

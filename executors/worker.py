@@ -335,7 +335,9 @@ def _trainer_env(cfg: WorkerConfig, world: int) -> dict[str, str]:
     if not torch.cuda.is_available():
         env.setdefault("DS_ACCELERATOR", "cpu")
         if world > 1:
-            env.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // world)))
+            # The job's thread budget (set by the daemon) is shared by its ranks.
+            budget = int(env.get("OMP_NUM_THREADS") or os.cpu_count() or 1)
+            env["OMP_NUM_THREADS"] = str(max(1, budget // world))
     return env
 
 

@@ -188,3 +188,14 @@ def test_non_loopback_bind_needs_the_flag(tmp_path: Path):
         timeout=60,
     )
     assert out.returncode == 2 and "--allow-remote" in out.stderr
+
+
+def test_jobs_share_the_cores_instead_of_oversubscribing_them(tmp_path: Path):
+    from executors.daemon import job_threads
+
+    cores = len(os.sched_getaffinity(0))
+    base = {"root": tmp_path, "state_dir": tmp_path / "state", "token": "t" * 32}
+    assert job_threads(DaemonConfig(**base)) == cores
+    assert job_threads(DaemonConfig(**base, max_jobs=2)) == max(1, cores // 2)
+    assert job_threads(DaemonConfig(**base, max_jobs=4 * cores)) == 1
+    assert job_threads(DaemonConfig(**base, max_jobs=2, threads_per_job=3)) == 3
