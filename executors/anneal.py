@@ -16,6 +16,7 @@ every second; the worker turns these into journal progress and stall detection.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import hashlib
 import json
 import os
@@ -23,12 +24,14 @@ import shutil
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 PROGRESS_PREFIX = "@@progress "
 MARKER = "COMPLETE"
 EXIT_FENCED = 76  # our attempt token is no longer current: another attempt owns the job
+SHM_OP = "deepspeed_shm_comm"  # the JIT op DeepSpeed loads for CPU collectives
 
 
 def complete_checkpoints(ckpt_dir: Path) -> list[tuple[int, Path]]:
@@ -77,6 +80,47 @@ def _heartbeat(path: Path, stop: threading.Event) -> None:
         stop.wait(1.0)
 
 
+@contextlib.contextmanager
+def _op_build_guard() -> Iterator[None]:
+    """Load DeepSpeed's CPU communication op under a lock that dies with its holder.
+
+    torch builds and loads a JIT op under a *baton*: a ``lock`` file in the op's build
+    folder, deleted when the load ends. A trainer killed while holding it (a cancel, a
+    kill -9 of its job) leaves the file behind, and every later trainer on the machine
+    then waits for it forever. Our trainers load the op while holding an ``flock`` (which
+    the kernel releases when its holder dies), so a baton found under the flock was left by
+    a dead trainer and is removed.
+    """
+    import fcntl
+
+    from torch.utils.cpp_extension import get_default_build_root
+
+    root = Path(os.environ.get("TORCH_EXTENSIONS_DIR") or get_default_build_root())
+    root.mkdir(parents=True, exist_ok=True)
+    with (root / ".annealplan-op-build.lock").open("w") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        for baton in (*root.glob(f"{SHM_OP}/lock"), *root.glob(f"*/{SHM_OP}/lock")):
+            print(f"removing a stale build lock left by a killed trainer: {baton}", flush=True)
+            baton.unlink(missing_ok=True)
+        yield
+
+
+def _preload_comm_op() -> None:
+    """On CPU, load DeepSpeed's shared-memory communication op before DeepSpeed does.
+
+    DeepSpeed caches a loaded op per process, so its own load during
+    ``init_distributed`` returns this one without touching the build folder again.
+    """
+    from deepspeed.accelerator import get_accelerator
+
+    if get_accelerator().device_name() != "cpu":
+        return
+    from deepspeed.comm.torch import build_shm_op
+
+    with _op_build_guard():
+        build_shm_op()
+
+
 def _fenced(plan: dict[str, Any]) -> bool:
     """True when our attempt is no longer the job's current one."""
     if not plan.get("journal"):
@@ -96,6 +140,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--local_rank", "--local-rank", type=int, default=None)
     args = parser.parse_args(argv)
     plan = json.loads(args.plan.read_text())
+    stop = threading.Event()
+    # Beat from the start: importing DeepSpeed and building its CPU communication op can
+    # take minutes on a busy machine, and that is not a stall. (The launcher sets RANK.)
+    if int(os.environ.get("RANK", "0")) == 0:
+        threading.Thread(
+            target=_heartbeat, args=(Path(plan["heartbeat"]), stop), daemon=True
+        ).start()
 
     import deepspeed
     import numpy as np
@@ -103,6 +154,7 @@ def main(argv: list[str] | None = None) -> int:
     import torch.distributed as dist
     from transformers import AutoModelForCausalLM
 
+    _preload_comm_op()
     deepspeed.init_distributed(dist_backend=plan.get("dist_backend"))
     rank = dist.get_rank()
     world = dist.get_world_size()
@@ -113,11 +165,6 @@ def main(argv: list[str] | None = None) -> int:
     job_dir = Path(plan["job_dir"])
     ckpt_dir = Path(plan["ckpt_dir"])
     final_dir = Path(plan["final_dir"])
-    stop = threading.Event()
-    if rank == 0:
-        threading.Thread(
-            target=_heartbeat, args=(Path(plan["heartbeat"]), stop), daemon=True
-        ).start()
 
     data = np.load(plan["data"], mmap_mode="r")
     micro, accum = int(plan["micro_batch"]), int(plan["grad_accum"])
