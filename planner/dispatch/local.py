@@ -98,6 +98,9 @@ class LocalExecutor:
             str(self.state_dir),
             "--port-file",
             str(port_file),
+            # An embedded daemon must not outlive the planner, even one killed by a signal.
+            "--exit-with-parent",
+            str(os.getpid()),
             *self.extra_args,
         ]
         with log_path.open("ab") as log:

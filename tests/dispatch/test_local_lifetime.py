@@ -1,0 +1,51 @@
+"""The embedded local executor never outlives the planner that started it."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import psutil
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def test_the_local_daemon_exits_when_its_planner_is_killed(tmp_path: Path):
+    script = textwrap.dedent(
+        f"""
+        import time
+        from planner.dispatch.local import LocalExecutor
+        ex = LocalExecutor({str(tmp_path)!r}).start()
+        print(ex.proc.pid, flush=True)
+        time.sleep(600)
+        """
+    )
+    planner = subprocess.Popen(
+        [sys.executable, "-c", script],
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=REPO,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+    )
+    try:
+        daemon_pid = int(planner.stdout.readline())
+        daemon = psutil.Process(daemon_pid)
+        assert daemon.is_running()
+        # SIGKILL: no clean-up runs in the planner; the daemon must notice on its own.
+        planner.send_signal(signal.SIGKILL)
+        planner.wait(10)
+        gone, alive = psutil.wait_procs([daemon], timeout=30)
+        assert daemon in gone, "the daemon outlived its planner"
+        log = (tmp_path / ".annealplan" / "executor" / "daemon.log").read_text()
+        assert "is gone; shutting down" in log
+    finally:
+        if planner.poll() is None:
+            planner.kill()
+        for p in psutil.process_iter(["cmdline"]):
+            if str(tmp_path) in " ".join(p.info["cmdline"] or []):
+                p.kill()
