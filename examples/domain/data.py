@@ -200,6 +200,10 @@ def source_specs(
                 "top_p": 0.95,
                 "device": "cpu",
                 "dtype": "float32",
+                # One cache for every budget: a budget's batches are a prefix of the larger
+                # budgets' (batch b is a function of the seed and b), so a sweep generates the
+                # largest budget once. Each run is still charged for all the tokens it uses.
+                "cache_dir": place(Path(cache_dir) / "synthetic-batches"),
             },
             "notes written by a small generator from one fact card per drug",
         ),

@@ -20,6 +20,7 @@ configurations (relative to it) mean the same to the planner and to the executor
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import math
 import sys
 import time
@@ -139,12 +140,7 @@ def demo(ctx: click.Context, budget: str, quick: bool, no_tui: bool, report_dir:
             tokenizer=tokenizer,
             description=spec.description,
         )
-        src = type(src)(
-            **{
-                **{f: getattr(src, f) for f in src.__dataclass_fields__},
-                "config": _relative(dict(src.config), project),
-            }
-        )
+        src = dataclasses.replace(src, config=_relative(dict(src.config), project))
         store.add_source(src, replace=True)
         cost = obj.registry.cost_model_for(src)
         console.print(
