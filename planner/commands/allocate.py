@@ -94,36 +94,27 @@ def load(
     max_extrapolation=None,
 ):
     """Build the problem from the store (shared by allocate, frontier, crossovers and next)."""
-    from planner.allocate.loader import load_problem
-    from planner.allocate.problem import parse_guard, parse_weights
-    from planner.errors import SolveError
-    from planner.units import Rates, parse_quantity, parse_tokens
+    from planner.allocate.session import ProblemOptions, load_for
 
-    if unit.value == "tokens":
-        raise SolveError("a budget is a cost: write it in GPU-hours, FLOPs or USD (e.g. 2000gpuh)")
-    rates = Rates(obj.settings.rates.flops_per_gpu_hour, obj.settings.rates.usd_per_gpu_hour)
-    ec = 0.0
-    if eval_cost:
-        from planner.units import convert
-
-        q = parse_quantity(eval_cost)
-        ec = convert(q.value, q.unit, unit, rates)
-    return load_problem(
-        obj.store,
-        obj.registry,
-        unit=unit,
-        rates=rates,
+    options = ProblemOptions(
         metric=metric,
-        weights=parse_weights(weights) if weights else None,
-        guards=[parse_guard(g) for g in guards],
-        model_params=parse_tokens(model_params) if model_params else None,
+        weights=weights,
+        guards=tuple(guards),
+        model_params=model_params,
         control=control,
         study=study,
-        sources=[s.strip() for s in sources.split(",") if s.strip()] if sources else None,
+        sources=sources,
         replay_fraction=replay_fraction,
-        eval_cost=ec,
+        eval_cost=eval_cost,
         max_extrapolation=max_extrapolation,
     )
+    return load_for(obj.store, obj.registry, _rates(obj), unit, options)
+
+
+def _rates(obj):
+    from planner.units import Rates
+
+    return Rates(obj.settings.rates.flops_per_gpu_hour, obj.settings.rates.usd_per_gpu_hour)
 
 
 def _budget(text: str):
@@ -159,8 +150,8 @@ def render_plan(plan) -> str:
         lines.append(f"  best single source: {bs['source']} (gain {bs['gain']:+.4g})")
     if pe := ex.get("point_estimate"):
         lines.append(
-            f"  a single micro-anneal at {format_quantity(pe['micro_budget'], plan.unit)} would pick "
-            f"{pe['choice']}; following it loses {pe['gain_lost']:+.4g} of predicted gain"
+            f"  the laws read at a micro budget of {format_quantity(pe['micro_budget'], plan.unit)}"
+            f" pick {pe['choice']}; following it loses {pe['gain_lost']:+.4g} of predicted gain"
         )
     if u := ex.get("uncertainty"):
         lines.append(
@@ -201,50 +192,19 @@ def _tokens():
 @click.option("--no-save", is_flag=True, help="Do not store the plan.")
 @_common
 @click.pass_obj
-def allocate_cmd(
-    obj,
-    budget,
-    micro_fraction,
-    no_save,
-    metric,
-    weights,
-    guards,
-    model_params,
-    control,
-    study,
-    sources,
-    replay_fraction,
-    eval_cost,
-    max_extrapolation,
-    as_json,
-):
+def allocate_cmd(obj, budget, micro_fraction, no_save, as_json, **common):
     """The cost-optimal tokens per source for a budget, with uncertainty."""
-    from dataclasses import replace
+    from planner.allocate.session import solve_budget
 
-    from planner.allocate.plan import make_plan
-
-    q = _budget(budget)
-    loaded = load(
-        obj,
-        q.unit,
-        metric,
-        weights,
-        guards,
-        model_params,
-        control,
-        study,
-        sources,
-        replay_fraction,
-        eval_cost,
-        max_extrapolation,
+    plan, plan_id, _ = solve_budget(
+        obj.store,
+        obj.registry,
+        _rates(obj),
+        _budget(budget),
+        _options(common),
+        micro_fraction=micro_fraction,
+        save=not no_save,
     )
-    plan = make_plan(
-        loaded.problem, q.value, micro_fraction=micro_fraction, mixed_runs=loaded.mixed_runs
-    )
-    plan = replace(plan, notes=plan.notes + loaded.notes)
-    plan_id = None
-    if not no_save:
-        plan_id = obj.store.save_plan(plan, loaded.problem.fit_ids)
     if as_json:
         body = jsonable(plan)
         body["plan_id"] = plan_id
@@ -255,19 +215,20 @@ def allocate_cmd(
             click.echo(f"  stored as {plan_id}")
 
 
-def _range(budget_from, budget_to, points):
-    import numpy as np
+def _options(common: dict):
+    """The shared options (``_common``) as the allocation room's ``ProblemOptions``."""
+    from planner.allocate.session import ProblemOptions
 
-    from planner.errors import SolveError
-    from planner.units import convert
+    return ProblemOptions(**{**common, "guards": tuple(common.get("guards", ()))})
 
-    a, b = _budget(budget_from), _budget(budget_to)
-    b_val = convert(b.value, b.unit, a.unit) if a.unit is not b.unit else b.value
-    if not (0 < a.value < b_val) or points < 2:
-        raise SolveError(
-            "give 0 < --from < --to and --points ≥ 2, e.g. --from 10gpuh --to 10000gpuh"
-        )
-    return a.unit, np.geomspace(a.value, b_val, points)
+
+def _range_problem(obj, budget_from, budget_to, points, common: dict):
+    """The budgets and the problem that ``frontier`` and ``crossovers`` both start from."""
+    from planner.allocate.session import range_problem
+
+    return range_problem(
+        obj.store, obj.registry, _rates(obj), budget_from, budget_to, points, _options(common)
+    )
 
 
 @click.command("frontier")
@@ -276,42 +237,12 @@ def _range(budget_from, budget_to, points):
 @click.option("--points", type=int, default=12, show_default=True)
 @_common
 @click.pass_obj
-def frontier_cmd(
-    obj,
-    budget_from,
-    budget_to,
-    points,
-    metric,
-    weights,
-    guards,
-    model_params,
-    control,
-    study,
-    sources,
-    replay_fraction,
-    eval_cost,
-    max_extrapolation,
-    as_json,
-):
+def frontier_cmd(obj, budget_from, budget_to, points, as_json, **common):
     """The optimal plan's gain (with interval) across a range of budgets."""
     from planner.allocate.plan import frontier
     from planner.units import format_quantity
 
-    unit, budgets = _range(budget_from, budget_to, points)
-    loaded = load(
-        obj,
-        unit,
-        metric,
-        weights,
-        guards,
-        model_params,
-        control,
-        study,
-        sources,
-        replay_fraction,
-        eval_cost,
-        max_extrapolation,
-    )
+    unit, budgets, loaded = _range_problem(obj, budget_from, budget_to, points, common)
     rows = frontier(loaded.problem, budgets)
     if as_json:
         click.echo(
@@ -343,42 +274,12 @@ def frontier_cmd(
 @click.option("--points", type=int, default=25, show_default=True)
 @_common
 @click.pass_obj
-def crossovers_cmd(
-    obj,
-    budget_from,
-    budget_to,
-    points,
-    metric,
-    weights,
-    guards,
-    model_params,
-    control,
-    study,
-    sources,
-    replay_fraction,
-    eval_cost,
-    max_extrapolation,
-    as_json,
-):
+def crossovers_cmd(obj, budget_from, budget_to, points, as_json, **common):
     """Budgets at which the best single source changes, with probabilities."""
     from planner.allocate.plan import crossovers
     from planner.units import format_quantity
 
-    unit, budgets = _range(budget_from, budget_to, points)
-    loaded = load(
-        obj,
-        unit,
-        metric,
-        weights,
-        guards,
-        model_params,
-        control,
-        study,
-        sources,
-        replay_fraction,
-        eval_cost,
-        max_extrapolation,
-    )
+    unit, budgets, loaded = _range_problem(obj, budget_from, budget_to, points, common)
     res = crossovers(loaded.problem, budgets)
     if as_json:
         click.echo(json.dumps(jsonable({"unit": unit, **res}), indent=2))

@@ -49,44 +49,25 @@ def design_cmd(
     as_json,
 ):
     """Propose a sweep: per-source token grid, control anneal, seeds, and its cost."""
-    from planner.allocate.problem import CostSetup
-    from planner.design.sweep import DesignSource, design_sweep
-    from planner.errors import SolveError
-    from planner.units import Rates, convert, format_quantity, parse_quantity, parse_tokens
+    from planner.design.session import design_stored_sweep
+    from planner.units import Rates, format_quantity
 
-    q = parse_quantity(budget)
-    if q.unit.value == "tokens":
-        raise SolveError("a budget is a cost: write it in GPU-hours, FLOPs or USD (e.g. 2000gpuh)")
     rates = Rates(obj.settings.rates.flops_per_gpu_hour, obj.settings.rates.usd_per_gpu_hour)
-    registered = {s.name: s for s in obj.store.sources()}
-    names = [s.strip() for s in sources.split(",") if s.strip()] if sources else sorted(registered)
-    if not names:
-        raise SolveError(
-            "no sources registered; add some with `annealplan sources add` or pass --sources"
-        )
-    chosen = []
-    for n in names:
-        src = registered.get(n) or obj.store.source(n)  # StoreError with "did you mean"
-        chosen.append(DesignSource(n, obj.registry.cost_model_for(src), src.cap_tokens))
-    ec = 0.0
-    if eval_cost:
-        e = parse_quantity(eval_cost)
-        ec = convert(e.value, e.unit, q.unit, rates)
-    setup = CostSetup(q.unit, parse_tokens(model_params), rates)
-    name = experiment or f"sweep-{budget}".replace(" ", "")
-    d = design_sweep(
-        chosen,
-        setup,
-        q.value,
+    name, q, d = design_stored_sweep(
+        obj.store,
+        obj.registry,
+        rates,
+        budget=budget,
+        model_params=model_params,
+        sources=[s.strip() for s in sources.split(",") if s.strip()] if sources else None,
         fraction=fraction,
         points=points,
         seeds=seeds,
         span=span,
         replay_fraction=replay_fraction,
-        eval_cost=ec,
-        experiment=name,
+        eval_cost=eval_cost,
+        experiment=experiment,
     )
-    obj.store.save_experiment(name, list(d.specs), d.meta)
     if as_json:
         click.echo(
             json.dumps(

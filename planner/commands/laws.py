@@ -37,40 +37,11 @@ def _num(v: float) -> float | None:
 @click.pass_obj
 def fit(obj, study, metric, family, method, n_boot, as_json) -> None:
     """Fit laws of each metric against compute for every source, and save them."""
-    from planner.laws.joint import (
-        CANDIDATES_ANY,
-        CANDIDATES_BOUNDED,
-        CANDIDATES_RICH,
-        fit_independent,
-        fit_joint,
-        group_observations,
-    )
+    from planner.laws.session import fit_store
 
-    store = obj.store
-    observations = store.observations(study=study, metric=metric)
-    if not observations:
-        what = " ".join(f"{k}={v}" for k, v in (("study", study), ("metric", metric)) if v)
-        raise FitError(
-            f"No runs in the store{' for ' + what if what else ''}: "
-            "import some with `annealplan runs import FILE`."
-        )
-    groups = group_observations(observations, lower_is_better=store.metric_directions())
-    fits = []
-    for g in groups:
-        if method == "independent":
-            fits.extend(
-                fit_independent(g, family=None if family == "auto" else family, n_boot=n_boot)
-            )
-        else:
-            cands = None
-            if family != "auto":
-                cands = [
-                    c
-                    for c in (*CANDIDATES_ANY, *CANDIDATES_RICH, *CANDIDATES_BOUNDED)
-                    if c.family == family
-                ] or [family]
-            fits.extend(fit_joint(g, candidates=cands, n_boot=n_boot).fits)
-    ids = store.save_fits(fits)
+    ids, fits = fit_store(
+        obj.store, study=study, metric=metric, family=family, method=method, n_boot=n_boot
+    )
     if as_json:
         click.echo(
             json.dumps(

@@ -14,6 +14,7 @@ from textual.message import Message
 
 if TYPE_CHECKING:
     from planner.domain import AnnealSpec, LawFit, Observation, Plan, Source
+    from planner.tui.rows import SourceRow
 
 
 class SourcesLoaded(Message):
@@ -26,21 +27,6 @@ class SourcesLoaded(Message):
         self.sources = list(sources)
         self.counts = dict(counts)
         self.rows = list(rows)
-
-
-@dataclass(frozen=True, slots=True)
-class SourceRow:
-    """One source as the table shows it (what needed the registry is computed off-thread)."""
-
-    name: str
-    kind: str
-    cap_tokens: float | None
-    cost_model: str
-    usd_per_token: float | None
-    cost_unit: str
-    cost_per_token: float | None
-    formula: str = ""
-    problem: str = ""
 
 
 class SourceSaved(Message):
@@ -127,6 +113,16 @@ class PlanSolved(Message):
         self.plan = plan
         self.frontier = frontier
         self.point = point
+
+
+class FrontierComputed(Message):
+    """The frontier around a stored plan's budget was computed (``problem``: why not)."""
+
+    def __init__(self, plan_id: str, frontier: Sequence[Mapping[str, Any]], problem: str = ""):
+        super().__init__()
+        self.plan_id = plan_id
+        self.frontier = list(frontier)
+        self.problem = problem
 
 
 class PlansLoaded(Message):

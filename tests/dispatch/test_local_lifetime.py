@@ -7,7 +7,6 @@ import signal
 import subprocess
 import sys
 import textwrap
-import time
 from pathlib import Path
 
 import psutil
@@ -39,7 +38,7 @@ def test_the_local_daemon_exits_when_its_planner_is_killed(tmp_path: Path):
         # SIGKILL: no clean-up runs in the planner; the daemon must notice on its own.
         planner.send_signal(signal.SIGKILL)
         planner.wait(10)
-        gone, alive = psutil.wait_procs([daemon], timeout=30)
+        gone, _ = psutil.wait_procs([daemon], timeout=30)
         assert daemon in gone, "the daemon outlived its planner"
         log = (tmp_path / ".annealplan" / "executor" / "daemon.log").read_text()
         assert "is gone; shutting down" in log

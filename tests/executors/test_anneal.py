@@ -40,9 +40,11 @@ def test_the_guard_serialises_trainers_and_dies_with_its_holder(tmp_path: Path, 
     t.start()
     assert inside.wait(10)
     # While the first holds it, the lock is taken (flock: per open file, so threads count).
-    with (tmp_path / ".annealplan-op-build.lock").open("w") as fh:
-        with pytest.raises(BlockingIOError):
-            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    with (
+        (tmp_path / ".annealplan-op-build.lock").open("w") as fh,
+        pytest.raises(BlockingIOError),
+    ):
+        fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
     release.set()
     with anneal._op_build_guard():
         order.append("second in")

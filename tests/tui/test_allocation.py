@@ -6,17 +6,18 @@ import math
 
 import pytest
 from textual.widgets import DataTable, Input, Static
+from textual_plotext import PlotextPlot
 
+from planner.laws.session import fit_store
 from planner.tui.app import make_app
-from planner.tui.messages import NextRunRecommended, PlanSolved
-from planner.tui.screens.laws import fit_metric
+from planner.tui.messages import FrontierComputed, NextRunRecommended, PlanSolved
 from planner.tui.widgets.error_modal import ErrorModal
 from tests.tui.helpers import caught, settle
 
 
 @pytest.fixture
 def fitted_store(runs_store):
-    fit_metric(runs_store, "default", "domain_acc", family="auto", method="joint", n_boot=50)
+    fit_store(runs_store, study="default", metric="domain_acc", n_boot=50)
     return runs_store
 
 
@@ -36,7 +37,7 @@ async def test_solve_shows_the_plan_and_saves_it(settings, fitted_store, registr
         assert len(solved.frontier) > 3
         table = app.screen.query_one("#alloc-plan", DataTable)
         assert table.row_count == len(plan.allocations)
-        assert "picks" in str(app.screen.query_one("#alloc-point", Static).content)
+        assert "micro budget" in str(app.screen.query_one("#alloc-point", Static).content)
 
         await pilot.press("n")
         await settle(app, pilot)
@@ -46,31 +47,59 @@ async def test_solve_shows_the_plan_and_saves_it(settings, fitted_store, registr
     assert plan_id == solved.plan_id and stored.budget == 50
 
 
-async def test_stored_plan_is_shown_on_open(settings, fitted_store, registry):
-    from planner.allocate.plan import make_plan
-    from planner.commands.allocate import load
-    from planner.tui.screens.allocation import _obj
-    from planner.units import Unit
+def plotted(plot) -> list[tuple[list[float], list[float]]]:
+    """The (x, y) series a PlotextPlot holds (what its next render draws)."""
+    monitor = plot.plt._active.monitor
+    return list(zip(monitor.x, monitor.y, strict=True))
 
-    loaded = load(
-        _obj(type("A", (), {"settings": settings, "registry": registry})(), fitted_store),
-        Unit.GPU_HOURS,
-        None,
-        None,
-        (),
-        None,
-        None,
-        None,
-        None,
-        0.0,
-        None,
-    )
-    fitted_store.save_plan(make_plan(loaded.problem, 20.0), loaded.problem.fit_ids)
+
+def assert_frontier_drawn(screen) -> None:
+    rows = screen.frontier_rows
+    assert len(rows) > 3 and all(math.isfinite(r["gain"]) for r in rows)
+    series = plotted(screen.query_one("#alloc-frontier", PlotextPlot))
+    # the plan's gain, its band (two edges), the best single source, the budget line
+    assert len(series) >= 4
+    gains = [r["gain"] for r in rows]
+    assert any(
+        len(ys) == len(gains) and all(math.isclose(a, b) for a, b in zip(ys, gains, strict=True))
+        for _, ys in series
+    ), "the optimal gain is not among the plotted series"
+
+
+async def test_solve_draws_the_frontier(settings, fitted_store, registry):
     app = make_app(settings, fitted_store, registry, mode="allocation")
     async with app.run_test(size=(80, 24)) as pilot:
         await settle(app, pilot)
+        await pilot.click("#alloc-budget")
+        await pilot.press(*"50gpuh", "enter")
+        await settle(app, pilot)
+        assert_frontier_drawn(app.screen)
+
+
+async def test_stored_plan_is_shown_on_open_with_its_frontier(settings, fitted_store, registry):
+    """The plan `annealplan allocate` stored (as the demo does) comes with a frontier: the
+    plot used to stay empty until the person solved again."""
+    from planner.allocate.session import ProblemOptions, solve_budget
+    from planner.units import Rates
+
+    rates = Rates(settings.rates.flops_per_gpu_hour, settings.rates.usd_per_gpu_hour)
+    solve_budget(fitted_store, registry, rates, "20gpuh", ProblemOptions(max_extrapolation=10))
+    # The plan keeps the options it was solved with, so its frontier is the same problem's.
+    from planner.allocate.session import options_of
+
+    stored = options_of(fitted_store.plans(limit=1)[0][1])
+    assert stored.max_extrapolation == 10 and stored.guards == ()
+    seen = []
+    app = make_app(settings, fitted_store, registry, mode="allocation")
+    async with app.run_test(size=(80, 24), message_hook=seen.append) as pilot:
+        await settle(app, pilot, rounds=3)
         assert app.screen.query_one("#alloc-budget", Input).value == "20gpuh"
         assert app.screen.query_one("#alloc-plan", DataTable).row_count >= 1
+        [computed] = caught(seen, FrontierComputed)
+        assert computed.problem == ""
+        assert_frontier_drawn(app.screen)
+        budgets = [r["budget"] for r in app.screen.frontier_rows]
+        assert budgets[0] < 20 < budgets[-1]
 
 
 async def test_a_token_budget_opens_the_error_modal(settings, fitted_store, registry):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 from textual.widgets import DataTable, Input, Select
 
 from planner.tui.app import make_app
@@ -27,6 +29,11 @@ async def test_fit_saves_laws_and_draws_them(settings, runs_store, registry):
         assert set(loaded.curves) == {"control", "pubmed", "textbooks"}
         _grid, point, low, high = loaded.curves["pubmed"]
         assert (low <= point).all() and (point <= high).all()
+        # each law over its own runs and one decade beyond, as the report draws it
+        for source, (grid, *_) in loaded.curves.items():
+            own = [o.compute for o in loaded.observations if o.source == source]
+            assert math.isclose(grid[0], min(own) / 1.5)
+            assert math.isclose(grid[-1], max(own) * 10)
         table = screen.query_one("#laws-params", DataTable)
         assert table.row_count == 3
     # saved, as `annealplan fit` saves them

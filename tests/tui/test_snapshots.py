@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 from textual.widgets import Input
 
+from planner.laws.session import fit_store
 from planner.tui.app import make_app
-from planner.tui.screens.laws import fit_metric
 from tests.tui.test_jobs import add_sources
 
 SIZE = (80, 24)
@@ -76,7 +76,7 @@ def test_jobs_screen(snap_compare, settings, sourced, registry):
 
 
 def test_laws_screen(snap_compare, settings, runs_store, registry):
-    fit_metric(runs_store, "default", "domain_acc", family="auto", method="joint", n_boot=50)
+    fit_store(runs_store, study="default", metric="domain_acc", n_boot=50)
 
     async def run_before(pilot):
         from textual.widgets import DataTable
@@ -96,7 +96,7 @@ def test_laws_screen(snap_compare, settings, runs_store, registry):
 
 
 def test_allocation_screen(snap_compare, settings, runs_store, registry):
-    fit_metric(runs_store, "default", "domain_acc", family="auto", method="joint", n_boot=50)
+    fit_store(runs_store, study="default", metric="domain_acc", n_boot=50)
 
     async def run_before(pilot):
         await steady(pilot)

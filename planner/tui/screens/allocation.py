@@ -2,16 +2,17 @@
 
 The plan table (tokens and cost per source, gain with its interval, probability of being in
 the optimal plan), the frontier plot (optimal gain across budgets, with its band), the point
-estimate's choice beside it, and "what to run next". Solving does what
-``annealplan allocate --budget B`` does (``planner.commands.allocate.load`` then
-``planner.allocate.plan.make_plan``, saved with ``store.save_plan``); the frontier is
-``annealplan frontier``'s and the recommendation ``annealplan next``'s.
+estimate's choice beside it, and "what to run next". Solving calls
+``annealplan allocate --budget B``'s core function (``planner.allocate.session.solve_budget``:
+the problem from the store, ``make_plan``, ``store.save_plan``); the frontier is
+``annealplan frontier``'s and the recommendation ``annealplan next``'s. A plan read from the
+store (the last one ``annealplan allocate`` saved) gets its frontier recomputed from the
+fits, so the plot is never left empty.
 """
 
 from __future__ import annotations
 
 import math
-from types import SimpleNamespace
 from typing import Any, ClassVar
 
 import numpy as np
@@ -22,7 +23,7 @@ from textual.containers import Horizontal, Vertical
 from textual.widgets import DataTable, Input, Label, Select, Static
 from textual_plotext import PlotextPlot
 
-from planner.tui.messages import NextRunRecommended, PlansLoaded, PlanSolved
+from planner.tui.messages import FrontierComputed, NextRunRecommended, PlansLoaded, PlanSolved
 from planner.tui.screens.base import PlannerScreen
 from planner.tui.widgets.plotting import line, log_ticks, log_x
 from planner.units import Unit, format_quantity
@@ -36,34 +37,61 @@ def _fmt(v: float, spec: str = "+.4g") -> str:
     return format(v, spec) if isinstance(v, int | float) and math.isfinite(v) else "–"
 
 
-def _obj(app: Any, store: Any) -> SimpleNamespace:
-    """What the CLI's ``ctx.obj`` offers, for the allocation room's ``load``."""
-    return SimpleNamespace(settings=app.settings, store=store, registry=app.registry)
+def _rates(app: Any) -> Any:
+    from planner.units import Rates
+
+    rates = app.settings.rates
+    return Rates(rates.flops_per_gpu_hour, rates.usd_per_gpu_hour)
+
+
+def _options(metric: str | None, model_params: str | None) -> Any:
+    """The screen's inputs as ``annealplan allocate``'s options (the rest at their defaults)."""
+    from planner.allocate.session import ProblemOptions
+
+    return ProblemOptions(metric=metric, model_params=model_params)
+
+
+def frontier_around(problem: Any, budget: float) -> list[dict]:
+    """``annealplan frontier`` from ``FRONTIER_SPAN[0]``× to ``FRONTIER_SPAN[1]``× the budget."""
+    from planner.allocate.plan import frontier
+
+    budgets = np.geomspace(budget * FRONTIER_SPAN[0], budget * FRONTIER_SPAN[1], FRONTIER_POINTS)
+    return frontier(problem, budgets)
 
 
 def solve_plan(
     app: Any, store: Any, budget_text: str, metric: str | None, model_params: str | None
 ) -> PlanSolved:
     """``annealplan allocate --budget B [--metric M] [--model-params N]`` plus its frontier."""
-    from dataclasses import replace
-
-    from planner.allocate.plan import frontier, make_plan
-    from planner.commands.allocate import load
+    from planner.allocate.session import solve_budget
     from planner.errors import SolveError
-    from planner.units import parse_quantity
 
     if not budget_text.strip():
         raise SolveError("type a budget first, e.g. 2000gpuh, 1.5e21flop or $30k")
-    q = parse_quantity(budget_text)
-    loaded = load(
-        _obj(app, store), q.unit, metric, None, (), model_params, None, None, None, 0.0, None
+    plan, plan_id, loaded = solve_budget(
+        store, app.registry, _rates(app), budget_text, _options(metric, model_params)
     )
-    plan = make_plan(loaded.problem, q.value, mixed_runs=loaded.mixed_runs)
-    plan = replace(plan, notes=plan.notes + loaded.notes)
-    plan_id = store.save_plan(plan, loaded.problem.fit_ids)
-    budgets = np.geomspace(q.value * FRONTIER_SPAN[0], q.value * FRONTIER_SPAN[1], FRONTIER_POINTS)
-    rows = frontier(loaded.problem, budgets)
+    rows = frontier_around(loaded.problem, plan.budget)
     return PlanSolved(plan_id, plan, frontier=rows, point=(plan.extra or {}).get("point_estimate"))
+
+
+def stored_frontier(
+    app: Any, store: Any, plan_id: str, plan: Any, model_params: str | None
+) -> FrontierComputed:
+    """The frontier around a stored plan's budget, from the fits in the store now."""
+    from planner.allocate.session import load_for, options_of
+    from planner.errors import AnnealplanError
+
+    # The options the plan was solved with (its extrapolation cap, guards…), so the
+    # frontier is the plan's own; a plan stored without them gets the screen's.
+    options = options_of(plan, metric=plan.metric, model_params=model_params)
+    try:
+        loaded = load_for(store, app.registry, _rates(app), plan.unit, options)
+    except AnnealplanError as e:
+        # Opening the screen must not raise a modal over a plan that is shown fine: the
+        # frontier is left out and the status line says why.
+        return FrontierComputed(plan_id, [], problem=e.msg)
+    return FrontierComputed(plan_id, frontier_around(loaded.problem, plan.budget))
 
 
 def recommend(
@@ -71,14 +99,12 @@ def recommend(
 ) -> NextRunRecommended:
     """``annealplan next --budget B``: the most useful next run, by value of information."""
     from planner.allocate.loader import noise_levels
-    from planner.commands.allocate import load
+    from planner.allocate.session import load_for
     from planner.design.voi import decision_state, default_candidates, recommend_next
     from planner.units import parse_quantity
 
     q = parse_quantity(budget_text)
-    loaded = load(
-        _obj(app, store), q.unit, metric, None, (), model_params, None, None, None, 0.0, None
-    )
+    loaded = load_for(store, app.registry, _rates(app), q.unit, _options(metric, model_params))
     problem = loaded.problem
     noise = noise_levels(problem, loaded.observations)
     state = decision_state(problem, q.value)
@@ -135,6 +161,9 @@ class AllocationScreen(PlannerScreen):
         for col in ("source", "tokens", "cost", "gain [90%]", "P(opt)"):
             table.add_column(col, key=col)
         self.plan: Any = None
+        self.plan_id: str | None = None
+        #: the frontier rows drawn last (tests read what the plot shows from here)
+        self.frontier_rows: list[dict] = []
         self.load_plans()
 
     # ------------------------------------------------------------------ stored plans
@@ -152,10 +181,13 @@ class AllocationScreen(PlannerScreen):
         select = self.query_one("#alloc-metric", Select)
         current = select.value
         select.set_options([(m, m) for m in event.metrics])
+        stored_metric = event.plans[0][1].metric if event.plans else None
         if current in event.metrics:
             select.value = current
         elif len(event.metrics) == 1:
             select.value = event.metrics[0]
+        elif stored_metric in event.metrics:
+            select.value = stored_metric
         if self.plan is not None or not event.plans:
             if not event.plans:
                 self.query_one("#alloc-status", Static).update(
@@ -167,6 +199,25 @@ class AllocationScreen(PlannerScreen):
         if not budget.value:
             budget.value = _budget_text(plan.budget, plan.unit)
         self.show_plan(plan_id, plan, None)
+        if plan.success:
+            _, _, params = self._inputs()
+            self.run_stored_frontier(plan_id, plan, params)
+
+    @work(thread=True, exclusive=True, group="alloc-frontier", exit_on_error=False)
+    def run_stored_frontier(self, plan_id: str, plan: Any, params: str | None) -> None:
+        store = self.store.cursor()
+        try:
+            message = stored_frontier(self.planner, store, plan_id, plan, params)
+        finally:
+            store.close()
+        self.post_message(message)
+
+    def on_frontier_computed(self, event: FrontierComputed) -> None:
+        if self.plan_id != event.plan_id or self.plan is None:
+            return  # another plan was solved meanwhile
+        self.draw_frontier(self.plan, event.frontier)
+        if event.problem:
+            self.query_one("#alloc-status", Static).update(f"no frontier: {event.problem}")
 
     # ------------------------------------------------------------------ solving
     def action_focus_budget(self) -> None:
@@ -203,7 +254,7 @@ class AllocationScreen(PlannerScreen):
         self.query_one("#alloc-plan", DataTable).focus()
 
     def show_plan(self, plan_id: str, plan: Any, frontier: list[dict] | None) -> None:
-        self.plan = plan
+        self.plan, self.plan_id = plan, plan_id
         unit = plan.unit
         head = f"{format_quantity(plan.budget, unit)} on {plan.metric}: "
         if plan.success:
@@ -242,6 +293,7 @@ class AllocationScreen(PlannerScreen):
         plt.clear_data()
         plt.clear_figure()
         plt.title("optimal gain vs budget")
+        self.frontier_rows = list(rows or [])
         if not rows:
             plot.refresh()
             return
@@ -312,8 +364,9 @@ def _comparison(plan: Any) -> str:
     lines = []
     if pe := extra.get("point_estimate"):
         lines.append(
-            f"point estimate: one micro-anneal at {format_quantity(pe['micro_budget'], plan.unit)} "
-            f"picks {pe['choice']}; following it loses {_fmt(pe['gain_lost'])}"
+            f"point estimate: the laws at a micro budget of "
+            f"{format_quantity(pe['micro_budget'], plan.unit)} pick {pe['choice']}; "
+            f"following it loses {_fmt(pe['gain_lost'])}"
         )
     if bs := extra.get("best_single"):
         lines.append(f"best single source: {bs['source']} (gain {_fmt(bs['gain'])})")

@@ -1,7 +1,8 @@
 """Experiments and jobs: design a sweep, dispatch it, watch its jobs, read a job's log,
 cancel.
 
-Designing does what ``annealplan design`` does (``planner.design.sweep.design_sweep``, then
+Designing calls ``annealplan design``'s core function
+(``planner.design.session.design_stored_sweep``: ``design_sweep``, then
 ``store.save_experiment``); the sweep's form is generated from :class:`SweepRequest` like a
 source's. Dispatching, polling, logs and cancelling go through the executor client the app
 was given, with the functions ``annealplan sweep run`` and ``annealplan jobs`` use.
@@ -140,42 +141,26 @@ def design(settings: Any, registry: Any, store: Any, req: SweepRequest) -> Sweep
     Raises:
         SolveError, StoreError, UnitError: as the CLI verb does.
     """
-    from planner.allocate.problem import CostSetup
-    from planner.design.sweep import DesignSource, design_sweep
-    from planner.errors import SolveError
-    from planner.units import Rates, convert, parse_quantity, parse_tokens
+    from planner.design.session import design_stored_sweep
+    from planner.units import Rates
 
-    q = parse_quantity(req.budget)
-    if q.unit is Unit.TOKENS:
-        raise SolveError("a budget is a cost: write it in GPU-hours, FLOPs or USD (e.g. 2000gpuh)")
     rates = Rates(settings.rates.flops_per_gpu_hour, settings.rates.usd_per_gpu_hour)
-    registered = {s.name: s for s in store.sources()}
-    names = list(req.sources) or sorted(registered)
-    if not names:
-        raise SolveError("no sources registered; add some on the Sources screen (key 1, then a)")
-    chosen = []
-    for n in names:
-        src = registered.get(n) or store.source(n)  # StoreError with "did you mean"
-        chosen.append(DesignSource(n, registry.cost_model_for(src), src.cap_tokens))
-    eval_cost = 0.0
-    if req.eval_cost:
-        e = parse_quantity(req.eval_cost)
-        eval_cost = convert(e.value, e.unit, q.unit, rates)
-    setup = CostSetup(q.unit, parse_tokens(req.model_params), rates)
-    name = req.experiment or f"sweep-{req.budget}".replace(" ", "")
-    d = design_sweep(
-        chosen,
-        setup,
-        q.value,
+    name, _, d = design_stored_sweep(
+        store,
+        registry,
+        rates,
+        budget=req.budget,
+        model_params=req.model_params,
+        sources=list(req.sources) or None,
         fraction=req.fraction,
         points=req.points,
         seeds=req.seeds,
         span=req.span,
         replay_fraction=req.replay_fraction,
-        eval_cost=eval_cost,
-        experiment=name,
+        eval_cost=req.eval_cost,
+        experiment=req.experiment,
+        no_sources_hint="add some on the Sources screen (key 1, then a)",
     )
-    store.save_experiment(name, list(d.specs), d.meta)
     return SweepDesigned(name, d.specs, d.meta)
 
 

@@ -1,10 +1,11 @@
 """Laws: per metric, the runs, each source's fitted curve with its interval band, and the
 crossovers; the parameter table; the law family and fitting method, with a switch.
 
-Fitting does what ``annealplan fit --study S --metric M --family F --method X`` does (the
-same ``planner.laws.joint`` functions, then ``store.save_fits``); the band is
-``predict_interval``'s 90% prediction interval and the crossovers are
-``planner.laws.crossover.crossover`` between each pair of sources.
+Fitting is ``annealplan fit --study S --metric M --family F --method X``'s core function
+(``planner.laws.session.fit_store``); each law is drawn over its own runs and one decade
+beyond (``planner.laws.session.draw_grid``, as in the report) with ``predict_interval``'s
+90% prediction interval as its band; the crossovers are ``planner.laws.crossover.crossover``
+between each pair of sources, where both are drawn.
 """
 
 from __future__ import annotations
@@ -13,7 +14,6 @@ import itertools
 import math
 from typing import Any, ClassVar
 
-import numpy as np
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
@@ -31,8 +31,6 @@ COLORS = ("cyan", "orange", "green", "magenta", "blue", "red", "yellow")
 GRID_POINTS = 60
 #: the same colours for the legend line (Rich names)
 RICH_COLORS = {"orange": "dark_orange", "gray": "grey50"}
-#: curves are drawn this far beyond the largest run (extrapolation is the point)
-EXTEND = 10.0
 
 
 def family_choices() -> list[str]:
@@ -43,80 +41,50 @@ def family_choices() -> list[str]:
     return ["auto", *sorted(names)]
 
 
-def fit_metric(
-    store: Any, study: str, metric: str, *, family: str, method: str, n_boot: int
-) -> tuple[list[str], list[Any]]:
-    """Fit and save one (study, metric), exactly as ``annealplan fit`` does for it.
-
-    Raises:
-        FitError: no runs for it.
-    """
-    from planner.errors import FitError
-    from planner.laws.joint import (
-        CANDIDATES_ANY,
-        CANDIDATES_BOUNDED,
-        CANDIDATES_RICH,
-        fit_independent,
-        fit_joint,
-        group_observations,
-    )
-
-    observations = store.observations(study=study, metric=metric)
-    if not observations:
-        raise FitError(
-            f"No runs in the store for study={study} metric={metric}: "
-            "import some with `annealplan runs import FILE`."
-        )
-    groups = group_observations(observations, lower_is_better=store.metric_directions())
-    fits: list[Any] = []
-    for g in groups:
-        if method == "independent":
-            fits.extend(
-                fit_independent(g, family=None if family == "auto" else family, n_boot=n_boot)
-            )
-        else:
-            cands = None
-            if family != "auto":
-                cands = [
-                    c
-                    for c in (*CANDIDATES_ANY, *CANDIDATES_RICH, *CANDIDATES_BOUNDED)
-                    if c.family == family
-                ] or [family]
-            fits.extend(fit_joint(g, candidates=cands, n_boot=n_boot).fits)
-    return store.save_fits(fits), fits
-
-
 def metric_data(store: Any, study: str, metric: str) -> MetricData:
-    """Runs, latest fits, curves with 90% bands and pairwise crossovers of one metric."""
+    """Runs, latest fits, curves with 90% bands and pairwise crossovers of one metric.
+
+    Each law is drawn over its own runs and one decade beyond (``draw_grid``, as the
+    report draws it), and two laws' crossing is looked for where both are drawn.
+    """
     from planner.allocate.problem import is_control
     from planner.laws.crossover import crossover
     from planner.laws.fit import DEFAULT_LEVEL, predict_interval
+    from planner.laws.session import draw_grid
 
     observations = tuple(store.observations(study=study, metric=metric))
     unit = store.compute_units(study).get(study) or "unknown unit"
     fits = tuple(store.fits(study=study, metric=metric))
-    computes = [o.compute for o in observations if o.compute > 0]
     curves: dict[str, Any] = {}
     crossings: list[Any] = []
-    if computes and fits:
-        low, high = min(computes) / 1.5, max(computes) * EXTEND
-        grid = np.geomspace(low, high, GRID_POINTS)
-        good = [f for _, f in fits if f.success]
-        for f in good:
-            try:
-                point, lo, hi = predict_interval(f, grid, DEFAULT_LEVEL)
-            except Exception as e:  # a family a plugin no longer provides: say so per source
-                curves[f.source] = str(e)
-                continue
-            curves[f.source] = (grid, point, lo, hi)
-        sources = [f for f in good if not is_control(f.source)]
-        for a, b in itertools.combinations(sources, 2):
-            try:
-                c = crossover(a, b, low, high)
-            except Exception:
-                continue
-            if math.isfinite(c.compute):
-                crossings.append(c)
+    good = [f for _, f in fits if f.success]
+    for f in good:
+        own = [o.compute for o in observations if o.source == f.source]
+        grid = draw_grid(own, f.x_max, GRID_POINTS)
+        if grid.size < 2:
+            continue
+        try:
+            point, lo, hi = predict_interval(f, grid, DEFAULT_LEVEL)
+        except Exception as e:  # a family a plugin no longer provides: say so per source
+            curves[f.source] = str(e)
+            continue
+        curves[f.source] = (grid, point, lo, hi)
+    drawn = [
+        f
+        for f in good
+        if not is_control(f.source) and not isinstance(curves.get(f.source, ""), str)
+    ]
+    for a, b in itertools.combinations(drawn, 2):
+        low = max(float(curves[a.source][0][0]), float(curves[b.source][0][0]))
+        high = min(float(curves[a.source][0][-1]), float(curves[b.source][0][-1]))
+        if not high > low:
+            continue
+        try:
+            c = crossover(a, b, low, high)
+        except Exception:
+            continue
+        if math.isfinite(c.compute):
+            crossings.append(c)
     return MetricData(study, metric, observations, fits, curves, tuple(crossings), unit)
 
 
@@ -253,12 +221,12 @@ class LawsScreen(PlannerScreen):
         palette = iter(COLORS * 4)
         colors = {s: "gray" if is_control(s) else next(palette) for s in sources}
         banded = self.banded_source(data)
-        x_high = max(computes)
+        x_low, x_high = min(computes) / 1.5, max(computes)
         for s, curve in data.curves.items():
             if isinstance(curve, str):
                 continue
             grid, point, lo, hi = curve
-            x_high = max(x_high, float(grid[-1]))
+            x_low, x_high = min(x_low, float(grid[0])), max(x_high, float(grid[-1]))
             color = colors.get(s, "white")
             gx = log_x(grid)
             if s == banded:
@@ -277,7 +245,7 @@ class LawsScreen(PlannerScreen):
             if pts:
                 xs, ys = zip(*pts, strict=True)
                 points(plt, log_x(xs), ys, colors[s], "●")
-        log_ticks(plt, min(computes) / 1.5, x_high)
+        log_ticks(plt, x_low, x_high)
         plt.xlabel(f"compute ({data.compute_unit})")
         plot.refresh()
         legend = "  ".join(
@@ -360,10 +328,13 @@ class LawsScreen(PlannerScreen):
 
     @work(thread=True, exclusive=True, group="laws-fit", exit_on_error=False)
     def run_fit(self, study: str, metric: str, family: str, method: str, n_boot: int) -> None:
+        """``annealplan fit --study S --metric M --family F --method X --bootstrap B``."""
+        from planner.laws.session import fit_store
+
         store = self.store.cursor()
         try:
-            ids, fits = fit_metric(
-                store, study, metric, family=family, method=method, n_boot=n_boot
+            ids, fits = fit_store(
+                store, study=study, metric=metric, family=family, method=method, n_boot=n_boot
             )
         finally:
             store.close()

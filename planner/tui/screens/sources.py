@@ -8,7 +8,6 @@ Adding and editing go through a form generated from the source kind's pydantic `
 
 from __future__ import annotations
 
-import math
 from typing import Any, ClassVar
 
 from textual import on, work
@@ -19,59 +18,11 @@ from textual.screen import ModalScreen
 from textual.widgets import Button, DataTable, Input, Label, Select, Static
 from textual.worker import Worker, WorkerState
 
-from planner.tui.messages import CostPreviewed, SourceRemoved, SourceRow, SourceSaved, SourcesLoaded
+from planner.tui.messages import CostPreviewed, SourceRemoved, SourceSaved, SourcesLoaded
+from planner.tui.rows import SourceRow, format_cap, format_per_token, read_first_screen
 from planner.tui.screens.base import PlannerScreen, forward_worker_error
 from planner.tui.widgets.config_form import ConfigForm
 from planner.units import Unit, format_quantity
-
-#: marginal cost per token is read at this many tokens (linear models: any point)
-PER_TOKEN_AT = 1e9
-
-
-def describe_source(source: Any, registry: Any) -> SourceRow:
-    """A table row for ``source``; a cost model that cannot be built is shown, not raised."""
-    cost_model, unit, per_token, formula, problem = "free", "", None, "", ""
-    if source.cost is not None:
-        cost_model, unit = source.cost.model, source.cost.unit.value
-        try:
-            model = registry.cost_model_for(source)
-            step = PER_TOKEN_AT * 1e-3
-            per_token = float(model.cost(PER_TOKEN_AT + step) - model.cost(PER_TOKEN_AT)) / step
-            formula = model.describe()
-        except Exception as e:  # a plugin gone missing must not hide the other sources
-            problem = str(e)
-    else:
-        per_token, unit = 0.0, "usd"
-    return SourceRow(
-        name=source.name,
-        kind=source.kind,
-        cap_tokens=source.cap_tokens,
-        cost_model=cost_model,
-        usd_per_token=per_token if unit == "usd" else None,
-        cost_unit=unit,
-        cost_per_token=per_token,
-        formula=formula,
-        problem=problem,
-    )
-
-
-def format_per_token(row: SourceRow) -> str:
-    if row.problem:
-        return "?"
-    if row.cost_per_token is None:
-        return ""
-    if row.cost_per_token == 0:
-        return "free"
-    unit = {"usd": "$", "flops": " FLOP", "gpu_hours": " GPU-h"}.get(row.cost_unit, row.cost_unit)
-    if unit == "$":
-        return f"${row.cost_per_token:.3g}"
-    return f"{row.cost_per_token:.3g}{unit}"
-
-
-def format_cap(cap: float | None) -> str:
-    return (
-        "unbounded" if cap is None or not math.isfinite(cap) else format_quantity(cap, Unit.TOKENS)
-    )
 
 
 class SourcesScreen(PlannerScreen):
@@ -112,14 +63,8 @@ class SourcesScreen(PlannerScreen):
     # ------------------------------------------------------------------ loading
     @work(thread=True, exclusive=True, group="sources-load", exit_on_error=False)
     def load_sources(self) -> None:
-        store = self.store.cursor()
-        try:
-            sources = store.sources()
-            counts = store.counts()
-        finally:
-            store.close()
-        rows = [describe_source(s, self.registry) for s in sources]
-        self.post_message(SourcesLoaded(sources, counts, rows))
+        data = read_first_screen(self.store, self.registry)
+        self.post_message(SourcesLoaded(data.sources, data.counts, data.rows))
 
     def on_sources_loaded(self, event: SourcesLoaded) -> None:
         counts = event.counts

@@ -1,0 +1,92 @@
+"""Designing a sweep over the registered sources and storing it as an experiment.
+
+What ``annealplan design`` and the TUI's Jobs screen both do: parse the budget and the
+model size, pick the registered sources, price them through their cost models, call
+:func:`planner.design.sweep.design_sweep` and save the specs with ``store.save_experiment``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from planner.design.sweep import Design
+from planner.units import Quantity, Rates
+
+#: what to do when no source is registered, in the CLI's words (the TUI passes its own)
+NO_SOURCES_HINT = "add some with `annealplan sources add` or pass --sources"
+
+
+def design_stored_sweep(
+    store: Any,
+    registry: Any,
+    rates: Rates,
+    *,
+    budget: str,
+    model_params: str,
+    sources: Sequence[str] | None = None,
+    fraction: float = 0.05,
+    points: int = 4,
+    seeds: int = 1,
+    span: float = 10.0,
+    replay_fraction: float = 0.7,
+    eval_cost: str | None = None,
+    experiment: str | None = None,
+    no_sources_hint: str = NO_SOURCES_HINT,
+) -> tuple[str, Quantity, Design]:
+    """Design the first sweep for a target ``budget`` and store it.
+
+    Args:
+        store: the open store (or a cursor of one).
+        registry: the plugin registry (cost models of the sources).
+        rates: FLOPs and dollars per GPU-hour.
+        budget: the final anneal's budget, e.g. ``2000gpuh`` (a cost, not tokens).
+        model_params: the annealing model's size N, e.g. ``135M``.
+        sources: the sources to sweep (None: every registered source).
+        fraction, points, seeds, span, replay_fraction: as :func:`design_sweep`.
+        eval_cost: one run's evaluation cost, e.g. ``0.5gpuh``.
+        experiment: the experiment's name (default ``sweep-<budget>``).
+        no_sources_hint: what the error says to do when no source is registered.
+
+    Returns:
+        The experiment's name, the parsed budget and the design.
+
+    Raises:
+        SolveError: a budget in tokens or no source; StoreError: an unknown source.
+    """
+    from planner.allocate.problem import CostSetup
+    from planner.design.sweep import DesignSource, design_sweep
+    from planner.errors import SolveError
+    from planner.units import convert, parse_quantity, parse_tokens
+
+    q = parse_quantity(budget)
+    if q.unit.value == "tokens":
+        raise SolveError("a budget is a cost: write it in GPU-hours, FLOPs or USD (e.g. 2000gpuh)")
+    registered = {s.name: s for s in store.sources()}
+    names = list(sources) if sources is not None else sorted(registered)
+    if not names:
+        raise SolveError(f"no sources registered; {no_sources_hint}")
+    chosen = []
+    for n in names:
+        src = registered.get(n) or store.source(n)  # StoreError with "did you mean"
+        chosen.append(DesignSource(n, registry.cost_model_for(src), src.cap_tokens))
+    ec = 0.0
+    if eval_cost:
+        e = parse_quantity(eval_cost)
+        ec = convert(e.value, e.unit, q.unit, rates)
+    setup = CostSetup(q.unit, parse_tokens(model_params), rates)
+    name = experiment or f"sweep-{budget}".replace(" ", "")
+    d = design_sweep(
+        chosen,
+        setup,
+        q.value,
+        fraction=fraction,
+        points=points,
+        seeds=seeds,
+        span=span,
+        replay_fraction=replay_fraction,
+        eval_cost=ec,
+        experiment=name,
+    )
+    store.save_experiment(name, list(d.specs), d.meta)
+    return name, q, d

@@ -1,0 +1,112 @@
+"""Fitting a study's stored runs, as ``annealplan fit`` and the TUI's Laws screen both do.
+
+The one place that turns "fit this (study, metric) with this family and method" into
+``group_observations`` → ``fit_joint``/``fit_independent`` → ``store.save_fits``, and the
+range over which a fitted law is drawn (its own runs and one decade beyond), shared by every
+face that plots laws.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import numpy as np
+
+from planner.domain import LawFit
+from planner.errors import FitError
+
+#: a law is drawn from its smallest run / BELOW to its largest run × BEYOND: far from its
+#: runs a law says little, so one decade of extrapolation is shown and no more
+DRAW_BELOW = 1.5
+DRAW_BEYOND = 10.0
+
+
+def family_candidates(family: str) -> list[Any] | None:
+    """The joint-fit candidates of ``family`` (None: ``auto``, the default selection).
+
+    A family with no built-in candidate is passed on by name (a plugin's family), as
+    ``fit_joint`` accepts.
+    """
+    from planner.laws.joint import CANDIDATES_ANY, CANDIDATES_BOUNDED, CANDIDATES_RICH
+
+    if family == "auto":
+        return None
+    return [
+        c for c in (*CANDIDATES_ANY, *CANDIDATES_RICH, *CANDIDATES_BOUNDED) if c.family == family
+    ] or [family]
+
+
+def fit_store(
+    store: Any,
+    *,
+    study: str | None = None,
+    metric: str | None = None,
+    family: str = "auto",
+    method: str = "joint",
+    n_boot: int = 1000,
+) -> tuple[list[str], list[LawFit]]:
+    """Fit laws of each (study, metric) against compute for every source, and save them.
+
+    Args:
+        store: an open store (or a cursor of one).
+        study: only this study (None: every study).
+        metric: only this metric (None: every metric).
+        family: a law family, or ``auto`` (chosen by leave-last-out error).
+        method: ``joint`` (shape parameters shared across sources) or ``independent``.
+        n_boot: bootstrap replicates per fit.
+
+    Returns:
+        The saved fits' ids and the fits, in the same order.
+
+    Raises:
+        FitError: no runs match.
+    """
+    from planner.laws.joint import fit_independent, fit_joint, group_observations
+
+    observations = store.observations(study=study, metric=metric)
+    if not observations:
+        what = " ".join(f"{k}={v}" for k, v in (("study", study), ("metric", metric)) if v)
+        raise FitError(
+            f"No runs in the store{' for ' + what if what else ''}: "
+            "import some with `annealplan runs import FILE`."
+        )
+    groups = group_observations(observations, lower_is_better=store.metric_directions())
+    fits: list[LawFit] = []
+    for g in groups:
+        if method == "independent":
+            fits.extend(
+                fit_independent(g, family=None if family == "auto" else family, n_boot=n_boot)
+            )
+        else:
+            fits.extend(fit_joint(g, candidates=family_candidates(family), n_boot=n_boot).fits)
+    return store.save_fits(fits), fits
+
+
+def draw_range(computes: Iterable[float], fallback: float = float("nan")) -> tuple[float, float]:
+    """Where a law is drawn: from its smallest run / 1.5 to ten times its largest run.
+
+    Args:
+        computes: the computes of the law's own runs (non-positive ones are ignored).
+        fallback: the largest fitted compute (``LawFit.x_max``), used when no run is given.
+
+    Returns:
+        ``(low, high)``, or NaNs when there is nothing to go by.
+    """
+    own = [float(c) for c in computes if c > 0]
+    if not own:
+        if fallback > 0:
+            own = [float(fallback)]
+        else:
+            return float("nan"), float("nan")
+    return min(own) / DRAW_BELOW, max(own) * DRAW_BEYOND
+
+
+def draw_grid(
+    computes: Sequence[float], fallback: float = float("nan"), points: int = 60
+) -> np.ndarray:
+    """A log-spaced grid of ``points`` over :func:`draw_range` (empty when it has none)."""
+    low, high = draw_range(computes, fallback)
+    if not (low > 0 and high > low):
+        return np.empty(0)
+    return np.geomspace(low, high, points)
