@@ -254,6 +254,11 @@ def demo(ctx: click.Context, budget: str, quick: bool, no_tui: bool, report_dir:
         click.echo(
             "the ranking changes" if f.get("ranking_changes") else "no crossing in this example"
         )
+    if m := f.get("measured_point_estimate"):
+        click.echo(
+            f"following the smallest-budget winner ({m['choice']}) alone: predicted gain "
+            f"{m['gain_if_followed']:+.4g}, {m['gain_lost']:.4g} less than the plan"
+        )
     click.echo(f"report: {files.markdown}")
 
 

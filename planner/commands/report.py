@@ -20,12 +20,16 @@ def make_report(
     """Plan (or reuse the newest plan) and write the report; shared with ``demo``."""
     import numpy as np
 
-    from planner.allocate.plan import frontier, make_plan
-    from planner.commands.allocate import load
+    from planner.allocate.plan import frontier
+    from planner.allocate.session import ProblemOptions, load_for, options_of, plan_for
     from planner.report import build_report
     from planner.units import Rates, convert, parse_quantity
 
     store = obj.store
+    rates = Rates(obj.settings.rates.flops_per_gpu_hour, obj.settings.rates.usd_per_gpu_hour)
+    asked = ProblemOptions(
+        metric=metric, model_params=model_params, max_extrapolation=max_extrapolation
+    )
     plans = store.plans()
     plan = None
     if budget is None:
@@ -35,25 +39,23 @@ def make_report(
             raise SolveError("no plan stored yet: pass --budget (e.g. --budget 2000gpuh)")
         plan = plans[0][1]
         q_unit, q_value = plan.unit, plan.budget
-        metric = metric or plan.metric
+        # Rebuild the problem the stored plan was solved with (its cap, guards…).
+        options = options_of(
+            plan,
+            metric=metric or plan.metric,
+            model_params=model_params,
+            max_extrapolation=max_extrapolation,
+        )
     else:
         q = parse_quantity(budget)
         q_unit, q_value = q.unit, q.value
-    loaded = load(
-        obj, q_unit, metric, None, (), model_params, None, None, None, 0.0, None, max_extrapolation
-    )
+        options = asked
+    loaded = load_for(store, obj.registry, rates, q_unit, options)
     if plan is None:
-        plan = make_plan(loaded.problem, q_value)
-        plan = type(plan)(
-            **{
-                **{f: getattr(plan, f) for f in plan.__dataclass_fields__},
-                "notes": plan.notes + loaded.notes,
-            }
-        )
+        plan = plan_for(loaded, q_value, options=options)
         store.save_plan(plan, loaded.problem.fit_ids)
     budgets = np.geomspace(q_value / 100.0, q_value * 3.0, 40)
     rows = frontier(loaded.problem, budgets)
-    rates = Rates(obj.settings.rates.flops_per_gpu_hour, obj.settings.rates.usd_per_gpu_hour)
     units = {u for u in store.compute_units().values() if u}
     budget_compute = None  # unknown or token compute: no budget line on the laws plot
     if len(units) == 1:

@@ -84,6 +84,7 @@ def build_report(
 
     from planner.laws.crossover import crossover
     from planner.laws.fit import predict_interval
+    from planner.laws.session import draw_grid, draw_range
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -165,8 +166,9 @@ def build_report(
         if findings["ranking_changes"]:
             md.append(
                 f"**The ranking changes.** At each source's smallest budget the measured order is "
-                f"{small_txt}; the fitted laws predict {target_txt} at the target budget. A single micro-anneal would have ranked the "
-                "sources differently from what the laws expect at scale."
+                f"{small_txt}; the fitted laws predict {target_txt} at the target budget. A single "
+                "micro-anneal would have ranked the sources differently from what the laws expect "
+                "at scale."
             )
         else:
             md.append(
@@ -175,13 +177,30 @@ def build_report(
                 "here a micro-anneal would have picked the same "
                 "best source."
             )
+        gain_by = ((plan.extra or {}).get("best_single") or {}).get("gain_by_source", {})
+        winner = rank_small_c[0]
+        if plan is not None and plan.success and winner in gain_by:
+            # The point estimate as people practise it: trust the measured micro-anneals and
+            # spend the budget on their winner.
+            followed = float(gain_by[winner])
+            findings["measured_point_estimate"] = {
+                "choice": winner,
+                "gain_if_followed": followed,
+                "gain_lost": float(plan.gain - followed),
+            }
+            md.append(
+                f"Following the measured smallest-budget winner — the whole budget on "
+                f"**{winner}** — is predicted to gain {followed:+.4g}, "
+                f"{plan.gain - followed:.4g} less than the allocation."
+            )
         md.append("")
     pe = (plan.extra or {}).get("point_estimate") if plan is not None else None
     if pe:
         findings["point_estimate"] = pe
         md.append(
-            f"A single micro-anneal at {format_quantity(pe['micro_budget'], plan.unit)} would "
-            f"choose **{pe['choice']}**; following it at the target budget gives up a predicted "
+            f"Read at a micro budget of {format_quantity(pe['micro_budget'], plan.unit)} "
+            f"({pe['micro_budget'] / plan.budget:.0%} of the budget), the laws choose **{pe['choice']}**; following that choice at the "
+            "target budget gives up a predicted "
             f"**{_fmt(pe['gain_lost'])}** of gain compared with the allocation"
             + (
                 f" (90% interval {_fmt(pe.get('gain_lost_low'))} to {_fmt(pe.get('gain_lost_high'))})."
@@ -233,10 +252,11 @@ def build_report(
             if f.success:
                 # Draw each law over its own data and one decade beyond, not over every
                 # source's range: far from its runs a law says little.
-                own = [o.compute for o in rows] or [f.x_max]
-                g = grid[(grid >= min(own) / 1.5) & (grid <= max(own) * 10.0)]
+                own = [o.compute for o in rows]
+                low_x, high_x = draw_range(own, f.x_max)
+                g = grid[(grid >= low_x) & (grid <= high_x)]
                 if g.size < 2:
-                    g = np.geomspace(min(own) / 1.5, max(own) * 10.0, 60)
+                    g = draw_grid(own, f.x_max)
                 point, low, high = predict_interval(f, g)
                 ax.plot(g, point, color=color, label=f"{f.source} ({f.family})")
                 if np.all(np.isfinite(low)):

@@ -78,6 +78,8 @@ def test_report_writes_markdown_html_and_plots(db, tmp_path):
     # the ranking at the smallest budget (fast > slow) differs from the laws' at the target
     assert "The ranking changes" in md
     assert "point estimate (one micro-anneal) | fast" in md
+    # and what following the measured winner (fast) alone would give up
+    assert "Following the measured smallest-budget winner — the whole budget on **fast**" in md
     assert "torch 2.13.0" in md
 
 
