@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib.metadata
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -25,9 +26,15 @@ def _installed() -> bool:
 
 
 @pytest.fixture(scope="module")
-def installed() -> None:
+def installed(tmp_path_factory) -> None:
     if not _installed():
-        # An editable install without build isolation: seconds, no network.
+        # Built from a copy, so the build leaves nothing in the repository's folder.
+        source = tmp_path_factory.mktemp("plugin-example") / "src"
+        shutil.copytree(EXAMPLE, source, ignore=shutil.ignore_patterns("build", "*.egg-info"))
+        # A regular install without build isolation: seconds, no network. Not editable: an
+        # editable install's import hook is set up only when an interpreter starts, so this
+        # test session (which the rest of the suite shares) would see the plugin's entry
+        # point but could not import it, and every later CLI call would report a problem.
         subprocess.run(
             [
                 sys.executable,
@@ -37,12 +44,12 @@ def installed() -> None:
                 "--quiet",
                 "--no-deps",
                 "--no-build-isolation",
-                "-e",
-                str(EXAMPLE),
+                str(source),
             ],
             check=True,
             timeout=300,
         )
+        importlib.invalidate_caches()
 
 
 def annealplan(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
