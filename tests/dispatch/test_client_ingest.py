@@ -187,7 +187,7 @@ def test_executors_registry_and_cli(tmp_path: Path):
     runner = CliRunner()
     res = runner.invoke(cli, ["--project", str(tmp_path), "executors", "list", "--json"])
     assert res.exit_code == 0, res.output
-    assert json.loads(res.output)[0]["name"] == "gpu1"
+    assert json.loads(res.stdout)[0]["name"] == "gpu1"
     res = runner.invoke(
         cli,
         [
@@ -219,7 +219,7 @@ def test_executors_registry_and_cli(tmp_path: Path):
         ],
     )
     res = runner.invoke(cli, ["--project", str(tmp_path), "executors", "health", "dead", "--json"])
-    assert res.exit_code == 1 and json.loads(res.output)[0]["ok"] is False
+    assert res.exit_code == 1 and json.loads(res.stdout)[0]["ok"] is False
 
 
 def test_hook_register_executor_backends(tmp_path: Path):

@@ -68,7 +68,7 @@ def _run(db, *args):
 def test_allocate_json_stores_the_plan_with_its_fits(db):
     r = _run(db, "allocate", "--budget", "500gpuh", "--json")
     assert r.exit_code == 0, r.output
-    plan = json.loads(r.output)
+    plan = json.loads(r.stdout)
     assert plan["success"] and plan["gain"] > 0
     assert {a["source"] for a in plan["allocations"]} == {"web", "synth"}
     web = next(a for a in plan["allocations"] if a["source"] == "web")
@@ -100,11 +100,11 @@ def test_bad_input_is_one_line_on_stderr(db):
 def test_frontier_crossovers_design_and_next(db):
     r = _run(db, "frontier", "--from", "10gpuh", "--to", "1000gpuh", "--points", "4", "--json")
     assert r.exit_code == 0
-    rows = json.loads(r.output)["rows"]
+    rows = json.loads(r.stdout)["rows"]
     assert len(rows) == 4 and rows[-1]["gain"] >= rows[0]["gain"]
     r = _run(db, "crossovers", "--from", "0.01gpuh", "--to", "1000gpuh", "--points", "12", "--json")
     assert r.exit_code == 0
-    assert "p_best" in json.loads(r.output)
+    assert "p_best" in json.loads(r.stdout)
     r = _run(
         db,
         "design",
@@ -117,7 +117,7 @@ def test_frontier_crossovers_design_and_next(db):
         "--json",
     )
     assert r.exit_code == 0
-    d = json.loads(r.output)
+    d = json.loads(r.stdout)
     assert d["cost"] == pytest.approx(25.0, rel=0.02) and any(
         x["source"] is None for x in d["runs"]
     )
@@ -129,5 +129,5 @@ def test_frontier_crossovers_design_and_next(db):
         store.close()
     r = _run(db, "next", "--budget", "500gpuh", "--json")
     assert r.exit_code == 0
-    nxt = json.loads(r.output)
+    nxt = json.loads(r.stdout)
     assert nxt["recommendations"] and 0.0 <= nxt["p_wrong_now"] <= 1.0
