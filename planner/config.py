@@ -13,6 +13,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from planner.errors import ConfigError
+from planner.units import Rates
 
 CONFIG_FILE = "annealplan.toml"
 DEFAULT_DB = "annealplan.duckdb"
@@ -25,6 +26,10 @@ class RatesSettings(BaseModel):
     """Useful FLOPs one GPU delivers per hour (peak × MFU × 3600)."""
     usd_per_gpu_hour: float = Field(default=2.50, gt=0)
     """Price of one GPU-hour in USD."""
+
+    def as_rates(self) -> Rates:
+        """The conversion rates :mod:`planner.units` uses."""
+        return Rates(self.flops_per_gpu_hour, self.usd_per_gpu_hour)
 
 
 class Settings(BaseModel):

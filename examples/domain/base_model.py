@@ -262,26 +262,8 @@ def prepare_base_model(
     model = new_model(shape, tokenizer, seed)
     rng = random.Random(f"pretrain:{seed}")
     docs = (kbm.general_document(rng) for _ in itertools.count())
-    data = pack(tokenize_docs(tokenizer, docs), recipe.seq_len, recipe.steps * recipe.batch_size)
-    loss = train_lm(
-        model,
-        data,
-        lr=recipe.lr,
-        warmup_steps=recipe.warmup_steps,
-        batch_size=recipe.batch_size,
-        seed=seed,
-    )
-    info = {
-        "role": "base",
-        "seed": seed,
-        "shape": asdict(shape),
-        "recipe": asdict(recipe),
-        "params": sum(p.numel() for p in model.parameters()),
-        "tokens": int(data.numel()),
-        "final_loss": loss,
-        "seconds": round(time.perf_counter() - t0, 2),
-    }
-    return _save(model, tokenizer, dest, info, key)
+    info = {"role": "base", "seed": seed, "shape": asdict(shape)}
+    return _train_and_save(model, tokenizer, docs, recipe, seed, dest, key, info, t0)
 
 
 def prepare_generator_model(
@@ -325,6 +307,12 @@ def prepare_generator_model(
     kb = kbm.make_kb(seed)
     rng = random.Random(f"generator:{seed}")
     docs = (kbm.generator_training_text(kb, rng) for _ in itertools.count())
+    info = {"role": "generator", "seed": seed}
+    return _train_and_save(model, tokenizer, docs, recipe, seed, dest, key, info, t0)
+
+
+def _train_and_save(model, tokenizer, docs, recipe, seed, dest, key, info, t0) -> Path:
+    """Train ``model`` on ``docs`` with ``recipe`` and save it, with what was done, as ``dest``."""
     data = pack(tokenize_docs(tokenizer, docs), recipe.seq_len, recipe.steps * recipe.batch_size)
     loss = train_lm(
         model,
@@ -335,8 +323,7 @@ def prepare_generator_model(
         seed=seed,
     )
     info = {
-        "role": "generator",
-        "seed": seed,
+        **info,
         "recipe": asdict(recipe),
         "params": sum(p.numel() for p in model.parameters()),
         "tokens": int(data.numel()),

@@ -79,42 +79,9 @@ def _common(f):
     return f
 
 
-def load(
-    obj,
-    unit,
-    metric,
-    weights,
-    guards,
-    model_params,
-    control,
-    study,
-    sources,
-    replay_fraction,
-    eval_cost,
-    max_extrapolation=None,
-):
-    """Build the problem from the store (shared by allocate, frontier, crossovers and next)."""
-    from planner.allocate.session import ProblemOptions, load_for
-
-    options = ProblemOptions(
-        metric=metric,
-        weights=weights,
-        guards=tuple(guards),
-        model_params=model_params,
-        control=control,
-        study=study,
-        sources=sources,
-        replay_fraction=replay_fraction,
-        eval_cost=eval_cost,
-        max_extrapolation=max_extrapolation,
-    )
-    return load_for(obj.store, obj.registry, _rates(obj), unit, options)
-
-
 def _rates(obj):
-    from planner.units import Rates
 
-    return Rates(obj.settings.rates.flops_per_gpu_hour, obj.settings.rates.usd_per_gpu_hour)
+    return obj.settings.rates.as_rates()
 
 
 def _budget(text: str):

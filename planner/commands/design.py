@@ -50,9 +50,9 @@ def design_cmd(
 ):
     """Propose a sweep: per-source token grid, control anneal, seeds, and its cost."""
     from planner.design.session import design_stored_sweep
-    from planner.units import Rates, format_quantity
+    from planner.units import format_quantity
 
-    rates = Rates(obj.settings.rates.flops_per_gpu_hour, obj.settings.rates.usd_per_gpu_hour)
+    rates = obj.settings.rates.as_rates()
     name, q, d = design_stored_sweep(
         obj.store,
         obj.registry,
@@ -124,9 +124,8 @@ def next_cmd(
     obj, budget, metric, model_params, control, study, replay_fraction, tolerance, top, as_json
 ):
     """Recommend the next run by expected value of information per unit of cost."""
-    from planner.allocate.loader import noise_levels
-    from planner.commands.allocate import load
-    from planner.design.voi import decision_state, default_candidates, recommend_next
+    from planner.allocate.session import ProblemOptions
+    from planner.design.session import recommend_runs
     from planner.errors import SolveError
     from planner.units import Quantity, format_quantity, parse_quantity
 
@@ -139,14 +138,17 @@ def next_cmd(
                 "no target budget: pass --budget or run `annealplan allocate --budget …` first"
             )
         q = Quantity(plans[0][1].budget, plans[0][1].unit)
-    loaded = load(obj, q.unit, metric, None, (), model_params, control, study, None, 0.0, None)
-    problem = loaded.problem
-    noise = noise_levels(problem, loaded.observations)
-    state = decision_state(problem, q.value, tol=tolerance)
-    cands = default_candidates(problem, q.value)
-    recs = recommend_next(
-        problem, q.value, cands, noise, replay_fraction=replay_fraction, tol=tolerance, state=state
-    )[:top]
+    options = ProblemOptions(metric=metric, model_params=model_params, control=control, study=study)
+    state, recs, noise = recommend_runs(
+        obj.store,
+        obj.registry,
+        obj.settings.rates.as_rates(),
+        q,
+        options,
+        replay_fraction=replay_fraction,
+        tol=tolerance,
+        top=top,
+    )
     if as_json:
         click.echo(
             json.dumps(

@@ -23,10 +23,10 @@ def make_report(
     from planner.allocate.plan import frontier
     from planner.allocate.session import ProblemOptions, load_for, options_of, plan_for
     from planner.report import build_report
-    from planner.units import Rates, convert, parse_quantity
+    from planner.units import convert, parse_quantity
 
     store = obj.store
-    rates = Rates(obj.settings.rates.flops_per_gpu_hour, obj.settings.rates.usd_per_gpu_hour)
+    rates = obj.settings.rates.as_rates()
     asked = ProblemOptions(
         metric=metric, model_params=model_params, max_extrapolation=max_extrapolation
     )

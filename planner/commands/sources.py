@@ -274,7 +274,7 @@ def cost(obj, name: str, tokens: str, unit: str | None, as_json: bool) -> None:
     """The curation cost of TOKENS tokens of a source, with its formula (training excluded)."""
     import sympy
 
-    from planner.units import Rates, Unit, convert, format_quantity, parse_tokens
+    from planner.units import Unit, convert, format_quantity, parse_tokens
 
     src = obj.store.source(name)
     n_tokens = parse_tokens(tokens)
@@ -289,8 +289,7 @@ def cost(obj, name: str, tokens: str, unit: str | None, as_json: bool) -> None:
         src_unit, formula = model.unit, model.describe()
     out_unit = Unit(unit) if unit else src_unit
     if out_unit is not src_unit and model is not None:
-        r = obj.settings.rates
-        rates = Rates(r.flops_per_gpu_hour, r.usd_per_gpu_hour)
+        rates = obj.settings.rates.as_rates()
         value = convert(value, src_unit, out_unit, rates)
         marginal = convert(marginal, src_unit, out_unit, rates)
     data = {

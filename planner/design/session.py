@@ -90,3 +90,47 @@ def design_stored_sweep(
     )
     store.save_experiment(name, list(d.specs), d.meta)
     return name, q, d
+
+
+def recommend_runs(
+    store: Any,
+    registry: Any,
+    rates: Rates,
+    budget: Quantity,
+    options: Any,
+    *,
+    replay_fraction: float = 0.7,
+    tol: float = 0.05,
+    top: int = 5,
+) -> tuple[Any, list[Any], dict[str, float]]:
+    """``annealplan next``: the runs that most reduce P(wrong allocation) per unit of cost.
+
+    Args:
+        store, registry, rates: as for :func:`planner.allocate.session.load_for`.
+        budget: the target budget.
+        options: a :class:`planner.allocate.session.ProblemOptions`.
+        replay_fraction: replay share of the candidate runs (for their cost).
+        tol: a plan is wrong when it loses more than this share of the best gain.
+        top: how many recommendations to return.
+
+    Returns:
+        The decision state now, the best ``top`` recommendations and the noise per source.
+    """
+    from planner.allocate.loader import noise_levels
+    from planner.allocate.session import load_for
+    from planner.design.voi import decision_state, default_candidates, recommend_next
+
+    loaded = load_for(store, registry, rates, budget.unit, options)
+    problem = loaded.problem
+    noise = noise_levels(problem, loaded.observations)
+    state = decision_state(problem, budget.value, tol=tol)
+    recs = recommend_next(
+        problem,
+        budget.value,
+        default_candidates(problem, budget.value),
+        noise,
+        replay_fraction=replay_fraction,
+        tol=tol,
+        state=state,
+    )[:top]
+    return state, recs, noise

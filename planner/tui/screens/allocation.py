@@ -38,10 +38,7 @@ def _fmt(v: float, spec: str = "+.4g") -> str:
 
 
 def _rates(app: Any) -> Any:
-    from planner.units import Rates
-
-    rates = app.settings.rates
-    return Rates(rates.flops_per_gpu_hour, rates.usd_per_gpu_hour)
+    return app.settings.rates.as_rates()
 
 
 def _options(metric: str | None, model_params: str | None) -> Any:
@@ -98,19 +95,13 @@ def recommend(
     app: Any, store: Any, budget_text: str, metric: str | None, model_params: str | None
 ) -> NextRunRecommended:
     """``annealplan next --budget B``: the most useful next run, by value of information."""
-    from planner.allocate.loader import noise_levels
-    from planner.allocate.session import load_for
-    from planner.design.voi import decision_state, default_candidates, recommend_next
+    from planner.design.session import recommend_runs
     from planner.units import parse_quantity
 
     q = parse_quantity(budget_text)
-    loaded = load_for(store, app.registry, _rates(app), q.unit, _options(metric, model_params))
-    problem = loaded.problem
-    noise = noise_levels(problem, loaded.observations)
-    state = decision_state(problem, q.value)
-    recs = recommend_next(
-        problem, q.value, default_candidates(problem, q.value), noise, state=state
-    )[:3]
+    state, recs, _noise = recommend_runs(
+        store, app.registry, _rates(app), q, _options(metric, model_params), top=3
+    )
     lines = [f"P(wrong allocation at {format_quantity(q.value, q.unit)}) now: {state.p_wrong:.2f}"]
     if state.p_wrong == 0:
         lines.append(

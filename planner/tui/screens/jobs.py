@@ -142,9 +142,8 @@ def design(settings: Any, registry: Any, store: Any, req: SweepRequest) -> Sweep
         SolveError, StoreError, UnitError: as the CLI verb does.
     """
     from planner.design.session import design_stored_sweep
-    from planner.units import Rates
 
-    rates = Rates(settings.rates.flops_per_gpu_hour, settings.rates.usd_per_gpu_hour)
+    rates = settings.rates.as_rates()
     name, _, d = design_stored_sweep(
         store,
         registry,
