@@ -89,6 +89,11 @@ METHODS: Mapping[str, Callable[[Target], tuple[dict[str, Prediction], str]]] = {
     "power-shared": _fixed("power[E,alpha]"),
     # the default's candidates with the single best one chosen instead of averaged
     "joint-select": _choose(None, average=False),
+    # the default's averaging over the earlier candidates: a per-source line in log-compute
+    # where the default now has the power law with a shared asymptote
+    "joint-line": _choose(
+        ("constant", "loglinear[b]", "loglinear", "power[E,alpha]"), average=True
+    ),
     # the candidates and rule before the constant and averaging were added
     "joint-trend": _choose(("loglinear[b]", "loglinear", "power[E,alpha]"), average=False),
     "joint-rich": _choose(

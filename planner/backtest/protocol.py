@@ -6,8 +6,10 @@ Followed exactly, so figures compare with external references:
   source's largest compute; the actual value at x_T is that run's value, else linear
   interpolation in log x between the neighbouring runs (runs that share a compute, e.g.
   seeds, are averaged first);
-- the fit set is the runs with compute <= F·x_T; a source with fewer than 3 distinct compute
-  values in its fit set is left out of that group (a group needs 2 sources left);
+- the fit set is the runs with compute <= F·x_T, averaged per compute like the actual
+  values (a method predicts the seed mean the protocol scores); a source with fewer than 3
+  distinct compute values in its fit set is left out of that group (a group needs 2 sources
+  left);
 - the point-estimate baseline ranks sources by their value at x_PE, the smallest over
   sources of the largest compute in each fit set (interpolated as above);
 - a pair of sources whose actual values are equal is left out; decision accuracy is POOLED:
@@ -124,7 +126,9 @@ def build_targets(
         for s, (x, y) in data.items():
             keep = x <= fraction * x_t * (1 + 1e-12)
             if np.unique(x[keep]).size >= MIN_DISTINCT_COMPUTE:
-                fit_data[s] = (x[keep], y[keep])
+                # the unit the protocol scores is the mean over runs sharing a compute, so
+                # the methods fit (and their intervals describe) that mean, not one seed
+                fit_data[s] = averaged(x[keep], y[keep])
             else:
                 left.append(s)
         if len(fit_data) < 2:

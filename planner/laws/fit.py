@@ -735,11 +735,13 @@ def _members(fit: LawFit) -> list[tuple[float, LawFit]]:
     listed = fit.extra.get("members") if fit.extra else None
     if not listed:
         return [(1.0, fit)]
-    base = {k: v for k, v in fit.extra.items() if k not in ("members", "llo_rmse", "llo_n")}
+    own = ("members", "llo_rmse", "llo_n", "llo_noise_rmse")
+    base = {k: v for k, v in fit.extra.items() if k not in own}
     out = []
     for m in listed:
         boot = m.get("boot")
-        extra = {**base, **{k: m[k] for k in ("llo_rmse", "llo_n", "llo_log_dist") if k in m}}
+        keys = ("llo_rmse", "llo_n", "llo_log_dist", "llo_noise_rmse")
+        extra = {**base, **{k: m[k] for k in keys if k in m}}
         extra["candidate"] = m.get("candidate", m["family"])
         if m.get("noise_sd_boot") is not None:
             extra["noise_sd_boot"] = m["noise_sd_boot"]
@@ -865,8 +867,19 @@ def _shape_error(fit: LawFit, compute: object, shape: tuple[int, int], rng) -> n
     ``llo_log_dist``) set a scale that grows linearly with the log-distance beyond the
     largest fitted compute; its uncertainty from so few errors is carried by drawing the
     scale from its posterior (σ²·k/χ²_k), which widens the tails like a Student t.
+
+    A held-out error also holds the held-out value's observation noise
+    (``llo_noise_rmse``), which the interval already adds in its own draws and which does
+    not grow with distance; only the excess over it is taken as shape error. Counting the
+    noise twice, and scaling it with distance, made 90% intervals cover 94–100% of
+    synthetic targets whose law was among the candidates. The reduced fit's parameter
+    error stays in the excess on purpose: it grows with distance, and where no candidate
+    is the true law (real data) taking it out as well left the intervals too narrow.
     """
     rmse = fit.extra.get("llo_rmse")
+    noise = fit.extra.get("llo_noise_rmse")
+    if rmse is not None and noise is not None and math.isfinite(noise):
+        rmse = math.sqrt(max(float(rmse) ** 2 - float(noise) ** 2, 0.0))
     dist0 = fit.extra.get("llo_log_dist")
     k = int(fit.extra.get("llo_n", 0) or 0)
     if rmse is None or not dist0 or dist0 <= 0 or k < 1 or not math.isfinite(fit.x_max):
