@@ -83,12 +83,18 @@ def test_laws_screen(snap_compare, settings, runs_store, registry):
 
         await steady(pilot)
         # The parameter table fills from a message posted after the fit worker ends; under a
-        # loaded machine that can land after the first settle, so wait for its rows.
-        for _ in range(100):
+        # loaded machine that can land after the first settle (5 s was not always enough in
+        # a fresh-clone run), so wait for its rows, up to a minute.
+        for _ in range(1200):
             tables = list(pilot.app.screen.query(DataTable))
             if tables and all(t.row_count for t in tables):
                 break
             await pilot.pause(0.05)
+        # the header row is re-measured for the new column widths on a later refresh; a
+        # picture taken before it shows the empty table's narrow header over wide rows
+        for t in tables:
+            t.refresh(layout=True)
+        await pilot.pause(0.2)
         await steady(pilot)
 
     app = make_app(settings, runs_store, registry, mode="laws")
