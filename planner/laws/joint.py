@@ -220,28 +220,16 @@ def leave_last_out(
     *,
     lower_is_better: bool | None,
     loss: str = "soft_l1",
-) -> tuple[np.ndarray, np.ndarray]:
+) -> tuple[np.ndarray, np.ndarray, float]:
     """Extrapolation errors of each source's largest-compute point, fitted without it.
 
     Returns:
-        (errors, log_distances): signed errors (predicted - observed, in metric units) and
-        log(x_held / largest x kept) per source; empty arrays when the candidate cannot be
-        fitted on the reduced data.
+        (errors, log_distances, noise_rms): signed errors (predicted - observed, in metric
+        units) and log(x_held / largest x kept) per source, and the rms observation noise
+        inside those errors (each held-out value is the mean of the runs at its compute:
+        the reduced fit's noise scale over the square root of their number); empty arrays
+        and NaN when the candidate cannot be fitted on the reduced data.
     """
-    errs, dists, _ = _leave_last_out(candidate, data, lower_is_better=lower_is_better, loss=loss)
-    return errs, dists
-
-
-def _leave_last_out(
-    candidate: Candidate,
-    data: Mapping[str, tuple[np.ndarray, np.ndarray]],
-    *,
-    lower_is_better: bool | None,
-    loss: str = "soft_l1",
-) -> tuple[np.ndarray, np.ndarray, float]:
-    """:func:`leave_last_out` plus the rms observation noise inside the held-out errors:
-    each held-out value is the mean of the runs at that compute, with the reduced fit's
-    noise scale over the square root of their number."""
     train, held = _hold_out_last(data)
     empty = np.empty(0), np.empty(0), math.nan
     if not _feasible(candidate, train):
@@ -267,7 +255,7 @@ def leave_last_out_error(
     loss: str = "soft_l1",
 ) -> float:
     """Mean |leave-last-out error| divided by the metric's spread (``inf`` if unfittable)."""
-    errs, _ = leave_last_out(candidate, data, lower_is_better=lower_is_better, loss=loss)
+    errs, _, _ = leave_last_out(candidate, data, lower_is_better=lower_is_better, loss=loss)
     if errs.size == 0 or not np.all(np.isfinite(errs)):
         return math.inf
     spread = float(np.std(np.concatenate([y for _, y in data.values()]))) or 1.0
@@ -343,7 +331,7 @@ def fit_joint(
     llo: dict[str, tuple[np.ndarray, np.ndarray]] = {}
     noise: dict[str, float] = {}
     for c in feasible:
-        errs, dists, noise[c.name] = _leave_last_out(
+        errs, dists, noise[c.name] = leave_last_out(
             c, group.data, lower_is_better=group.lower_is_better, loss=loss
         )
         llo[c.name] = (errs, dists)
