@@ -17,6 +17,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
+from functools import cached_property
 
 import numpy as np
 from scipy import optimize, stats
@@ -86,16 +87,10 @@ class Problem:
         grads = compiled(self.family).jac(list(self.X), self.point_params(theta))
         return self._assemble(theta, grads)
 
-    def value_jac(self, theta: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(value (..., n), d value / d theta (..., n, P)) from one evaluation."""
-        if self.layout.shape[0] == 1:
-            # one source: each parameter is one column, broadcast over the points instead
-            # of gathered per point
-            P = [theta[..., self.layout[0, j], None] for j in range(self.layout.shape[1])]
-        else:
-            P = self.point_params(theta)
-        val, *grads = compiled(self.family).value_jac(list(self.X), P)
-        return val, self._assemble(theta, grads)
+    @cached_property
+    def sums(self) -> _NormalSums:
+        """Where each point's products land in the normal equations (see :class:`_NormalSums`)."""
+        return _NormalSums.of(self._cols, self.n_params)
 
     def _assemble(self, theta: np.ndarray, grads: Sequence[np.ndarray]) -> np.ndarray:
         shape = (*theta.shape[:-1], self.n, self.n_params)
@@ -110,6 +105,71 @@ class Problem:
             # each family parameter has its own columns, so (row, column) pairs are unique
             J[..., rows, self._cols[:, j]] = np.broadcast_to(g, shape[:-1])
         return J
+
+
+@dataclass(frozen=True, slots=True)
+class _NormalSums:
+    """The normal equations of a joint layout, summed without a dense Jacobian.
+
+    A point's derivative is non-zero only in the columns of its own source's parameters
+    (and the shared ones), so JᵀWJ and JᵀWr are sums of per-point products of the family's
+    p derivatives. For each pair (j, k) of family parameters, ``pairs`` holds a 0/1 matrix
+    (n, U) that sums the points' products into the U distinct matrix entries they fall on,
+    and those entries' flat positions in the P×P matrix (and the mirrored ones); ``grads``
+    does the same for the gradient. Summing is then a small matrix product per pair,
+    O(B·n·S) instead of the dense O(B·n·P²).
+    """
+
+    n_params: int
+    pairs: tuple[tuple[int, int, np.ndarray, np.ndarray, np.ndarray | None], ...]
+    grads: tuple[tuple[int, np.ndarray, np.ndarray], ...]
+
+    @staticmethod
+    def of(cols: np.ndarray, n_params: int) -> _NormalSums:
+        n, p = cols.shape
+
+        def pattern(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+            at, inverse = np.unique(keys, return_inverse=True)
+            ind = np.zeros((n, at.size))
+            ind[np.arange(n), inverse] = 1.0
+            return at, ind
+
+        pairs, seen = [], []
+        for j in range(p):
+            for k in range(j, p):
+                at, ind = pattern(cols[:, j] * n_params + cols[:, k])
+                mirror = None if j == k else (at % n_params) * n_params + at // n_params
+                pairs.append((j, k, ind, at, mirror))
+                seen.extend([at] if mirror is None else [at, mirror])
+        flat = np.concatenate(seen)
+        if np.unique(flat).size != flat.size:  # a column shared by two family parameters
+            raise FitError("a parameter layout maps two family parameters to one column")
+        grads = []
+        for j in range(p):
+            at, ind = pattern(cols[:, j])
+            grads.append((j, ind, at))
+        return _NormalSums(n_params, tuple(pairs), tuple(grads))
+
+    def step(self, G: np.ndarray, r: np.ndarray, w: np.ndarray, lam: np.ndarray) -> np.ndarray:
+        """Levenberg–Marquardt steps (B, P) from the family's derivatives G (p, B, n)."""
+        B, P = r.shape[0], self.n_params
+        wG = G * w
+        A = np.zeros((B, P * P))
+        for j, k, ind, at, mirror in self.pairs:
+            s = (wG[j] * G[k]) @ ind
+            A[:, at] += s
+            if mirror is not None:
+                A[:, mirror] += s
+        g = np.zeros((B, P))
+        for j, ind, at in self.grads:
+            g[:, at] += (wG[j] * r) @ ind
+        A = A.reshape(B, P, P)
+        diag = np.einsum("bpp->bp", A) + 1e-12
+        A[:, np.arange(P), np.arange(P)] += lam[:, None] * diag
+        try:
+            return -np.linalg.solve(A, g[..., None])[..., 0]
+        except np.linalg.LinAlgError:
+            return -np.einsum("bpq,bq->bp", np.linalg.pinv(A), g)
 
 
 @dataclass(frozen=True, slots=True)
@@ -176,11 +236,13 @@ def batched_lm(
 
     # One source: each parameter is one Jacobian column, so the normal equations are
     # formed and solved column by column over the whole batch (contiguous (B,) arrays),
-    # far cheaper than B small matrix products and LAPACK calls. Joint layouts scatter
-    # many sources' parameters into one vector and keep the matrix form.
+    # far cheaper than B small matrix products and LAPACK calls. Joint layouts keep the
+    # family's p derivatives per point and sum the normal equations from them
+    # (problem.sums), then solve the P×P systems with LAPACK.
     single = problem.layout.shape[0] == 1
     fam_vj = compiled(problem.family).value_jac
     cols = problem.layout[0] if single else None
+    sums = None if single else problem.sums
 
     def evaluate(
         th: np.ndarray, Yr: np.ndarray, Wr: np.ndarray
@@ -194,8 +256,12 @@ def batched_lm(
                 for j, c in enumerate(cols):
                     np.multiply(grads[j], 1.0 / ys, out=J[c])
             else:
-                val, J = problem.value_jac(th)
-                J = J / ys
+                # the family's derivatives per point, (p, B, n); the normal equations are
+                # summed from them (problem.sums) without forming the (B, n, P) Jacobian
+                val, *grads = fam_vj(list(problem.X), problem.point_params(th))
+                J = np.empty((len(grads), th.shape[0], problem.n))
+                for j, g in enumerate(grads):
+                    np.multiply(g, 1.0 / ys, out=J[j])
             r = (val - Yr) / ys
             rho = r * r if loss == "linear" else _rho(r * r / fs2, loss)[0] * fs2
             c = 0.5 * np.sum(rho if Wr is None else Wr * rho, axis=-1)
@@ -216,8 +282,6 @@ def batched_lm(
     Wa = None if W is None else np.asarray(W, dtype=float)  # None: unit weights
     r, J, cost = evaluate(th, Ya, Wa)
     lam = np.full(B, 1e-3)
-    eye = np.eye(P)
-    jax = 1 if single else 0  # the batch axis of the Jacobian
     for _ in range(max_iter):
         if rows.size == 0:
             break
@@ -226,18 +290,7 @@ def batched_lm(
         else:
             w = _rho(r * r / fs2, loss)[1]
             w = w if Wa is None else Wa * w
-        if single:
-            step = _lm_step_columns(J, r, w, lam)
-        else:
-            JtW = J.transpose(0, 2, 1) * w[:, None, :]
-            A = JtW @ J
-            g = np.einsum("bpn,bn->bp", JtW, r)
-            diag = np.einsum("bpp->bp", A) + 1e-12
-            M = A + lam[:, None, None] * diag[:, :, None] * eye
-            try:
-                step = -np.linalg.solve(M, g[..., None])[..., 0]
-            except np.linalg.LinAlgError:
-                step = -np.einsum("bpq,bq->bp", np.linalg.pinv(M), g)
+        step = _lm_step_columns(J, r, w, lam) if single else sums.step(J, r, w, lam)
         new = np.clip(th + step, problem.lo, problem.hi)
         r_new, J_new, new_cost = evaluate(new, Ya, Wa)
         better = new_cost < cost
@@ -249,7 +302,7 @@ def batched_lm(
             th = np.where(better[:, None], new, th)
             cost = np.where(better, new_cost, cost)
             r = np.where(better[:, None], r_new, r)
-            J = np.where(better[None, :, None] if single else better[:, None, None], J_new, J)
+            J = np.where(better[None, :, None], J_new, J)
         lam = np.where(better, np.maximum(lam / 3.0, 1e-12), lam * 4.0)
         done = (better & (rel | small)) | (lam > 1e12)
         if done.any():
@@ -259,7 +312,7 @@ def batched_lm(
             rows, th, cost, r, lam = rows[keep], th[keep], cost[keep], r[keep], lam[keep]
             Ya = Ya[keep]
             Wa = None if Wa is None else Wa[keep]
-            J = np.compress(keep, J, axis=jax)
+            J = np.compress(keep, J, axis=1)
     converged = np.ones(B, dtype=bool)
     converged[rows] = False
     out_theta[rows] = th

@@ -8,9 +8,11 @@ import pytest
 from planner.domain import Observation
 from planner.errors import FitError
 from planner.laws.crossover import crossover
+from planner.laws.families import compiled
 from planner.laws.fit import fit_law, predict
 from planner.laws.joint import (
     GroupData,
+    build_problem,
     fit_independent,
     fit_joint,
     group_observations,
@@ -38,6 +40,28 @@ def test_joint_shared_exponent_recovered():
     assert fits["web"].params["alpha"] == fits["code"].params["alpha"]  # shared
     assert fits["books"].params["A"] > fits["web"].params["A"] > fits["code"].params["A"]
     assert fits["web"].boot.shape == (50, 3)
+
+
+@pytest.mark.parametrize("candidate", ["power[E,alpha]", "power[E]", "loglinear[b]", "constant"])
+def test_joint_normal_equations_summed_without_the_dense_jacobian(candidate):
+    """The joint solver sums JᵀWJ and JᵀWr from per-point derivatives; the LM step it
+    takes equals the one from the dense (B, n, P) Jacobian."""
+    problem = build_problem(parse_candidate(candidate), _group().data, lower_is_better=True)
+    rng = np.random.default_rng(1)
+    B, P = 7, problem.n_params
+    theta = np.clip(rng.uniform(0.2, 2.0, (B, P)), problem.lo, problem.hi)
+    J = problem.jac(theta)  # (B, n, P)
+    r = rng.standard_normal((B, problem.n))
+    w = rng.uniform(0.5, 1.5, (B, problem.n))
+    lam = rng.uniform(1e-3, 1.0, B)
+    A = np.einsum("bnp,bn,bnq->bpq", J, w, J)
+    g = np.einsum("bnp,bn,bn->bp", J, w, r)
+    A[:, np.arange(P), np.arange(P)] *= 1 + lam[:, None]
+    dense = -np.linalg.solve(A + 1e-12 * lam[:, None, None] * np.eye(P), g[..., None])[..., 0]
+    per_point = compiled(problem.family).jac(list(problem.X), problem.point_params(theta))
+    grads = np.stack([np.broadcast_to(v, (B, problem.n)) for v in per_point])  # (p, B, n)
+    summed = problem.sums.step(grads, r, w, lam)
+    np.testing.assert_allclose(summed, dense, rtol=1e-8, atol=1e-10)
 
 
 def test_selection_by_leave_last_out_and_fallback():
