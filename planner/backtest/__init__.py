@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import os
+from collections.abc import Callable, Iterator, Mapping, Sequence
 
 from planner.backtest.methods import DEFAULT_METHOD, METHODS, get_method
 from planner.backtest.protocol import (
@@ -25,6 +26,8 @@ def run_backtest(
     method: str = DEFAULT_METHOD,
     metrics: Sequence[str] | None = None,
     overrides: Mapping[str, bool] | None = None,
+    jobs: int = 1,
+    progress: Callable[[int, int], None] | None = None,
 ) -> BacktestResult:
     """Run the backtest protocol with one method.
 
@@ -34,24 +37,70 @@ def run_backtest(
         method: a name in :data:`METHODS`.
         metrics: only these metrics (all when None).
         overrides: metric → lower-is-better, winning over the name rule.
+        jobs: worker processes the (study, metric) groups are spread over; 0 means one
+            per available core. Each group is fitted with its own fixed seeds, so the
+            result does not depend on ``jobs``.
+        progress: called with (groups done, groups) after each group.
 
     Raises:
-        FitError: unknown method or metric, bad fraction, or nothing to backtest.
+        FitError: unknown method or metric, bad fraction, bad ``jobs``, or nothing to
+            backtest.
     """
     from planner.errors import FitError
 
-    fn = get_method(method)
+    get_method(method)  # an unknown name fails before any work
+    if jobs < 0:
+        raise FitError(f"--jobs must be 0 (one per core) or a positive count, not {jobs}.")
     targets = build_targets(observations, fraction, metrics=metrics, overrides=overrides)
     if not targets:
         raise FitError(
             "Nothing to backtest: no (study, metric) has 2 sources with 3 distinct compute "
             f"values at or below {fraction}·x_T. Add runs at small compute or raise --fraction."
         )
+    workers = min(jobs or available_cores(), len(targets))
     scores = []
-    for t in targets:
-        preds, law = fn(t)
-        scores.append(score_target(t, preds, law))
+    for score in _scores(method, targets, workers):
+        scores.append(score)
+        if progress is not None:
+            progress(len(scores), len(targets))
     return aggregate(fraction, method, scores)
+
+
+def available_cores() -> int:
+    """The cores this process may run on."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on every platform
+        return os.cpu_count() or 1
+
+
+def score_group(method: str, target: Target) -> GroupScore:
+    """One group fitted by ``method`` and scored (a worker process's unit of work)."""
+    preds, law = get_method(method)(target)
+    return score_target(target, preds, law)
+
+
+def _scores(method: str, targets: Sequence[Target], workers: int) -> Iterator[GroupScore]:
+    """Group scores in the order of ``targets``, from ``workers`` processes (1: in this one)."""
+    if workers <= 1:
+        for t in targets:
+            yield score_group(method, t)
+        return
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    # spawn, not fork: the parent may hold threads (the store's, BLAS's) a fork would copy
+    # mid-flight; a spawned worker imports the laws once and then takes group after group
+    ctx = multiprocessing.get_context("spawn")
+    pool = ProcessPoolExecutor(max_workers=workers, mp_context=ctx)
+    try:
+        futures = [pool.submit(score_group, method, t) for t in targets]
+        for f in futures:
+            yield f.result()
+    finally:
+        # on an error (or Ctrl-C) the queued groups are dropped and the running ones
+        # awaited, so no worker outlives the call
+        pool.shutdown(wait=True, cancel_futures=True)
 
 
 __all__ = [
@@ -63,7 +112,9 @@ __all__ = [
     "Prediction",
     "Target",
     "aggregate",
+    "available_cores",
     "build_targets",
     "run_backtest",
+    "score_group",
     "score_target",
 ]

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import sys
+from contextlib import nullcontext
 from pathlib import Path
 
 import click
@@ -26,8 +28,15 @@ def _fmt(v) -> str:
 @click.option("--metric", "metrics", multiple=True, help="Only this metric (repeatable).")
 @click.option("--method", default=None, help="Prediction method (default: the best honest one).")
 @direction_options
+@click.option(
+    "--jobs",
+    type=int,
+    default=0,
+    show_default=True,
+    help="Worker processes for the groups; 0: one per core. The result does not depend on it.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
-def backtest(runs_file, fraction, metrics, method, lower, higher, as_json) -> None:
+def backtest(runs_file, fraction, metrics, method, lower, higher, jobs, as_json) -> None:
     """Backtest a prediction method on a runs table (CSV or Parquet).
 
     Decision accuracy is pooled: pairs of sources ordered correctly at x_T over all pairs of
@@ -38,13 +47,27 @@ def backtest(runs_file, fraction, metrics, method, lower, higher, as_json) -> No
     from planner.store.runs_table import read_runs_table
 
     table = read_runs_table(runs_file)
-    result = run_backtest(
-        table.observations(),
-        fraction=fraction,
-        method=method or DEFAULT_METHOD,
-        metrics=list(metrics) or None,
-        overrides=direction_overrides(lower, higher),
-    )
+    # a bar on stderr when a person watches; stdout stays the result (and pure JSON)
+    with (
+        click.progressbar(length=1, label="groups", file=sys.stderr)
+        if sys.stderr.isatty()
+        else nullcontext()
+    ) as bar:
+
+        def progress(done: int, total: int) -> None:
+            if bar is not None:
+                bar.length = total
+                bar.update(1)
+
+        result = run_backtest(
+            table.observations(),
+            fraction=fraction,
+            method=method or DEFAULT_METHOD,
+            metrics=list(metrics) or None,
+            overrides=direction_overrides(lower, higher),
+            jobs=jobs,
+            progress=progress,
+        )
     d = result.as_dict()
     if as_json:
         click.echo(json.dumps(d))

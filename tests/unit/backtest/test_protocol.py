@@ -75,6 +75,20 @@ def test_bad_inputs():
         run_backtest(_obs(ROWS), method="jont")
     with pytest.raises(FitError, match="Nothing to backtest"):
         run_backtest(_obs(ROWS[:3]), method="joint")
+    with pytest.raises(FitError, match="--jobs"):
+        run_backtest(_obs(ROWS), jobs=-1)
+
+
+def test_worker_processes_give_the_same_result():
+    """Groups spread over spawned worker processes score exactly as in one process, in
+    the same order, and progress is reported once per group."""
+    obs = [o for study in ("s1", "s2", "s3") for o in _obs(ROWS, study=study)]
+    seen = []
+    one = run_backtest(obs, jobs=1)
+    two = run_backtest(obs, jobs=2, progress=lambda done, total: seen.append((done, total)))
+    assert two.as_dict() == one.as_dict()
+    assert [g.study for g in two.per_group] == ["s1", "s2", "s3"]
+    assert seen == [(1, 3), (2, 3), (3, 3)]
 
 
 @pytest.mark.parametrize("method", ["joint", "independent", "point-estimate"])
@@ -103,16 +117,18 @@ def test_cli_json_object(tmp_path):
     assert "decision accuracy" in text.output
     bad = CliRunner().invoke(cli, ["backtest", str(path), "--method", "nope"])
     assert bad.exit_code == 2 and "Unknown backtest method" in bad.output
+    serial = CliRunner().invoke(cli, ["backtest", str(path), "--json", "--jobs", "1"])
+    assert json.loads(serial.output) == d
 
 
 @pytest.mark.slow
 def test_development_data_backtest():
     """Gadre et al. (2024): measured figures of the default method (see the example's README).
 
-    The issue's goal (+5 points over the point estimate) is NOT reached on this data (+1.2
-    points at F = 0.1, +1.7 at F = 0.25); the assertions pin what is reached: better than
+    The issue's goal (+5 points over the point estimate) is NOT reached on this data (+1.3
+    points at F = 0.1, +1.5 at F = 0.25); the assertions pin what is reached: better than
     the point estimate on decisions, and 90% intervals covering 80–95% of targets (0.807
-    and 0.873 measured).
+    and 0.873 measured). The groups are spread over the machine's cores.
     """
     if not (DEV_DATA / "runs_flat.csv").exists():
         pytest.skip("the development data (../shared/data/overtraining-gadre2024) is absent")
@@ -127,7 +143,7 @@ def test_development_data_backtest():
         for r in rows
     ]
     for fraction in (0.1, 0.25):
-        res = run_backtest(obs, fraction=fraction)
+        res = run_backtest(obs, fraction=fraction, jobs=0)
         assert res.groups == 216 and res.pairs == 605
         assert res.decision_accuracy > res.point_estimate_decision_accuracy
         assert 0.80 <= res.interval_coverage <= 0.95
