@@ -47,6 +47,8 @@ def backtest(runs_file, fraction, metrics, method, lower, higher, jobs, as_json)
     from planner.store.runs_table import read_runs_table
 
     table = read_runs_table(runs_file)
+    if table.ignored_columns:
+        click.echo(table.ignored_note(), err=True)
     # a bar on stderr when a person watches; stdout stays the result (and pure JSON)
     with (
         click.progressbar(length=1, label="groups", file=sys.stderr)

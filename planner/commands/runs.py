@@ -55,6 +55,8 @@ def import_(obj, file: Path, lower, higher, as_json: bool) -> None:
 
     overrides = direction_overrides(lower, higher)
     table = read_runs_table(file)
+    if table.ignored_columns:
+        click.echo(table.ignored_note(), err=True)
     summary = obj.store.import_runs(table, directions=overrides)
     if as_json:
         click.echo(

@@ -6,7 +6,8 @@ share (study, source, compute, params, tokens, seed, run_id) are one run. ``comp
 quantity that grows with cost; runs are compared only within one (study, metric).
 
 A bad file raises one :class:`ImportDataError` naming the row and the column; nothing is
-returned half-read.
+returned half-read. Columns outside the format (a notes column, a recipe description…) are
+not read; the table lists them in ``ignored_columns`` so the commands can say so.
 """
 
 from __future__ import annotations
@@ -44,6 +45,17 @@ class RunsTable:
     metrics: tuple[Metric, ...]
     compute_units: Mapping[str, str | None]
     path: str = ""
+    #: columns of the file that are not runs-table columns, left unread
+    ignored_columns: tuple[str, ...] = ()
+
+    def ignored_note(self) -> str:
+        """One line for stderr about the columns left unread ("" when there are none)."""
+        if not self.ignored_columns:
+            return ""
+        return (
+            f"{self.path}: ignoring column(s) {', '.join(self.ignored_columns)}, which a runs "
+            f"table does not have (known: {', '.join(COLUMNS)}); rename one if it was meant"
+        )
 
     def observations(self) -> list[Observation]:
         """Flatten into (study, metric, source, compute, value) observations."""
@@ -76,7 +88,7 @@ def read_runs_table(path: str | Path) -> RunsTable:
 
     Raises:
         ImportDataError: the file is missing, of an unknown format, lacks a required column,
-            has an unknown column, or a cell is invalid (the message names row and column).
+            names a column twice, or a cell is invalid (the message names row and column).
     """
     p = Path(path)
     if not p.exists():
@@ -114,13 +126,8 @@ def parse_rows(
             f"{source_name}: missing required column(s) {', '.join(missing)}; "
             f"a runs table needs {', '.join(REQUIRED)} (optional: {', '.join(OPTIONAL)})"
         )
-    unknown = [c for c in cols if c not in COLUMNS]
-    if unknown:
-        raise ImportDataError(
-            f"{source_name}: unknown column(s) {', '.join(unknown)}; rename or drop them "
-            f"(known: {', '.join(COLUMNS)})"
-        )
-    dupes = sorted({c for c in cols if cols.count(c) > 1})
+    unknown = tuple(c for c in cols if c not in COLUMNS)
+    dupes = sorted({c for c in cols if c in COLUMNS and cols.count(c) > 1})
     if dupes:
         raise ImportDataError(f"{source_name}: column(s) {', '.join(dupes)} appear twice")
     index = {c: i for i, c in enumerate(cols)}
@@ -204,6 +211,7 @@ def parse_rows(
         metrics=tuple(metrics.values()),
         compute_units=units,
         path=source_name,
+        ignored_columns=unknown,
     )
 
 

@@ -119,6 +119,16 @@ def test_cli_json_object(tmp_path):
     assert bad.exit_code == 2 and "Unknown backtest method" in bad.output
     serial = CliRunner().invoke(cli, ["backtest", str(path), "--json", "--jobs", "1"])
     assert json.loads(serial.output) == d
+    # a column outside the format is left unread, said on stderr; stdout stays the JSON
+    extra = tmp_path / "extra.csv"
+    extra.write_text(
+        "source,compute,metric,value,recipe\n"
+        + "".join(f"{s},{c},loss,{v},r-{s}\n" for s, c, v in ROWS)
+    )
+    noted = CliRunner().invoke(cli, ["backtest", str(extra), "--json"])
+    assert noted.exit_code == 0, noted.output
+    assert json.loads(noted.stdout) == d
+    assert "ignoring column(s) recipe" in noted.stderr
 
 
 @pytest.mark.slow

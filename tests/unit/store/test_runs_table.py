@@ -42,7 +42,7 @@ def test_repeated_rows_are_distinct_repeats(tmp_path):
     ("text", "needle"),
     [
         ("source,compute,metric\na,1,loss\n", "missing required column(s) value"),
-        ("source,compute,metric,value,colour\na,1,loss,2,red\n", "unknown column(s) colour"),
+        ("source,compute,metric,value,seed,seed\na,1,loss,2,1,1\n", "column(s) seed appear twice"),
         (
             "source,compute,metric,value\na,abc,loss,2\n",
             "line 2, column compute: 'abc' is not a number",
@@ -60,6 +60,19 @@ def test_bad_files_name_row_and_column(tmp_path, text, needle):
     with pytest.raises(ImportDataError) as e:
         read_runs_table(write(tmp_path, text))
     assert needle in str(e.value)
+
+
+def test_columns_outside_the_format_are_left_unread_and_named(tmp_path):
+    t = read_runs_table(
+        write(tmp_path, "source,compute,colour,metric,value,notes\na,1,red,loss,2,x\n")
+    )
+    assert t.ignored_columns == ("colour", "notes")
+    assert [(m.name, m.value) for m in t.metrics] == [("loss", 2.0)]
+    assert "ignoring column(s) colour, notes" in t.ignored_note()
+    assert (
+        read_runs_table(write(tmp_path, "source,compute,metric,value\na,1,l,2\n")).ignored_note()
+        == ""
+    )
 
 
 def test_blank_lines_keep_line_numbers(tmp_path):
