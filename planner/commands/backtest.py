@@ -9,7 +9,7 @@ from pathlib import Path
 
 import click
 
-from planner.commands.runs import direction_options, direction_overrides
+from planner.commands.runs import direction_options, direction_overrides, warn_about_table
 
 
 def _fmt(v) -> str:
@@ -47,8 +47,8 @@ def backtest(runs_file, fraction, metrics, method, lower, higher, jobs, as_json)
     from planner.store.runs_table import read_runs_table
 
     table = read_runs_table(runs_file)
-    if table.ignored_columns:
-        click.echo(table.ignored_note(), err=True)
+    overrides = direction_overrides(lower, higher)
+    warn_about_table(table, overrides, metrics)
     # a bar on stderr when a person watches; stdout stays the result (and pure JSON)
     with (
         click.progressbar(length=1, label="groups", file=sys.stderr)
@@ -66,7 +66,7 @@ def backtest(runs_file, fraction, metrics, method, lower, higher, jobs, as_json)
             fraction=fraction,
             method=method or DEFAULT_METHOD,
             metrics=list(metrics) or None,
-            overrides=direction_overrides(lower, higher),
+            overrides=overrides,
             jobs=jobs,
             progress=progress,
         )
