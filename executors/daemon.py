@@ -69,7 +69,13 @@ from executors.protocol import (
     JobState,
     LogChunk,
 )
-from executors.worker import EXIT_FAILED, EXIT_LOCKED, JOURNAL_NAME, job_dir
+from executors.worker import (
+    EXIT_FAILED,
+    EXIT_LOCKED,
+    JOURNAL_NAME,
+    clean_up_launch,
+    job_dir,
+)
 
 LOG_NAME = "log.txt"
 LOCK_NAME = "daemon.lock"
@@ -220,6 +226,7 @@ class Supervisor:
             _kill_group(run.proc.pid, grace_s=self.cfg.cancel_grace_s)
             with contextlib.suppress(Exception):
                 run.proc.wait(timeout=5)
+            clean_up_launch(job_dir(self.cfg.state_dir, job_id))
             self.journal.requeue(job_id, cause="daemon stopped", crashed=False)
         self.running.clear()
 
@@ -228,6 +235,7 @@ class Supervisor:
         for row in self.journal.active_rows():
             if row.pid is not None and _same_process(row.pid, row.pid_started):
                 _kill_group(row.pid, grace_s=self.cfg.cancel_grace_s)
+                clean_up_launch(job_dir(self.cfg.state_dir, row.job_id))
             if row.cancel_requested:
                 self.journal.finish(
                     row.job_id,
@@ -307,6 +315,9 @@ class Supervisor:
         return row.heartbeat_at is not None and time.time() - row.heartbeat_at > limit
 
     def _reaped(self, job_id: str, code: int, row: Any) -> None:
+        # a worker killed with its trainers (cancel, stall) left their shared-memory
+        # buffers behind
+        clean_up_launch(job_dir(self.cfg.state_dir, job_id))
         if row is None or row.state.final:
             return
         if row.cancel_requested:

@@ -299,11 +299,10 @@ def _free_port() -> int:
 TRAINER_ENV = "ANNEALPLAN_EXECUTOR_TRAINER"
 
 
-def _launch_command(cfg: WorkerConfig, plan_path: Path) -> list[str]:
+def _launch_command(cfg: WorkerConfig, plan_path: Path, port: int) -> list[str]:
     if override := os.environ.get(TRAINER_ENV):
         return [sys.executable, override, "--plan", str(plan_path)]
     script = str(Path(__file__).with_name("anneal.py"))
-    port = str(_free_port())
     if cfg.launcher == "torchrun":
         return [
             sys.executable,
@@ -321,7 +320,54 @@ def _launch_command(cfg: WorkerConfig, plan_path: Path) -> list[str]:
         cmd += ["--hostfile", str(cfg.hostfile)]
     else:
         cmd += ["--num_gpus", str(max(1, cfg.gpus))]
-    return [*cmd, "--master_port", port, script, "--plan", str(plan_path)]
+    return [*cmd, "--master_port", str(port), script, "--plan", str(plan_path)]
+
+
+#: where DeepSpeed's CPU communication op keeps its all-reduce buffers
+SHM_DIR = Path("/dev/shm")
+#: their name: {prefix}_{uid}_{master addr}_{master port}_{rank} (deepspeed/ops/csrc/cpu/comm)
+SHM_BUFFER = "deepspeed_allreduce_buffer"
+#: the master port of a job's current launch, in its job folder
+MASTER_PORT_FILE = "master_port"
+
+
+def remove_shm_buffers(port: int) -> list[Path]:
+    """Remove the shared-memory all-reduce buffers of the launch that used ``port``.
+
+    DeepSpeed's CPU communication op creates one buffer per rank (about 70 MB of RAM each,
+    in ``/dev/shm``) and never unlinks it, so every CPU launch would keep 70 MB per rank
+    until the machine reboots. Only this user's buffers of that launch are touched.
+
+    Returns:
+        The files removed.
+    """
+    if not SHM_DIR.is_dir():
+        return []
+    prefix = f"{SHM_BUFFER}_{os.getuid()}_"
+    removed = []
+    for p in SHM_DIR.glob(f"{prefix}*_{port}_*"):
+        if p.name.split("_")[-2] == str(port):
+            with contextlib.suppress(FileNotFoundError):
+                p.unlink()
+                removed.append(p)
+    return removed
+
+
+def clean_up_launch(folder: Path) -> list[Path]:
+    """Remove the buffers of the job's last launch (its port is in ``MASTER_PORT_FILE``).
+
+    Called by the worker when its launch ends, before a new attempt launches (a killed
+    attempt could not clean up), and by the daemon when it reaps or kills a worker that
+    was killed with its trainers. The launch's ranks must have exited.
+    """
+    port_file = folder / MASTER_PORT_FILE
+    try:
+        port = int(port_file.read_text())
+    except (OSError, ValueError):
+        return []
+    removed = remove_shm_buffers(port)
+    port_file.unlink(missing_ok=True)
+    return removed
 
 
 def _trainer_env(cfg: WorkerConfig, world: int) -> dict[str, str]:
@@ -407,8 +453,31 @@ def train(
     plan_path = cfg.job_dir / "anneal.json"
     plan_path.write_text(json.dumps(plan, indent=1))
     heartbeat.unlink(missing_ok=True)
-    cmd = _launch_command(cfg, plan_path)
+    for stale in clean_up_launch(cfg.job_dir):
+        print(f"removed a shared-memory buffer left by a killed attempt: {stale}", flush=True)
+    port = _free_port()
+    # written down so that whoever outlives this launch can clean up after it
+    (cfg.job_dir / MASTER_PORT_FILE).write_text(str(port))
+    cmd = _launch_command(cfg, plan_path, port)
     print("launch: " + " ".join(cmd), flush=True)
+    try:
+        return _run_trainer(cmd, cfg, spec, journal, world, heartbeat, final_dir, state_file)
+    finally:
+        # the launch is over (done, failed or killed): its ranks' buffers go with it
+        clean_up_launch(cfg.job_dir)
+
+
+def _run_trainer(
+    cmd: list[str],
+    cfg: WorkerConfig,
+    spec: AnnealJobSpec,
+    journal: Journal,
+    world: int,
+    heartbeat: Path,
+    final_dir: Path,
+    state_file: Path,
+) -> dict[str, Any]:
+    """Run the launcher to its end, relaying progress; the trainer's final state."""
     proc = subprocess.Popen(
         cmd,
         stdout=subprocess.PIPE,

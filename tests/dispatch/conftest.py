@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 from pathlib import Path
 
@@ -59,3 +60,12 @@ def sweep_meta(**training) -> dict:
         "compute_unit": "usd",
         "rates": {"flops_per_gpu_hour": 1e15, "usd_per_gpu_hour": 2.0},
     }
+
+
+def shm_buffers() -> set[str]:
+    """This user's DeepSpeed all-reduce buffers in shared memory (RAM) now."""
+    from executors.worker import SHM_BUFFER, SHM_DIR
+
+    if not SHM_DIR.is_dir():
+        return set()
+    return {p.name for p in SHM_DIR.glob(f"{SHM_BUFFER}_{os.getuid()}_*")}

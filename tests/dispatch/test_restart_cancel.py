@@ -17,7 +17,7 @@ from planner.dispatch.local import LocalExecutor
 from planner.dispatch.scheduler import run_sweep
 from planner.domain import AnnealSpec
 from planner.store import open_store
-from tests.dispatch.conftest import sweep_meta
+from tests.dispatch.conftest import shm_buffers, sweep_meta
 
 # 300 optimizer steps of 4×32 tokens, a complete checkpoint every 10: long enough that the
 # trainer is still at work when the daemon comes back.
@@ -56,6 +56,7 @@ def test_kill9_restart_resumes_from_checkpoint_then_cancel_leaves_no_process(
     state_dir = executor_root / ".annealplan" / "executor"
     ckpts = state_dir / "jobs" / resume.job_id / "ckpt"
 
+    before = shm_buffers()
     ex = LocalExecutor(executor_root).start()
     try:
         with _http(ex) as http:
@@ -121,4 +122,7 @@ def test_kill9_restart_resumes_from_checkpoint_then_cancel_leaves_no_process(
         assert http.delete(f"/v1/jobs/{doomed.job_id}").json()["state"] == "cancelled"
         _, alive = psutil.wait_procs(procs, timeout=5)
         assert alive == [], f"left behind: {alive}"
+        # the killed trainers could not remove their shared-memory buffers; the daemon
+        # does when it reaps the worker
+        assert shm_buffers() <= before, shm_buffers() - before
     assert ex2.proc is None

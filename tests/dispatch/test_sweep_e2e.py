@@ -10,7 +10,7 @@ from planner.dispatch.local import LocalExecutor
 from planner.dispatch.scheduler import run_sweep
 from planner.domain import AnnealSpec, Source
 from planner.store import open_store
-from tests.dispatch.conftest import sweep_meta
+from tests.dispatch.conftest import shm_buffers, sweep_meta
 
 
 def _store(root: Path):
@@ -30,6 +30,7 @@ def _store(root: Path):
 def test_sweep_runs_real_jobs_and_ingests_each_once(executor_root: Path):
     store = _store(executor_root)
     seen = []
+    before = shm_buffers()
     with LocalExecutor(executor_root) as ex:
 
         async def go():
@@ -56,3 +57,6 @@ def test_sweep_runs_real_jobs_and_ingests_each_once(executor_root: Path):
     assert meta["compute_unit"] == "usd" and meta["versions"]["deepspeed"] != "absent"
     assert meta["data_hash"] and meta["checkpoint_hash"]
     assert any(r.state.value == "training" for r in seen) or seen
+    # DeepSpeed's CPU op never unlinks its shared-memory buffers (70 MB of RAM per rank);
+    # the worker removes each launch's own
+    assert shm_buffers() <= before, shm_buffers() - before
