@@ -21,6 +21,8 @@ DEFAULT_STUDY = "default"
 
 # Substrings that mark a metric where lower is better (matched case-insensitively).
 LOWER_IS_BETTER_MARKERS = ("loss", "ppl", "perplexity", "bpb", "error")
+# Substrings that mark a perplexity: the exponential of a loss (matched case-insensitively).
+PERPLEXITY_MARKERS = ("ppl", "perplexity")
 
 
 def lower_is_better(metric: str, overrides: Mapping[str, bool] | None = None) -> bool:
@@ -35,6 +37,12 @@ def lower_is_better(metric: str, overrides: Mapping[str, bool] | None = None) ->
         return bool(overrides[metric])
     name = metric.lower()
     return any(marker in name for marker in LOWER_IS_BETTER_MARKERS)
+
+
+def is_perplexity(metric: str) -> bool:
+    """True for a perplexity (``ppl`` or ``perplexity`` in the name): exp of a loss."""
+    name = metric.lower()
+    return any(marker in name for marker in PERPLEXITY_MARKERS)
 
 
 def stable_id(prefix: str, *parts: object) -> str:

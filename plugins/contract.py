@@ -219,6 +219,8 @@ class LawFamily:
             ``(x, y) -> list of vectors`` that derives them from the data.
         description: one line for people.
         bounded: True when the family only makes sense for metrics in [0, 1] (accuracies).
+        positive: True when the family's values are positive by construction (an
+            exponential): a fit on data with a value <= 0 fails with a message.
         signed_param: a parameter whose sign follows the metric's direction (the power
             law's scale A: >= 0 when lower is better, <= 0 when higher is better).
         variables: the input symbols when the law has more than one (e.g. params N and
@@ -233,6 +235,7 @@ class LawFamily:
     start_grid: Sequence[Sequence[float]] | Callable[[Any, Any], Sequence[Sequence[float]]]
     description: str = ""
     bounded: bool = False
+    positive: bool = False
     signed_param: str | None = None
     variables: tuple[sympy.Symbol, ...] = ()
 

@@ -119,7 +119,8 @@ class Batch:
         m = self._dmin_like(d)
         g = self._eval("gain", np.where(pos, np.maximum(d, m), 1.0))
         # below the smallest measured budget the law is not trusted: ramp from the control
-        g = np.where((m > 0) & (d < m), g * d / np.where(m > 0, m, 1.0), g)
+        with np.errstate(all="ignore"):  # a law that overflows there is undefined (-inf)
+            g = np.where((m > 0) & (d < m), g * d / np.where(m > 0, m, 1.0), g)
         g = np.where(np.isfinite(g), g, -np.inf)
         return np.where(pos, g, 0.0)
 

@@ -21,7 +21,7 @@ def _num(v: float) -> float | None:
     "--family",
     default="auto",
     show_default=True,
-    help="Law family (loglinear, power, logistic) or 'auto' (chosen by leave-last-out error).",
+    help="Law family (power, exppower, loglinear, logistic…) or 'auto' (the default average).",
 )
 @click.option(
     "--method",

@@ -24,7 +24,7 @@ from plugins.contract import LawFamily
 x = sympy.Symbol("x", positive=True)
 
 # Families whose fits are usually compared; the order is the order of simplicity.
-FAMILY_ORDER = ("constant", "loglinear", "power", "logistic", "chinchilla")
+FAMILY_ORDER = ("constant", "loglinear", "power", "exppower", "logistic", "chinchilla")
 
 
 def _spread(y: np.ndarray) -> float:
@@ -50,6 +50,11 @@ def _power_starts(xs: np.ndarray, y: np.ndarray) -> list[list[float]]:
             a = (y0 - e) / max(x0 ** (-alpha), 1e-12)
             starts.append([e, a, alpha])
     return starts
+
+
+def _exppower_starts(xs: np.ndarray, y: np.ndarray) -> list[list[float]]:
+    # the power law's starts for log y: exp(E + A·x^-α) is a power law in log y
+    return _power_starts(xs, np.log(np.maximum(np.asarray(y, dtype=float), 1e-300)))
 
 
 def _constant_starts(xs: np.ndarray, y: np.ndarray) -> list[list[float]]:
@@ -120,6 +125,17 @@ def _make_families() -> dict[str, LawFamily]:
             start_grid=_power_starts,
             description="E + A·x^-α: saturating power law towards the asymptote E",
             signed_param="A",
+        ),
+        "exppower": LawFamily(
+            name="exppower",
+            expr=sympy.exp(E + A * x ** (-alpha)),
+            x=x,
+            params=(E, A, alpha),
+            bounds=((-inf, inf), (-inf, inf), (1e-3, 3.0)),
+            start_grid=_exppower_starts,
+            description="exp(E + A·x^-α): a perplexity, the exponential of a power-law loss",
+            signed_param="A",
+            positive=True,
         ),
         "logistic": LawFamily(
             name="logistic",

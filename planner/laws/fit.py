@@ -270,7 +270,9 @@ def batched_lm(
         # makes the Jacobian's sum non-finite: cheap checks before the costly repairs
         if not np.isfinite(c).all():
             r = np.where(np.isfinite(r), r, 0.0)
-        if not np.isfinite(np.sum(J)):
+        with np.errstate(all="ignore"):  # the sum overflows exactly when J is unusable
+            bad_jacobian = not np.isfinite(np.sum(J))
+        if bad_jacobian:
             J = np.where(np.isfinite(J), J, 0.0)
         return r, J, c
 
@@ -459,6 +461,19 @@ def solve(problem: Problem, *, loss: str = "soft_l1") -> Solution:
                 math.nan,
                 n - P,
             )
+    if problem.family.positive and np.any(problem.y <= 0):
+        return Solution(
+            nan,
+            math.nan,
+            False,
+            f"the {problem.family.name} law is positive by construction and the metric has "
+            "values <= 0; choose another family",
+            0,
+            1.0,
+            None,
+            math.nan,
+            n - P,
+        )
     if np.std(problem.y) == 0:
         return Solution(
             nan,

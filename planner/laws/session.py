@@ -28,12 +28,19 @@ def family_candidates(family: str) -> list[Any] | None:
     A family with no built-in candidate is passed on by name (a plugin's family), as
     ``fit_joint`` accepts.
     """
-    from planner.laws.joint import CANDIDATES_ANY, CANDIDATES_BOUNDED, CANDIDATES_RICH
+    from planner.laws.joint import (
+        CANDIDATES_ANY,
+        CANDIDATES_BOUNDED,
+        CANDIDATES_PERPLEXITY,
+        CANDIDATES_RICH,
+    )
 
     if family == "auto":
         return None
     return [
-        c for c in (*CANDIDATES_ANY, *CANDIDATES_RICH, *CANDIDATES_BOUNDED) if c.family == family
+        c
+        for c in (*CANDIDATES_ANY, *CANDIDATES_PERPLEXITY, *CANDIDATES_RICH, *CANDIDATES_BOUNDED)
+        if c.family == family
     ] or [family]
 
 

@@ -35,9 +35,17 @@ RICH_COLORS = {"orange": "dark_orange", "gray": "grey50"}
 
 def family_choices() -> list[str]:
     """``auto`` and the families ``annealplan fit --family`` accepts."""
-    from planner.laws.joint import CANDIDATES_ANY, CANDIDATES_BOUNDED, CANDIDATES_RICH
+    from planner.laws.joint import (
+        CANDIDATES_ANY,
+        CANDIDATES_BOUNDED,
+        CANDIDATES_PERPLEXITY,
+        CANDIDATES_RICH,
+    )
 
-    names = {c.family for c in (*CANDIDATES_ANY, *CANDIDATES_RICH, *CANDIDATES_BOUNDED)}
+    names = {
+        c.family
+        for c in (*CANDIDATES_ANY, *CANDIDATES_PERPLEXITY, *CANDIDATES_RICH, *CANDIDATES_BOUNDED)
+    }
     return ["auto", *sorted(names)]
 
 

@@ -131,3 +131,56 @@ def test_frontier_crossovers_design_and_next(db):
     assert r.exit_code == 0
     nxt = json.loads(r.stdout)
     assert nxt["recommendations"] and 0.0 <= nxt["p_wrong_now"] <= 1.0
+
+
+def test_a_perplexity_law_gives_a_plan(tmp_path):
+    """A perplexity's law is exp(E + A·x^-α); the allocator derives its marginal utility
+    with sympy like any family's, and lower perplexity is the gain."""
+    path = tmp_path / "ppl.duckdb"
+    store = open_store(path)
+    rng = np.random.default_rng(1)
+
+    def fit(source, A, alpha):
+        boot = np.column_stack(
+            [rng.normal(2.5, 0.002, 80), rng.normal(A, 0.01, 80), rng.normal(alpha, 0.005, 80)]
+        )
+        return LawFit(
+            study="default",
+            metric="val_ppl",
+            source=source,
+            family="exppower",
+            lower_is_better=True,
+            method="test",
+            params={"E": 2.5, "A": A, "alpha": alpha},
+            x_ref=1e9,
+            boot=boot,
+            x_max=3e9,
+            n_points=5,
+        )
+
+    store.save_fits([fit("web", 0.8, 0.3), fit("synth", 1.0, 0.5)])
+    store.add_source(Source("web", "files", {}, cap_tokens=2e11))
+    store.add_source(
+        Source(
+            "synth",
+            "files",
+            {},
+            CostSpec("linear", {"per_token": 1e-8, "unit": "gpu_hours"}, Unit.GPU_HOURS),
+        )
+    )
+    for i, v in enumerate((40.0, 40.2, 39.8)):
+        rid = f"ctl-{i}"
+        store.ingest_result(
+            Run(rid, "control", 1e9, seed=i, params=135e6),
+            [Metric(rid, "val_ppl", v)],
+            {"compute_unit": "tokens"},
+        )
+    store.close()
+    r = _run(str(path), "allocate", "--budget", "500gpuh", "--metric", "val_ppl", "--json")
+    assert r.exit_code == 0, r.output
+    plan = json.loads(r.stdout)
+    assert plan["success"] and plan["gain"] > 0, plan
+    tokens = {a["source"]: a["tokens"] for a in plan["allocations"]}
+    assert tokens["web"] == pytest.approx(2e11) and tokens["synth"] > 1e10  # web is capped
+    # the gain is the fall in perplexity from the control (40) towards exp(E) ≈ 12.2
+    assert all(0 < a["gain"] < 40 - np.exp(2.5) for a in plan["allocations"])

@@ -24,6 +24,22 @@ def test_power_parameters_recovered_from_noisy_data():
     assert fit.covariance is not None
 
 
+def test_perplexity_law_recovered_and_positive_only():
+    """exp(E + A·x^-α): a perplexity whose loss follows a power law (multiplicative noise)."""
+    rng = np.random.default_rng(5)
+    loss = 2.0 + 1.5 * (X / X.max()) ** -0.3
+    ppl = np.exp(loss + rng.normal(0, 0.005, X.size))
+    fit = fit_law("exppower", X, ppl, lower_is_better=True, n_boot=400)
+    assert fit.success, fit.message
+    assert fit.params["E"] == pytest.approx(2.0, abs=0.1)
+    assert fit.params["A"] == pytest.approx(1.5, rel=0.05)
+    assert fit.params["alpha"] == pytest.approx(0.3, abs=0.03)
+    _, low, high = predict_interval(fit, [X.max() * 10])
+    assert low[0] < np.exp(2.0 + 1.5 * 10**-0.3) < high[0]  # a decade beyond the data
+    negative = fit_law("exppower", X, np.r_[-1.0, np.ones(X.size - 1)], lower_is_better=True)
+    assert not negative.success and "positive" in negative.message
+
+
 def test_higher_is_better_power_and_loglinear_and_logistic():
     rng = np.random.default_rng(4)
     xs = X / X.max()

@@ -64,6 +64,23 @@ def test_joint_normal_equations_summed_without_the_dense_jacobian(candidate):
     np.testing.assert_allclose(summed, dense, rtol=1e-8, atol=1e-10)
 
 
+def test_a_perplexity_gets_the_exponential_forms_by_default():
+    rng = np.random.default_rng(2)
+    xs = X / X.max()
+    data = {
+        name: (X, np.exp(2.0 + a * xs**-0.3 + rng.normal(0, 0.003, X.size)))
+        for name, a in (("web", 1.0), ("books", 1.4), ("code", 0.8))
+    }
+    res = fit_joint(GroupData("s", "val_ppl", True, data), n_boot=0)
+    assert set(res.scores) == {"constant", "loglinear[b]", "exppower[E,alpha]", "exppower[E]"}
+    assert res.candidate.family == "exppower"
+    # the same values under a loss's name get the power law; a perplexity column with a
+    # value <= 0 (not a perplexity after all) too
+    assert "power[E,alpha]" in fit_joint(GroupData("s", "loss", True, data), n_boot=0).scores
+    data["web"] = (X, np.r_[0.0, data["web"][1][1:]])
+    assert "power[E]" in fit_joint(GroupData("s", "val_ppl", True, data), n_boot=0).scores
+
+
 def test_selection_by_leave_last_out_and_fallback():
     res = fit_joint(_group(), n_boot=0)
     assert set(res.scores) >= {"loglinear[b]", "power[E,alpha]"}
