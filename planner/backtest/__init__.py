@@ -38,8 +38,8 @@ def run_backtest(
         metrics: only these metrics (all when None).
         overrides: metric → lower-is-better, winning over the name rule.
         jobs: worker processes the (study, metric) groups are spread over; 0 means one
-            per available core. Each group is fitted with its own fixed seeds, so the
-            result does not depend on ``jobs``.
+            per available core (see :func:`available_cores`). Each group is fitted with its
+            own fixed seeds, so the result does not depend on ``jobs``.
         progress: called with (groups done, groups) after each group.
 
     Raises:
@@ -66,12 +66,22 @@ def run_backtest(
     return aggregate(fraction, method, scores)
 
 
+#: memory a worker process may take (the laws' imports plus one group's bootstrap)
+WORKER_MEMORY = 1 << 30
+
+
 def available_cores() -> int:
-    """The cores this process may run on."""
+    """The cores this process may run on, and no more workers than free memory holds
+    (one per GiB: a many-core machine short of memory should not swap)."""
     try:
-        return len(os.sched_getaffinity(0))
+        cores = len(os.sched_getaffinity(0))
     except AttributeError:  # not on every platform
-        return os.cpu_count() or 1
+        cores = os.cpu_count() or 1
+    try:
+        free = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (AttributeError, ValueError, OSError):  # not on every platform
+        return cores
+    return max(1, min(cores, free // WORKER_MEMORY))
 
 
 def score_group(method: str, target: Target) -> GroupScore:
