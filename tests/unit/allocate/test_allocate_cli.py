@@ -30,12 +30,8 @@ def _fit(source, a, b, rng):
     )
 
 
-@pytest.fixture
-def db(tmp_path):
-    path = tmp_path / "a.duckdb"
-    store = open_store(path)
-    rng = np.random.default_rng(0)
-    store.save_fits([_fit("web", 0.42, 0.010, rng), _fit("synth", 0.40, 0.025, rng)])
+def _sources_and_control(store, metric: str, control: tuple[float, ...]) -> None:
+    """web (capped, free) and synth (paid per token), and control anneals of ``metric``."""
     store.add_source(Source("web", "files", {}, cap_tokens=2e11))
     store.add_source(
         Source(
@@ -45,13 +41,22 @@ def db(tmp_path):
             CostSpec("linear", {"per_token": 1e-8, "unit": "gpu_hours"}, Unit.GPU_HOURS),
         )
     )
-    for i, v in enumerate((0.40, 0.401, 0.399)):
+    for i, v in enumerate(control):
         rid = f"ctl-{i}"
         store.ingest_result(
             Run(rid, "control", 1e9, seed=i, params=135e6),
-            [Metric(rid, "acc", v)],
+            [Metric(rid, metric, v)],
             {"compute_unit": "tokens"},
         )
+
+
+@pytest.fixture
+def db(tmp_path):
+    path = tmp_path / "a.duckdb"
+    store = open_store(path)
+    rng = np.random.default_rng(0)
+    store.save_fits([_fit("web", 0.42, 0.010, rng), _fit("synth", 0.40, 0.025, rng)])
+    _sources_and_control(store, "acc", (0.40, 0.401, 0.399))
     store.ingest_result(
         Run("mix-0", "web+synth", 2e9, params=135e6),
         [Metric("mix-0", "acc", 0.45)],
@@ -159,22 +164,7 @@ def test_a_perplexity_law_gives_a_plan(tmp_path):
         )
 
     store.save_fits([fit("web", 0.8, 0.3), fit("synth", 1.0, 0.5)])
-    store.add_source(Source("web", "files", {}, cap_tokens=2e11))
-    store.add_source(
-        Source(
-            "synth",
-            "files",
-            {},
-            CostSpec("linear", {"per_token": 1e-8, "unit": "gpu_hours"}, Unit.GPU_HOURS),
-        )
-    )
-    for i, v in enumerate((40.0, 40.2, 39.8)):
-        rid = f"ctl-{i}"
-        store.ingest_result(
-            Run(rid, "control", 1e9, seed=i, params=135e6),
-            [Metric(rid, "val_ppl", v)],
-            {"compute_unit": "tokens"},
-        )
+    _sources_and_control(store, "val_ppl", (40.0, 40.2, 39.8))
     store.close()
     r = _run(str(path), "allocate", "--budget", "500gpuh", "--metric", "val_ppl", "--json")
     assert r.exit_code == 0, r.output
