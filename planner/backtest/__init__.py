@@ -77,11 +77,23 @@ def available_cores() -> int:
         cores = len(os.sched_getaffinity(0))
     except AttributeError:  # not on every platform
         cores = os.cpu_count() or 1
+    free = _available_memory()
+    return cores if free is None else max(1, min(cores, free // WORKER_MEMORY))
+
+
+def _available_memory() -> int | None:
+    """Bytes of memory available to new processes (page cache counts), None if unknown."""
     try:
-        free = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-    except (AttributeError, ValueError, OSError):  # not on every platform
-        return cores
-    return max(1, min(cores, free // WORKER_MEMORY))
+        with open("/proc/meminfo") as fh:
+            for line in fh:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    try:  # elsewhere: the free pages alone
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (AttributeError, ValueError, OSError):
+        return None
 
 
 def score_group(method: str, target: Target) -> GroupScore:

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import json
 import math
+import os
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
 
-from planner.backtest import METHODS, build_targets, run_backtest
+from planner.backtest import METHODS, available_cores, build_targets, run_backtest
 from planner.backtest.protocol import Prediction, score_target, value_at
 from planner.domain import Observation
 from planner.errors import FitError
@@ -89,6 +90,7 @@ def test_worker_processes_give_the_same_result():
     assert two.as_dict() == one.as_dict()
     assert [g.study for g in two.per_group] == ["s1", "s2", "s3"]
     assert seen == [(1, 3), (2, 3), (3, 3)]
+    assert 1 <= available_cores() <= (os.cpu_count() or 1)
 
 
 @pytest.mark.parametrize("method", ["joint", "independent", "point-estimate"])
