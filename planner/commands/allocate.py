@@ -80,7 +80,6 @@ def _common(f):
 
 
 def _rates(obj):
-
     return obj.settings.rates.as_rates()
 
 

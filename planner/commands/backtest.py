@@ -30,7 +30,7 @@ def _fmt(v) -> str:
 @direction_options
 @click.option(
     "--jobs",
-    type=int,
+    type=click.IntRange(min=0),
     default=0,
     show_default=True,
     help="Worker processes for the groups; 0: one per core. The result does not depend on it.",
@@ -47,8 +47,9 @@ def backtest(runs_file, fraction, metrics, method, lower, higher, jobs, as_json)
     from planner.store.runs_table import read_runs_table
 
     table = read_runs_table(runs_file)
+    observations = table.observations()
     overrides = direction_overrides(lower, higher)
-    warn_about_table(table, overrides, metrics)
+    warn_about_table(table, observations, overrides, metrics)
     # a bar on stderr when a person watches; stdout stays the result (and pure JSON)
     with (
         click.progressbar(length=1, label="groups", file=sys.stderr)
@@ -62,7 +63,7 @@ def backtest(runs_file, fraction, metrics, method, lower, higher, jobs, as_json)
                 bar.update(1)
 
         result = run_backtest(
-            table.observations(),
+            observations,
             fraction=fraction,
             method=method or DEFAULT_METHOD,
             metrics=list(metrics) or None,

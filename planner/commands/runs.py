@@ -20,14 +20,17 @@ def direction_overrides(lower: tuple[str, ...], higher: tuple[str, ...]) -> dict
     return {**dict.fromkeys(lower, True), **dict.fromkeys(higher, False)}
 
 
-def warn_about_table(table, overrides: dict[str, bool], metrics: tuple[str, ...] = ()) -> None:
-    """Say on stderr what a runs table's reader left unread and which metrics' data run
-    against their direction (stdout stays the command's result); ``metrics``: only these."""
+def warn_about_table(
+    table, observations, overrides: dict[str, bool], metrics: tuple[str, ...] = ()
+) -> None:
+    """Say on stderr what a runs table's reader left unread and which metrics' data (the
+    table's ``observations``) run against their direction; ``metrics``: only these. Stdout
+    stays the command's result."""
     from planner.laws.direction import direction_conflicts
 
     if table.ignored_columns:
         click.echo(table.ignored_note(), err=True)
-    observations = [o for o in table.observations() if not metrics or o.metric in metrics]
+    observations = [o for o in observations if not metrics or o.metric in metrics]
     for conflict in direction_conflicts(observations, overrides):
         click.echo(f"warning: {conflict.message()}", err=True)
 
@@ -67,7 +70,7 @@ def import_(obj, file: Path, lower, higher, as_json: bool) -> None:
 
     overrides = direction_overrides(lower, higher)
     table = read_runs_table(file)
-    warn_about_table(table, overrides)
+    warn_about_table(table, table.observations(), overrides)
     summary = obj.store.import_runs(table, directions=overrides)
     if as_json:
         click.echo(

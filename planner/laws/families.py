@@ -23,9 +23,6 @@ from plugins.contract import LawFamily
 
 x = sympy.Symbol("x", positive=True)
 
-# Families whose fits are usually compared; the order is the order of simplicity.
-FAMILY_ORDER = ("constant", "loglinear", "power", "exppower", "logistic", "chinchilla")
-
 
 def _spread(y: np.ndarray) -> float:
     """A robust spread of y that is never zero (used to seed start grids)."""
