@@ -70,7 +70,8 @@ def import_(obj, file: Path, lower, higher, as_json: bool) -> None:
 
     overrides = direction_overrides(lower, higher)
     table = read_runs_table(file)
-    warn_about_table(table, table.observations(), overrides)
+    # a direction the user gave at an earlier import is remembered, and is their word too
+    warn_about_table(table, table.observations(), {**obj.store.metric_directions(), **overrides})
     summary = obj.store.import_runs(table, directions=overrides)
     if as_json:
         click.echo(

@@ -54,6 +54,9 @@ def test_import_and_backtest_warn_on_stderr(tmp_path):
     told = ["--lower-is-better", "bits_per_byte"]
     quiet = CliRunner().invoke(cli, ["--db", db, "runs", "import", str(path), *told])
     assert quiet.exit_code == 0 and "warning" not in quiet.stderr
+    # the store remembers the direction given: a later import without the flag is quiet too
+    again = CliRunner().invoke(cli, ["--db", db, "runs", "import", str(path)])
+    assert again.exit_code == 0 and "warning" not in again.stderr
     bt = CliRunner().invoke(cli, ["backtest", str(path), "--fraction", "0.5", "--json"])
     assert bt.exit_code == 0, bt.output
     assert "warning: metric 'bits_per_byte'" in bt.stderr
