@@ -14,8 +14,10 @@ by ``x_ref`` (sensible scaling of x); parameters are stored in the metric's own 
 
 from __future__ import annotations
 
+import functools
 import math
-from collections.abc import Sequence
+import os
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from functools import cached_property
 
@@ -23,7 +25,7 @@ import numpy as np
 from scipy import optimize, stats
 
 from planner.domain import LawFit
-from planner.errors import FitError
+from planner.errors import ConfigError, FitError
 from planner.laws.families import compiled, get_family, param_bounds, start_vectors, variables
 from plugins.contract import LawFamily
 
@@ -31,6 +33,45 @@ from plugins.contract import LawFamily
 DEFAULT_LEVEL = 0.90
 DEFAULT_BOOTSTRAP = 1000
 _MAD_TO_SD = 1.4826  # MAD of a normal sample → its standard deviation
+
+#: Threads the fits' linear algebra (BLAS) may use; 0 leaves the library's own default.
+#: A fit's matrices are small (thousands of rows, at most a few hundred columns): BLAS
+#: threads gain little on them when the machine is idle and cost 20x and more when its cores
+#: are busy (the backtest's own worker processes, a training job beside the planner), as
+#: ``bench/blas_threads.py`` shows. Raise it for one very large fit on an idle many-core box.
+BLAS_THREADS_ENV = "ANNEALPLAN_BLAS_THREADS"
+
+
+@functools.cache
+def _blas_limit() -> Callable[[], object] | None:
+    """A context-manager factory holding BLAS to its thread count, None for no limit."""
+    raw = os.environ.get(BLAS_THREADS_ENV, "1").strip()
+    if not raw.isdigit():
+        raise ConfigError(
+            f"{BLAS_THREADS_ENV}={raw!r} is not a thread count: set it to a whole number "
+            "(1, the default, suits fits; 0 leaves the BLAS library's own default)."
+        )
+    if int(raw) == 0:
+        return None
+    from threadpoolctl import ThreadpoolController
+
+    # built once the modules here have loaded numpy's and scipy's BLAS, so it holds both
+    controller = ThreadpoolController()
+    return functools.partial(controller.limit, limits=int(raw), user_api="blas")
+
+
+def limited_blas(fn):
+    """Run ``fn`` with BLAS held to :data:`BLAS_THREADS_ENV` threads (default 1)."""
+
+    @functools.wraps(fn)
+    def run(*args, **kwargs):
+        limit = _blas_limit()
+        if limit is None:
+            return fn(*args, **kwargs)
+        with limit():
+            return fn(*args, **kwargs)
+
+    return run
 
 
 @dataclass(frozen=True)
@@ -428,6 +469,7 @@ def _starts(problem: Problem) -> np.ndarray:
     return out
 
 
+@limited_blas
 def solve(problem: Problem, *, loss: str = "soft_l1") -> Solution:
     """Fit a problem: multi-start batched LM, then a robust ``least_squares`` polish.
 
@@ -542,6 +584,7 @@ def solve(problem: Problem, *, loss: str = "soft_l1") -> Solution:
     return Solution(theta_hat, float(res.cost), ok, msg, int(res.nfev), f_scale, cov, noise_sd, dof)
 
 
+@limited_blas
 def bootstrap(
     problem: Problem,
     sol: Solution,

@@ -157,3 +157,47 @@ def test_interval_coverage_on_200_synthetic_trials():
     new = truth(2e3) + rng.normal(0, sd, trials)
     coverage = float(np.mean((low <= new) & (new <= high)))
     assert 0.85 <= coverage <= 0.95, coverage
+
+
+def test_fits_hold_blas_to_one_thread_unless_told(monkeypatch):
+    """BLAS threads on a fit's small matrices oversubscribe busy cores (bench/blas_threads.py):
+    the solver and the bootstrap hold BLAS to ANNEALPLAN_BLAS_THREADS (default 1) while
+    they run, and give the library its own count back afterwards."""
+    from scipy import optimize
+    from threadpoolctl import threadpool_info
+
+    import planner.laws.fit as fit_module
+    from planner.errors import ConfigError
+
+    def blas_threads():
+        return {
+            i["filepath"]: i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"
+        }
+
+    seen = []
+    real = optimize.least_squares
+
+    def watching(*args, **kwargs):  # the solver's polish: what BLAS allows while it runs
+        seen.append(blas_threads())
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(fit_module.optimize, "least_squares", watching)
+    y = 2.0 + 5.0 * (X / X.max()) ** -0.3
+    for env, want in (("1", 1), ("3", 3)):
+        monkeypatch.setenv("ANNEALPLAN_BLAS_THREADS", env)
+        fit_module._blas_limit.cache_clear()
+        before = blas_threads()
+        seen.clear()
+        assert fit_law("power", X, y, lower_is_better=True, n_boot=20).success
+        assert seen and all(set(s.values()) == {want} for s in seen)
+        assert blas_threads() == before  # given back
+    monkeypatch.setenv("ANNEALPLAN_BLAS_THREADS", "0")  # the library's own count
+    fit_module._blas_limit.cache_clear()
+    seen.clear()
+    fit_law("power", X, y, lower_is_better=True, n_boot=20)
+    assert seen == [blas_threads()]
+    monkeypatch.setenv("ANNEALPLAN_BLAS_THREADS", "many")
+    fit_module._blas_limit.cache_clear()
+    with pytest.raises(ConfigError, match="whole number"):
+        fit_law("power", X, y, lower_is_better=True)
+    fit_module._blas_limit.cache_clear()  # the next test reads the environment afresh
