@@ -37,7 +37,7 @@ def _num(v: float) -> float | None:
 @click.pass_obj
 def fit(obj, study, metric, family, method, n_boot, as_json) -> None:
     """Fit laws of each metric against compute for every source, and save them."""
-    from planner.laws.session import fit_store
+    from planner.laws.session import describe_fit, fit_store
 
     ids, fits = fit_store(
         obj.store, study=study, metric=metric, family=family, method=method, n_boot=n_boot
@@ -74,13 +74,13 @@ def fit(obj, study, metric, family, method, n_boot, as_json) -> None:
     for col in ("study", "metric", "source", "law", "params", "ok", "LLO err"):
         table.add_column(col)
     for f in fits:
-        params = ", ".join(f"{k}={v:.4g}" for k, v in f.params.items())
+        law, params = describe_fit(f, lambda v: f"{v:.4g}")
         llo = f.extra.get("llo_error", math.nan)
         table.add_row(
             f.study,
             f.metric,
             f.source,
-            str(f.extra.get("candidate", f.family)),
+            law,
             params,
             "yes" if f.success else f"no: {f.message}",
             f"{llo:.3f}" if isinstance(llo, float) and math.isfinite(llo) else "-",

@@ -8,7 +8,7 @@ face that plots laws.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import numpy as np
@@ -20,6 +20,15 @@ from planner.errors import FitError
 #: runs a law says little, so one decade of extrapolation is shown and no more
 DRAW_BELOW = 1.5
 DRAW_BEYOND = 10.0
+
+
+def describe_fit(fit: LawFit, fmt: Callable[[float], str]) -> tuple[str, str]:
+    """(law, parameters) as a fits table shows them; a failed fit has neither (its message
+    says why), not the NaN parameters of the first law it tried."""
+    if not fit.success:
+        return "-", "-"
+    law = str(fit.extra.get("candidate", fit.family)) if fit.extra else fit.family
+    return law, ", ".join(f"{k}={fmt(v)}" for k, v in fit.params.items())
 
 
 def family_candidates(family: str) -> list[Any] | None:

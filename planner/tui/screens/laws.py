@@ -302,11 +302,11 @@ class LawsScreen(PlannerScreen):
         table = self.query_one("#laws-params", DataTable)
         table.clear()
         from planner.allocate.problem import is_control
+        from planner.laws.session import describe_fit
 
         # the control last: the cursor (and the band) start on a real source
         for fit_id, f in sorted(data.fits, key=lambda p: is_control(p[1].source)):
-            params = ", ".join(f"{k}={_fmt(v)}" for k, v in f.params.items())
-            law = str(f.extra.get("candidate", f.family)) if f.extra else f.family
+            law, params = describe_fit(f, _fmt)
             llo = f.extra.get("llo_error", math.nan) if f.extra else math.nan
             ok = "yes" if f.success else f"no: {f.message}"
             table.add_row(

@@ -7,7 +7,13 @@ import math
 import pytest
 
 from planner.errors import FitError
-from planner.laws.session import draw_grid, draw_range, family_candidates, fit_store
+from planner.laws.session import (
+    describe_fit,
+    draw_grid,
+    draw_range,
+    family_candidates,
+    fit_store,
+)
 from planner.store import open_store
 
 
@@ -20,6 +26,21 @@ def test_a_law_is_drawn_over_its_runs_and_one_decade_beyond():
     grid = draw_grid([3.0, 300.0], points=7)
     assert grid.size == 7 and math.isclose(grid[0], 2.0) and math.isclose(grid[-1], 3000.0)
     assert draw_grid([]).size == 0
+
+
+def test_a_fits_table_shows_the_law_chosen_and_a_failed_fit_without_parameters():
+    import numpy as np
+
+    from planner.laws.joint import GroupData, fit_joint
+
+    x = np.array([1e18, 2e18, 4e18, 8e18])
+    data = {"a": (x, 0.3 + 0.01 * np.log(x / 1e18)), "b": (x, 0.32 + 0.012 * np.log(x / 1e18))}
+    ok = fit_joint(GroupData("s", "acc", False, data), n_boot=0).fits[0]
+    law, params = describe_fit(ok, lambda v: f"{v:.3g}")
+    assert law == ok.extra["candidate"] and "=" in params and "nan" not in params
+    one_point = {s: (x[:1], y[:1]) for s, (_, y) in data.items()}
+    failed = fit_joint(GroupData("s", "acc", False, one_point), n_boot=0).fits[0]
+    assert not failed.success and describe_fit(failed, str) == ("-", "-")
 
 
 def test_family_candidates():
