@@ -49,6 +49,9 @@ def run_backtest(
     from planner.errors import FitError
 
     get_method(method)  # an unknown name fails before any work
+    from planner.laws.fit import blas_limit
+
+    blas_limit()  # so does a bad ANNEALPLAN_BLAS_THREADS, before workers are spawned
     if jobs < 0:
         raise FitError(f"--jobs must be 0 (one per core) or a positive count, not {jobs}.")
     targets = build_targets(observations, fraction, metrics=metrics, overrides=overrides)

@@ -43,7 +43,7 @@ BLAS_THREADS_ENV = "ANNEALPLAN_BLAS_THREADS"
 
 
 @functools.cache
-def _blas_limit() -> Callable[[], object] | None:
+def blas_limit() -> Callable[[], object] | None:
     """A context-manager factory holding BLAS to its thread count, None for no limit."""
     raw = os.environ.get(BLAS_THREADS_ENV, "1").strip()
     if not raw.isdigit():
@@ -65,7 +65,7 @@ def limited_blas(fn):
 
     @functools.wraps(fn)
     def run(*args, **kwargs):
-        limit = _blas_limit()
+        limit = blas_limit()
         if limit is None:
             return fn(*args, **kwargs)
         with limit():

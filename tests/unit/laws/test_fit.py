@@ -185,19 +185,26 @@ def test_fits_hold_blas_to_one_thread_unless_told(monkeypatch):
     y = 2.0 + 5.0 * (X / X.max()) ** -0.3
     for env, want in (("1", 1), ("3", 3)):
         monkeypatch.setenv("ANNEALPLAN_BLAS_THREADS", env)
-        fit_module._blas_limit.cache_clear()
+        fit_module.blas_limit.cache_clear()
         before = blas_threads()
         seen.clear()
         assert fit_law("power", X, y, lower_is_better=True, n_boot=20).success
         assert seen and all(set(s.values()) == {want} for s in seen)
         assert blas_threads() == before  # given back
     monkeypatch.setenv("ANNEALPLAN_BLAS_THREADS", "0")  # the library's own count
-    fit_module._blas_limit.cache_clear()
+    fit_module.blas_limit.cache_clear()
     seen.clear()
     fit_law("power", X, y, lower_is_better=True, n_boot=20)
     assert seen == [blas_threads()]
     monkeypatch.setenv("ANNEALPLAN_BLAS_THREADS", "many")
-    fit_module._blas_limit.cache_clear()
+    fit_module.blas_limit.cache_clear()
     with pytest.raises(ConfigError, match="whole number"):
         fit_law("power", X, y, lower_is_better=True)
-    fit_module._blas_limit.cache_clear()  # the next test reads the environment afresh
+    from planner.backtest import run_backtest
+    from planner.domain import Observation
+
+    fit_module.blas_limit.cache_clear()
+    table = [Observation("s", "acc", src, float(x), 0.5) for src in "ab" for x in X]
+    with pytest.raises(ConfigError, match="ANNEALPLAN_BLAS_THREADS"):  # before any worker
+        run_backtest(table, fraction=0.5, jobs=2)
+    fit_module.blas_limit.cache_clear()  # the next test reads the environment afresh
