@@ -204,7 +204,13 @@ def test_fits_hold_blas_to_one_thread_unless_told(monkeypatch):
     from planner.domain import Observation
 
     fit_module.blas_limit.cache_clear()
-    table = [Observation("s", "acc", src, float(x), 0.5) for src in "ab" for x in X]
-    with pytest.raises(ConfigError, match="ANNEALPLAN_BLAS_THREADS"):  # before any worker
+    # two computes per source: past the setting, this table has nothing to backtest
+    # (FitError), so the ConfigError shows the setting is checked first, before any worker
+    table = [Observation("s", "acc", src, float(x), 0.5) for src in "ab" for x in X[:2]]
+    with pytest.raises(ConfigError, match="ANNEALPLAN_BLAS_THREADS"):
+        run_backtest(table, fraction=0.5, jobs=2)
+    monkeypatch.delenv("ANNEALPLAN_BLAS_THREADS")
+    fit_module.blas_limit.cache_clear()
+    with pytest.raises(FitError, match="Nothing to backtest"):
         run_backtest(table, fraction=0.5, jobs=2)
     fit_module.blas_limit.cache_clear()  # the next test reads the environment afresh
