@@ -13,8 +13,11 @@ not read; the table lists them in ``ignored_columns`` so the commands can say so
 from __future__ import annotations
 
 import csv
+import gc
 import math
-from collections.abc import Mapping, Sequence
+import operator
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -96,18 +99,31 @@ def read_runs_table(path: str | Path) -> RunsTable:
             f"{p} does not exist; give the path of a runs table (.csv or .parquet)"
         )
     suffix = p.suffix.lower()
-    if suffix in (".csv", ".tsv", ".txt"):
-        header, rows, numbers = _read_csv(p)
-        where = "line"
-    elif suffix in (".parquet", ".pq"):
-        header, rows = _read_parquet(p)
-        numbers = list(range(1, len(rows) + 1))
-        where = "row"
-    else:
+    if suffix not in (".csv", ".tsv", ".txt", ".parquet", ".pq"):
         raise ImportDataError(
             f"{p}: unknown format {suffix or '(no extension)'}; use a .csv or .parquet runs table"
         )
-    return parse_rows(header, rows, source_name=str(p), row_word=where, row_numbers=numbers)
+    # A big table is millions of small objects that hold no cycles: the cyclic collector,
+    # run again and again while they pile up, took more than half of the reading time.
+    with _collector_paused():
+        if suffix in (".parquet", ".pq"):
+            header, rows = _read_parquet(p)
+            numbers, where = None, "row"
+        else:
+            header, rows, numbers = _read_csv(p)
+            where = "line"
+        return parse_rows(header, rows, source_name=str(p), row_word=where, row_numbers=numbers)
+
+
+@contextmanager
+def _collector_paused() -> Iterator[None]:
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
 
 
 def parse_rows(
@@ -133,57 +149,107 @@ def parse_rows(
     index = {c: i for i, c in enumerate(cols)}
 
     runs: dict[str, Run] = {}
-    units: dict[str, str | None] = {}
+    seen_cells: dict[str, _RunCells] = {}
     metrics: dict[tuple[str, str], Metric] = {}
     occurrences: dict[tuple[Any, ...], int] = {}
+    # The rows of one run repeat its cells (one row per metric): each distinct set of
+    # run cells is validated once, and each run's id hashed once, instead of per row.
+    run_cells = operator.itemgetter(*(index[c] for c in _RUN_COLUMNS if c in index))
+    parsed_runs: dict[Any, _RunCells] = {}
+    run_ids: dict[tuple[Any, ...], str] = {}
+    metric_at, value_at = index["metric"], index["value"]
     if not rows:
         raise ImportDataError(f"{source_name}: the table has no rows")
     for offset, row in enumerate(rows):
-        line = row_numbers[offset] if row_numbers is not None else offset + 1
         if len(row) != len(cols):
             raise ImportDataError(
-                f"{source_name} {row_word} {line}: {len(row)} cells for {len(cols)} columns"
+                f"{_where(source_name, row_word, row_numbers, offset)}: {len(row)} cells for "
+                f"{len(cols)} columns"
             )
-
-        def cell(name: str, *, _row: Sequence[Any] = row) -> Any:
-            i = index.get(name)
-            if i is None:
-                return None
-            v = _row[i]
-            if v is None or (isinstance(v, str) and v.strip() == ""):
-                return None
-            if isinstance(v, float) and math.isnan(v) and name not in ("value",):
-                return None
-            return v
-
-        ctx = f"{source_name} {row_word} {line}"
-        source = _text(cell("source"), ctx, "source", required=True)
-        metric = _text(cell("metric"), ctx, "metric", required=True)
-        study = _text(cell("study"), ctx, "study") or DEFAULT_STUDY
-        compute = _number(cell("compute"), ctx, "compute", required=True, positive=True)
-        value = _number(cell("value"), ctx, "value", required=True, positive=False, signed=True)
-        params = _number(cell("params"), ctx, "params", positive=True)
-        tokens = _number(cell("tokens"), ctx, "tokens", positive=True)
-        seed = _integer(cell("seed"), ctx, "seed")
-        cost_c = _number(cell("cost_curation"), ctx, "cost_curation")
-        cost_t = _number(cell("cost_training"), ctx, "cost_training")
-        unit = _text(cell("compute_unit"), ctx, "compute_unit")
-        if unit is not None and unit not in COMPUTE_UNITS:
-            raise ImportDataError(
-                f"{ctx}, column compute_unit: {unit!r} is not one of {', '.join(COMPUTE_UNITS)}"
-            )
-        explicit_id = _text(cell("run_id"), ctx, "run_id")
-        key = (study, source, compute, params, tokens, seed, explicit_id)
+        cells = parsed_runs.get(raw := run_cells(row))
+        metric, value = _plain_metric(row[metric_at], row[value_at])
+        if cells is None or metric is None:
+            # the first row of these run cells, or an unusual metric cell: every cell is
+            # checked in the columns' order, so the first error is the one reported
+            ctx = _where(source_name, row_word, row_numbers, offset)
+            cells, metric, value = _parse_row(row, index, ctx)
+            parsed_runs[raw] = cells
+        else:
+            ctx = ""  # only an error below needs it
+        key, explicit_id = cells.key, cells.run_id
         # The k-th row of the same run and metric is the k-th repeat: the same file imported
         # twice yields the same ids, so imports stay idempotent.
         nth = occurrences.get((*key, metric), 0)
         occurrences[(*key, metric)] = nth + 1
-        run_id = explicit_id if explicit_id and nth == 0 else stable_id("run", *key, nth)
         if explicit_id and nth > 0:
+            ctx = ctx or _where(source_name, row_word, row_numbers, offset)
             raise ImportDataError(
                 f"{ctx}, column metric: run {explicit_id!r} already has a value for {metric!r}"
             )
-        run = Run(
+        if explicit_id:
+            run_id = explicit_id
+        else:
+            run_id = run_ids.get((key, nth))
+            if run_id is None:
+                run_id = run_ids[(key, nth)] = stable_id("run", *key, nth)
+        previous = seen_cells.get(run_id)
+        if previous is None:
+            seen_cells[run_id] = cells
+            runs[run_id] = cells.run(run_id)
+        elif previous is not cells and previous != cells:
+            ctx = ctx or _where(source_name, row_word, row_numbers, offset)
+            if previous.key != cells.key:
+                raise ImportDataError(
+                    f"{ctx}, column run_id: run {run_id!r} is given another source, study, "
+                    "compute, params, tokens or seed than on an earlier row; give each run "
+                    "its own run_id"
+                )
+            if previous.costs != cells.costs:
+                raise ImportDataError(
+                    f"{ctx}: run {run_id!r} is given different costs on different rows; "
+                    "give each run's cost_curation/cost_training once, consistently"
+                )
+            raise ImportDataError(f"{ctx}, column compute_unit: differs between rows of one run")
+        metrics[(run_id, metric)] = Metric(run_id=run_id, name=metric, value=value)
+    return RunsTable(
+        runs=tuple(runs.values()),
+        metrics=tuple(metrics.values()),
+        compute_units={run_id: c.unit for run_id, c in seen_cells.items()},
+        path=source_name,
+        ignored_columns=unknown,
+    )
+
+
+#: the columns that describe a run (every other column is per metric or not read)
+_RUN_COLUMNS = (
+    "source",
+    "study",
+    "compute",
+    "params",
+    "tokens",
+    "seed",
+    "cost_curation",
+    "cost_training",
+    "compute_unit",
+    "run_id",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class _RunCells:
+    """The validated run cells of a row: what every row of that run shares."""
+
+    key: tuple[Any, ...]  # (study, source, compute, params, tokens, seed, run_id)
+    costs: tuple[float | None, float | None]
+    unit: str | None
+
+    @property
+    def run_id(self) -> str | None:
+        return self.key[-1]
+
+    def run(self, run_id: str) -> Run:
+        study, source, compute, params, tokens, seed, _ = self.key
+        return Run(
             run_id=run_id,
             source=source,
             compute=compute,
@@ -191,28 +257,71 @@ def parse_rows(
             params=params,
             tokens=tokens,
             seed=seed,
-            cost_curation=cost_c,
-            cost_training=cost_t,
+            cost_curation=self.costs[0],
+            cost_training=self.costs[1],
             origin="import",
         )
-        previous = runs.get(run_id)
-        if previous is not None and previous != run:
-            raise ImportDataError(
-                f"{ctx}: run {run_id!r} is given different costs on different rows; "
-                "give each run's cost_curation/cost_training once, consistently"
-            )
-        if run_id in units and units[run_id] != unit:
-            raise ImportDataError(f"{ctx}, column compute_unit: differs between rows of one run")
-        runs[run_id] = run
-        units[run_id] = unit
-        metrics[(run_id, metric)] = Metric(run_id=run_id, name=metric, value=value)
-    return RunsTable(
-        runs=tuple(runs.values()),
-        metrics=tuple(metrics.values()),
-        compute_units=units,
-        path=source_name,
-        ignored_columns=unknown,
-    )
+
+
+def _where(source_name: str, row_word: str, numbers: Sequence[int] | None, offset: int) -> str:
+    """Where a row is, as errors name it ("runs.csv line 7")."""
+    line = numbers[offset] if numbers is not None else offset + 1
+    return f"{source_name} {row_word} {line}"
+
+
+def _plain_metric(metric: Any, value: Any) -> tuple[str | None, float]:
+    """The metric name and value of a row whose two cells are plainly valid, else None
+    (the row is then checked cell by cell, which names what is wrong)."""
+    if not isinstance(metric, str) or "\x00" in metric:
+        return None, math.nan
+    name = metric.strip()
+    try:
+        x = float(value)
+    except (TypeError, ValueError):
+        return None, math.nan
+    if not name or not math.isfinite(x):
+        return None, math.nan
+    return name, x
+
+
+def _cell(row: Sequence[Any], i: int | None, name: str) -> Any:
+    """A cell's value, None when the column is absent or the cell is empty."""
+    if i is None:
+        return None
+    v = row[i]
+    if v is None or (isinstance(v, str) and v.strip() == ""):
+        return None
+    if isinstance(v, float) and math.isnan(v) and name != "value":
+        return None
+    return v
+
+
+def _parse_row(
+    row: Sequence[Any], index: Mapping[str, int], ctx: str
+) -> tuple[_RunCells, str, float]:
+    """Validate every cell of a row in the columns' order (the first error is reported)."""
+
+    def cell(name: str) -> Any:
+        return _cell(row, index.get(name), name)
+
+    source = _text(cell("source"), ctx, "source", required=True)
+    metric = _text(cell("metric"), ctx, "metric", required=True)
+    study = _text(cell("study"), ctx, "study") or DEFAULT_STUDY
+    compute = _number(cell("compute"), ctx, "compute", required=True, positive=True)
+    value = _number(cell("value"), ctx, "value", required=True, positive=False, signed=True)
+    params = _number(cell("params"), ctx, "params", positive=True)
+    tokens = _number(cell("tokens"), ctx, "tokens", positive=True)
+    seed = _integer(cell("seed"), ctx, "seed")
+    cost_c = _number(cell("cost_curation"), ctx, "cost_curation")
+    cost_t = _number(cell("cost_training"), ctx, "cost_training")
+    unit = _text(cell("compute_unit"), ctx, "compute_unit")
+    if unit is not None and unit not in COMPUTE_UNITS:
+        raise ImportDataError(
+            f"{ctx}, column compute_unit: {unit!r} is not one of {', '.join(COMPUTE_UNITS)}"
+        )
+    explicit_id = _text(cell("run_id"), ctx, "run_id")
+    key = (study, source, compute, params, tokens, seed, explicit_id)
+    return _RunCells(key, (cost_c, cost_t), unit), metric, value
 
 
 def _text(v: Any, ctx: str, col: str, *, required: bool = False) -> str | None:

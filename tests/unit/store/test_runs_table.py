@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import pytest
 
+from planner.domain import stable_id
 from planner.errors import ImportDataError
 from planner.store import read_runs_table
 
@@ -33,6 +34,13 @@ def test_same_file_gives_same_ids(tmp_path):
     assert [r.run_id for r in a.runs] == [r.run_id for r in b.runs]
 
 
+def test_run_ids_are_the_hash_of_the_run_cells(tmp_path):
+    # the ids stores already hold: changing how they are made would re-import every run
+    t = read_runs_table(write(tmp_path, GOOD))
+    assert t.runs[0].run_id == stable_id("run", "s1", "a", 1e18, None, None, 0, None, 0)
+    assert [m.run_id for m in t.metrics][1:3] == [t.runs[1].run_id] * 2
+
+
 def test_repeated_rows_are_distinct_repeats(tmp_path):
     t = read_runs_table(write(tmp_path, "source,compute,metric,value\na,1,loss,2\na,1,loss,2.1\n"))
     assert len(t.runs) == 2
@@ -53,6 +61,25 @@ def test_repeated_rows_are_distinct_repeats(tmp_path):
         ("source,compute,metric,value,seed\na,1,loss,2,1.5\n", "column seed"),
         ("source,compute,metric,value\na,1,loss\n", "line 2: 3 cells for 4 columns"),
         ("source,compute,metric,value\n", "no rows"),
+        # the later rows of a run already seen are still checked, and named by their line
+        ("source,compute,metric,value\na,1,loss,2\na,1,acc,\n", "line 3, column value: empty"),
+        ("source,compute,metric,value\na,1,loss,2\na,1,,0.5\n", "line 3, column metric: empty"),
+        (
+            "source,compute,metric,value,cost_curation\na,1,loss,2,5\na,1,acc,0.5,6\n",
+            "line 3: run",
+        ),
+        (
+            "source,compute,metric,value,compute_unit\na,1,loss,2,flops\na,1,acc,0.5,usd\n",
+            "line 3, column compute_unit: differs",
+        ),
+        (
+            "source,compute,metric,value,run_id\na,1,loss,2,r1\nb,1,acc,0.5,r1\n",
+            "line 3, column run_id: run 'r1' is given another source",
+        ),
+        (
+            "source,compute,metric,value,run_id\na,1,loss,2,r1\na,1,loss,2.5,r1\n",
+            "line 3, column metric: run 'r1' already has a value for 'loss'",
+        ),
         ("", "empty"),
     ],
 )
