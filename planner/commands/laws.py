@@ -67,8 +67,9 @@ def fit(obj, study, metric, family, method, n_boot, as_json) -> None:
             )
         )
         return
-    from rich.console import Console
     from rich.table import Table
+
+    from planner.commands import table_console
 
     table = Table(title=f"{len(fits)} fits saved")
     for col in ("study", "metric", "source", "law", "params", "ok", "LLO err"):
@@ -85,7 +86,7 @@ def fit(obj, study, metric, family, method, n_boot, as_json) -> None:
             "yes" if f.success else f"no: {f.message}",
             f"{llo:.3f}" if isinstance(llo, float) and math.isfinite(llo) else "-",
         )
-    Console().print(table)
+    table_console().print(table)
 
 
 @click.command("predict")

@@ -123,8 +123,9 @@ def list_(obj, study: str | None, source: str | None, as_json: bool) -> None:
             )
         )
         return
-    from rich.console import Console
     from rich.table import Table
+
+    from planner.commands import table_console
 
     table = Table(title=f"{len(rows)} runs in {store.path.name}")
     for col in ("study", "source", "compute", "tokens", "seed", "metrics", "run id"):
@@ -141,7 +142,7 @@ def list_(obj, study: str | None, source: str | None, as_json: bool) -> None:
             str(counts.get(r.run_id, 0)),
             r.run_id,
         )
-    Console().print(table)
+    table_console().print(table)
 
 
 @runs.command("export")

@@ -37,3 +37,25 @@ def test_fit_then_predict(tmp_path):
     assert bad.exit_code == 2 and "No fit for source 'wbe'" in bad.output
     bad = run.invoke(cli, ["--db", db, "fit", "--metric", "acc"])
     assert bad.exit_code == 2 and "No runs" in bad.output
+
+
+def test_tables_written_to_a_pipe_keep_every_name_whole(tmp_path):
+    # rich's default of 80 columns off a terminal cut these names to a few letters
+    study, metric = "d=1024_l=24_h=8_long_study_name", "agi_eval_lsat_ar_long_metric_name"
+    x = np.logspace(18, 20, 5)
+    lines = ["study,source,compute,metric,value"]
+    for name, a in (("c4_original_web_crawl", 1.0), ("refinedweb_original", 1.4)):
+        for c in x:
+            lines.append(f"{study},{name},{c},{metric},{0.3 + a * 0.01 * np.log10(c):.6f}")
+    path = tmp_path / "runs.csv"
+    path.write_text("\n".join(lines) + "\n")
+    db = str(tmp_path / "a.duckdb")
+    run = CliRunner()
+    assert run.invoke(cli, ["--db", db, "runs", "import", str(path)]).exit_code == 0
+    for verb in (["fit", "--bootstrap", "20"], ["runs", "list"]):
+        out = run.invoke(cli, ["--db", db, *verb])
+        assert out.exit_code == 0, out.output
+        for name in (study, "c4_original_web_crawl", "refinedweb_original"):
+            assert name in out.stdout, (verb, out.stdout)
+        assert "…" not in out.stdout
+    assert metric in run.invoke(cli, ["--db", db, "fit", "--bootstrap", "20"]).stdout
