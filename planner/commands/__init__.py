@@ -5,6 +5,8 @@ from __future__ import annotations
 import sys
 from typing import TYPE_CHECKING
 
+import click
+
 if TYPE_CHECKING:
     from rich.console import Console
 
@@ -24,3 +26,13 @@ def table_console() -> Console:
     if sys.stdout.isatty():
         return Console()
     return Console(width=UNBOUNDED_WIDTH)
+
+
+#: ``--jobs`` of the verbs that fit many (study, metric) groups (fit, backtest)
+jobs_option = click.option(
+    "--jobs",
+    type=click.IntRange(min=0),
+    default=0,
+    show_default=True,
+    help="Worker processes for the groups; 0: one per core. The result does not depend on it.",
+)

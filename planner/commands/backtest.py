@@ -9,6 +9,7 @@ from pathlib import Path
 
 import click
 
+from planner.commands import jobs_option
 from planner.commands.runs import direction_options, direction_overrides, warn_about_table
 
 
@@ -28,13 +29,7 @@ def _fmt(v) -> str:
 @click.option("--metric", "metrics", multiple=True, help="Only this metric (repeatable).")
 @click.option("--method", default=None, help="Prediction method (default: the best honest one).")
 @direction_options
-@click.option(
-    "--jobs",
-    type=click.IntRange(min=0),
-    default=0,
-    show_default=True,
-    help="Worker processes for the groups; 0: one per core. The result does not depend on it.",
-)
+@jobs_option
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 def backtest(runs_file, fraction, metrics, method, lower, higher, jobs, as_json) -> None:
     """Backtest a prediction method on a runs table (CSV or Parquet).

@@ -7,6 +7,7 @@ import math
 
 import click
 
+from planner.commands import jobs_option
 from planner.errors import FitError
 
 
@@ -33,14 +34,21 @@ def _num(v: float) -> float | None:
 @click.option(
     "--bootstrap", "n_boot", type=click.IntRange(0, 100_000), default=1000, show_default=True
 )
+@jobs_option
 @click.option("--json", "as_json", is_flag=True, help="Print the fits as JSON.")
 @click.pass_obj
-def fit(obj, study, metric, family, method, n_boot, as_json) -> None:
+def fit(obj, study, metric, family, method, n_boot, jobs, as_json) -> None:
     """Fit laws of each metric against compute for every source, and save them."""
     from planner.laws.session import describe_fit, fit_store
 
     ids, fits = fit_store(
-        obj.store, study=study, metric=metric, family=family, method=method, n_boot=n_boot
+        obj.store,
+        study=study,
+        metric=metric,
+        family=family,
+        method=method,
+        n_boot=n_boot,
+        jobs=jobs,
     )
     if as_json:
         click.echo(

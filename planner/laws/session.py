@@ -9,12 +9,16 @@ face that plots laws.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
-from typing import Any
+from functools import partial
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from planner.domain import LawFit
 from planner.errors import FitError
+
+if TYPE_CHECKING:
+    from planner.laws.joint import GroupData
 
 #: a law is drawn from its smallest run / BELOW to its largest run × BEYOND: far from its
 #: runs a law says little, so one decade of extrapolation is shown and no more
@@ -61,6 +65,7 @@ def fit_store(
     family: str = "auto",
     method: str = "joint",
     n_boot: int = 1000,
+    jobs: int = 1,
 ) -> tuple[list[str], list[LawFit]]:
     """Fit laws of each (study, metric) against compute for every source, and save them.
 
@@ -71,14 +76,21 @@ def fit_store(
         family: a law family, or ``auto`` (chosen by leave-last-out error).
         method: ``joint`` (shape parameters shared across sources) or ``independent``.
         n_boot: bootstrap replicates per fit.
+        jobs: worker processes the (study, metric) groups are spread over; 0: one per
+            available core. Each group has its own fixed seeds, so the fits do not depend
+            on it; the store is written by this process alone, once all are fitted.
 
     Returns:
         The saved fits' ids and the fits, in the same order.
 
     Raises:
-        FitError: no runs match.
+        FitError: no runs match, or a negative ``jobs``.
     """
-    from planner.laws.joint import fit_independent, fit_joint, group_observations
+    from planner.laws.joint import group_observations
+    from planner.laws.workers import map_groups, worker_count
+
+    if jobs < 0:
+        raise FitError(f"--jobs must be 0 (one per core) or a positive count, not {jobs}.")
 
     observations = store.observations(study=study, metric=metric)
     if not observations:
@@ -88,15 +100,18 @@ def fit_store(
             "import some with `annealplan runs import FILE`."
         )
     groups = group_observations(observations, lower_is_better=store.metric_directions())
-    fits: list[LawFit] = []
-    for g in groups:
-        if method == "independent":
-            fits.extend(
-                fit_independent(g, family=None if family == "auto" else family, n_boot=n_boot)
-            )
-        else:
-            fits.extend(fit_joint(g, candidates=family_candidates(family), n_boot=n_boot).fits)
+    fit = partial(_fit_group, family=family, method=method, n_boot=n_boot)
+    fits = [f for part in map_groups(fit, groups, worker_count(jobs, len(groups))) for f in part]
     return store.save_fits(fits), fits
+
+
+def _fit_group(group: GroupData, *, family: str, method: str, n_boot: int) -> list[LawFit]:
+    """One group's fits (a worker process's unit of work)."""
+    from planner.laws.joint import fit_independent, fit_joint
+
+    if method == "independent":
+        return fit_independent(group, family=None if family == "auto" else family, n_boot=n_boot)
+    return list(fit_joint(group, candidates=family_candidates(family), n_boot=n_boot).fits)
 
 
 def draw_range(computes: Iterable[float], fallback: float = float("nan")) -> tuple[float, float]:

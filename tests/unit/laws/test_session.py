@@ -56,3 +56,39 @@ def test_fit_store_without_runs_says_what_to_do(tmp_path):
             fit_store(store, study="s1", metric="acc")
     finally:
         store.close()
+
+
+@pytest.mark.parametrize("method", ["joint", "independent"])
+def test_fits_from_worker_processes_are_those_of_one_process(tmp_path, method):
+    """Groups spread over spawned workers fit exactly as in one process, in the same order,
+    and are saved by this process alone."""
+    import numpy as np
+
+    from planner.domain import Metric, Run
+    from planner.store import RunsTable
+
+    runs, metrics = [], []
+    for study in ("s1", "s2", "s3"):
+        for source, a in (("web", 1.0), ("books", 1.3)):
+            for i, c in enumerate(np.logspace(18, 20, 5)):
+                rid = f"{study}-{source}-{i}"
+                runs.append(Run(rid, source, float(c), study=study))
+                metrics.append(Metric(rid, "loss", 2.0 + a * (c / 1e18) ** -0.3 + 0.01 * i % 3))
+    table = RunsTable(tuple(runs), tuple(metrics), {})
+    results = []
+    for jobs in (1, 2):
+        store = open_store(tmp_path / f"jobs{jobs}.duckdb")
+        try:
+            store.import_runs(table)
+            ids, fits = fit_store(store, method=method, n_boot=50, jobs=jobs)
+            assert len(store.fits()) == len(ids) == len(fits) == 6
+            with pytest.raises(FitError, match="--jobs"):
+                fit_store(store, jobs=-1)
+        finally:
+            store.close()
+        results.append(fits)
+    one, two = results
+    assert [(f.study, f.source) for f in two] == [(f.study, f.source) for f in one]
+    for a, b in zip(one, two, strict=True):
+        assert a.params == b.params and a.success and b.success
+        assert np.array_equal(a.boot, b.boot)
