@@ -6,6 +6,7 @@ Every ingest is one transaction and idempotent; threads use :meth:`Store.cursor`
 
 from __future__ import annotations
 
+import base64
 import dataclasses
 import difflib
 import json
@@ -64,6 +65,9 @@ def open_store(path: str | Path, *, read_only: bool = False) -> Store:
             f"cannot open the store {p}: {e}. If another annealplan process holds it, "
             "stop that one first (the planner is the file's only writer)."
         ) from e
+    # DuckDB draws a progress bar for a slow query straight onto the terminal: it would
+    # scribble over the TUI and over a verb's output (its cursors share the setting)
+    con.execute("SET enable_progress_bar = false")
     store = Store(con, p)
     if not read_only:
         store.migrate()
@@ -72,6 +76,39 @@ def open_store(path: str | Path, *, read_only: bool = False) -> Store:
 
 def _dumps(obj: Any) -> str:
     return json.dumps(obj, default=_json_default, allow_nan=True)
+
+
+#: a float array in a fit's body with at least this many values is stored as its bytes
+PACKED_MIN_SIZE = 64
+
+
+def _dumps_packed(obj: Any) -> str:
+    """JSON in which long float arrays are base64 bytes instead of lists of numbers.
+
+    An averaged fit carries each member's bootstrap draws: as lists of numbers that made a
+    fit's body about 190 KB of JSON, and reading a thousand fits back spent seconds parsing
+    numbers. :func:`_loads_packed` restores them as arrays.
+    """
+    return json.dumps(obj, default=_packed_default, allow_nan=True)
+
+
+def _packed_default(o: Any) -> Any:
+    if isinstance(o, np.ndarray) and o.dtype.kind == "f" and o.size >= PACKED_MIN_SIZE:
+        a = np.ascontiguousarray(o, dtype="<f8")
+        return {"__f8__": base64.b64encode(a.tobytes()).decode("ascii"), "shape": list(a.shape)}
+    return _json_default(o)
+
+
+def _unpack(d: dict[str, Any]) -> Any:
+    if "__f8__" in d and len(d) == 2:
+        raw = base64.b64decode(d["__f8__"])
+        return np.frombuffer(raw, dtype="<f8").reshape(d["shape"]).copy()
+    return d
+
+
+def _loads_packed(text: str) -> Any:
+    """Read :func:`_dumps_packed` JSON (bodies written before it, all lists, read as they are)."""
+    return json.loads(text, object_hook=_unpack)
 
 
 def _json_default(o: Any) -> Any:
@@ -574,7 +611,7 @@ class Store:
                         fit.source,
                         fit.family,
                         fit.method,
-                        _dumps(body),
+                        _dumps_packed(body),
                         flat,
                         rows_,
                         cols_,
@@ -593,25 +630,41 @@ class Store:
         latest: bool = True,
     ) -> list[tuple[str, LawFit]]:
         """Stored fits; with ``latest`` only the newest per (study, metric, source)."""
-        sql = (
-            "SELECT fit_id, body, boot, boot_rows, boot_cols, study, metric, source, seq FROM fits"
-            " WHERE (? IS NULL OR study = ?) AND (? IS NULL OR metric = ?) AND (? IS NULL OR source = ?)"
+        where = (
+            " WHERE (? IS NULL OR study = ?) AND (? IS NULL OR metric = ?)"
+            " AND (? IS NULL OR source = ?)"
         )
+        params = [study, study, metric, metric, source, source]
+        sql = "SELECT fit_id, body, boot, boot_rows, boot_cols FROM fits" + where
         if latest:
-            sql = (
-                f"SELECT * FROM ({sql}) QUALIFY row_number() OVER"
-                " (PARTITION BY study, metric, source ORDER BY seq DESC) = 1"
+            # the newest seq per (study, metric, source) is found on the small columns
+            # first: a window over the rows themselves decompressed every older fit's body
+            sql += (
+                " AND seq IN (SELECT max(seq) FROM fits"
+                + where
+                + " GROUP BY study, metric, source)"
             )
+            params += params
         sql += " ORDER BY study, metric, source"
         out = []
         names = {f.name for f in dataclasses.fields(LawFit)}
-        for r in self._all(sql, [study, study, metric, metric, source, source]):
-            body = {k: v for k, v in json.loads(r[1]).items() if k in names}
+        for r in self._all(sql, params):
+            body = {k: v for k, v in _loads_packed(r[1]).items() if k in names}
             if body.get("covariance") is not None:
                 body["covariance"] = np.asarray(body["covariance"], dtype=float)
             boot = np.asarray(r[2], dtype=float).reshape(r[3], r[4]) if r[2] is not None else None
             out.append((r[0], LawFit(**body, boot=boot)))
         return out
+
+    def fitted_groups(self) -> list[tuple[str, str]]:
+        """The (study, metric) pairs whose newest fit of some source succeeded, sorted;
+        read from the small columns alone (no fit body is decoded)."""
+        rows = self._all(
+            "SELECT DISTINCT study, metric FROM fits WHERE success AND seq IN"
+            " (SELECT max(seq) FROM fits GROUP BY study, metric, source)"
+            " ORDER BY study, metric"
+        )
+        return [(r[0], r[1]) for r in rows]
 
     # ----------------------------------------------------------------- plans
     def save_plan(self, plan: Plan, fit_ids: Sequence[str] = ()) -> str:

@@ -183,3 +183,53 @@ def test_open_store_errors(tmp_path):
     bad.write_text("not a database")
     with pytest.raises(StoreError, match="cannot open"):
         open_store(bad)
+
+
+def test_an_averaged_fit_keeps_its_members_draws_exactly(store):
+    """The members' bootstrap draws are stored as bytes, not lists of numbers, and come back
+    as the same arrays; a body written as lists (before) still loads."""
+    import json
+
+    rng = np.random.default_rng(0)
+    members = [
+        {"weight": 0.7, "family": "power", "params": {"E": 1.0, "A": 2.0, "alpha": 0.3}},
+        {"weight": 0.3, "family": "constant", "params": {"c": 1.5}},
+    ]
+    for m in members:
+        m["boot"] = rng.normal(size=(200, len(m["params"])))
+        m["noise_sd_boot"] = np.abs(rng.normal(size=200))
+    fit = LawFit(
+        study="s",
+        metric="loss",
+        source="a",
+        family="power",
+        method="joint",
+        params={"E": 1.0, "A": 2.0, "alpha": 0.3},
+        x_ref=1e18,
+        boot=members[0]["boot"],
+        extra={"members": members, "noise_sd_boot": members[0]["noise_sd_boot"], "n": [1, 2]},
+    )
+    [fid] = store.save_fits([fit])
+    [(_, got)] = store.fits()
+    for want, back in zip(members, got.extra["members"], strict=True):
+        assert np.array_equal(back["boot"], want["boot"]) and back["boot"].dtype == np.float64
+        assert np.array_equal(back["noise_sd_boot"], want["noise_sd_boot"])
+        assert back["params"] == want["params"] and back["weight"] == want["weight"]
+    assert got.extra["n"] == [1, 2]  # short lists stay lists
+    [(body,)] = store._all("SELECT body FROM fits WHERE fit_id = ?", [fid])
+    assert len(body) < 0.6 * len(json.dumps(json.loads(body, object_hook=_as_lists)))
+    # a body stored as plain lists, as before
+    store._con.execute(
+        "UPDATE fits SET body = ? WHERE fit_id = ?",
+        [json.dumps(json.loads(body, object_hook=_as_lists)), fid],
+    )
+    [(_, old)] = store.fits()
+    assert np.allclose(np.asarray(old.extra["members"][1]["boot"]), members[1]["boot"])
+    assert store.fitted_groups() == [("s", "loss")]
+
+
+def _as_lists(d):
+    from planner.store.db import _unpack
+
+    out = _unpack(d)
+    return out.tolist() if isinstance(out, np.ndarray) else out
