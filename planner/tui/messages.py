@@ -126,12 +126,14 @@ class FrontierComputed(Message):
 
 
 class PlansLoaded(Message):
-    """Stored plans (the newest first) and the fitted metrics were read."""
+    """Stored plans (the newest first) and the fitted (study, metric) pairs were read."""
 
-    def __init__(self, plans: Sequence[tuple[str, Plan]], metrics: Sequence[str] = ()) -> None:
+    def __init__(
+        self, plans: Sequence[tuple[str, Plan]], groups: Sequence[tuple[str, str]] = ()
+    ) -> None:
         super().__init__()
         self.plans = list(plans)
-        self.metrics = list(metrics)
+        self.groups = list(groups)
 
 
 class NextRunRecommended(Message):

@@ -114,3 +114,42 @@ async def test_a_token_budget_opens_the_error_modal(settings, fitted_store, regi
         await pilot.press("escape")
         assert not isinstance(app.screen, ErrorModal)
     assert fitted_store.plans() == []
+
+
+async def test_with_several_studies_each_choice_names_its_study(
+    settings, runs_store, registry, tmp_path
+):
+    """A store with two studies: the metric choices carry their study, and the plan is
+    solved on the chosen one (before, solving said to pass --study, which the screen had
+    no way to do)."""
+    import csv
+
+    from textual.widgets import Select
+
+    from planner.store import read_runs_table
+    from tests.tui.conftest import write_runs
+
+    rows = list(csv.DictReader(write_runs(tmp_path / "more.csv", seed=1).open()))
+    second = tmp_path / "second.csv"
+    with second.open("w", newline="") as f:
+        out = csv.DictWriter(f, fieldnames=[*rows[0], "study"])
+        out.writeheader()
+        out.writerows({**r, "study": "second"} for r in rows)
+    runs_store.import_runs(read_runs_table(second))
+    fit_store(runs_store, metric="domain_acc", n_boot=50)
+    assert runs_store.fitted_groups() == [("default", "domain_acc"), ("second", "domain_acc")]
+    seen = []
+    app = make_app(settings, runs_store, registry, mode="allocation")
+    async with app.run_test(size=(80, 24), message_hook=seen.append) as pilot:
+        await settle(app, pilot)
+        select = app.screen.query_one("#alloc-metric", Select)
+        assert select.is_blank()  # two studies and no stored plan: nothing is guessed
+        labels = [str(prompt) for prompt, value in select._options if isinstance(value, tuple)]
+        assert labels == ["default/domain_acc", "second/domain_acc"]
+        select.value = ("second", "domain_acc")
+        await pilot.click("#alloc-budget")
+        await pilot.press(*"50gpuh", "enter")
+        await settle(app, pilot)
+        [solved] = caught(seen, PlanSolved)
+        assert solved.plan.success and solved.plan.extra["options"]["study"] == "second"
+        assert not isinstance(app.screen, ErrorModal)

@@ -41,11 +41,11 @@ def _rates(app: Any) -> Any:
     return app.settings.rates.as_rates()
 
 
-def _options(metric: str | None, model_params: str | None) -> Any:
+def _options(study: str | None, metric: str | None, model_params: str | None) -> Any:
     """The screen's inputs as ``annealplan allocate``'s options (the rest at their defaults)."""
     from planner.allocate.session import ProblemOptions
 
-    return ProblemOptions(metric=metric, model_params=model_params)
+    return ProblemOptions(study=study, metric=metric, model_params=model_params)
 
 
 def frontier_around(problem: Any, budget: float) -> list[dict]:
@@ -57,16 +57,22 @@ def frontier_around(problem: Any, budget: float) -> list[dict]:
 
 
 def solve_plan(
-    app: Any, store: Any, budget_text: str, metric: str | None, model_params: str | None
+    app: Any,
+    store: Any,
+    budget_text: str,
+    study: str | None,
+    metric: str | None,
+    model_params: str | None,
 ) -> PlanSolved:
-    """``annealplan allocate --budget B [--metric M] [--model-params N]`` plus its frontier."""
+    """``annealplan allocate --budget B [--study S] [--metric M] [--model-params N]`` plus
+    its frontier."""
     from planner.allocate.session import solve_budget
     from planner.errors import SolveError
 
     if not budget_text.strip():
         raise SolveError("type a budget first, e.g. 2000gpuh, 1.5e21flop or $30k")
     plan, plan_id, loaded = solve_budget(
-        store, app.registry, _rates(app), budget_text, _options(metric, model_params)
+        store, app.registry, _rates(app), budget_text, _options(study, metric, model_params)
     )
     rows = frontier_around(loaded.problem, plan.budget)
     return PlanSolved(plan_id, plan, frontier=rows, point=(plan.extra or {}).get("point_estimate"))
@@ -92,7 +98,12 @@ def stored_frontier(
 
 
 def recommend(
-    app: Any, store: Any, budget_text: str, metric: str | None, model_params: str | None
+    app: Any,
+    store: Any,
+    budget_text: str,
+    study: str | None,
+    metric: str | None,
+    model_params: str | None,
 ) -> NextRunRecommended:
     """``annealplan next --budget B``: the most useful next run, by value of information."""
     from planner.design.session import recommend_runs
@@ -100,7 +111,7 @@ def recommend(
 
     q = parse_quantity(budget_text)
     state, recs, _noise = recommend_runs(
-        store, app.registry, _rates(app), q, _options(metric, model_params), top=3
+        store, app.registry, _rates(app), q, _options(study, metric, model_params), top=3
     )
     lines = [f"P(wrong allocation at {format_quantity(q.value, q.unit)}) now: {state.p_wrong:.2f}"]
     if state.p_wrong == 0:
@@ -163,22 +174,34 @@ class AllocationScreen(PlannerScreen):
         store = self.store.cursor()
         try:
             plans = store.plans(limit=1)
-            metrics = sorted({f.metric for _, f in store.fits() if f.success})
+            groups = store.fitted_groups()
         finally:
             store.close()
-        self.post_message(PlansLoaded(plans, metrics))
+        self.post_message(PlansLoaded(plans, groups))
 
     def on_plans_loaded(self, event: PlansLoaded) -> None:
         select = self.query_one("#alloc-metric", Select)
         current = select.value
-        select.set_options([(m, m) for m in event.metrics])
-        stored_metric = event.plans[0][1].metric if event.plans else None
-        if current in event.metrics:
+        groups = event.groups
+        # one study: the metric is enough; several: each choice names its study too, as
+        # `annealplan allocate --study S --metric M` does
+        several = len({study for study, _ in groups}) > 1
+        select.set_options([(f"{st}/{m}" if several else m, (st, m)) for st, m in groups])
+        stored = None
+        if event.plans:
+            plan = event.plans[0][1]
+            options = (plan.extra or {}).get("options") or {}
+            study = options.get("study") if isinstance(options, dict) else None
+            stored = next(
+                (g for g in groups if g[1] == plan.metric and (study is None or g[0] == study)),
+                None,
+            )
+        if current in groups:
             select.value = current
-        elif len(event.metrics) == 1:
-            select.value = event.metrics[0]
-        elif stored_metric in event.metrics:
-            select.value = stored_metric
+        elif len(groups) == 1:
+            select.value = groups[0]
+        elif stored is not None:
+            select.value = stored
         if self.plan is not None or not event.plans:
             if not event.plans:
                 self.query_one("#alloc-status", Static).update(
@@ -191,7 +214,7 @@ class AllocationScreen(PlannerScreen):
             budget.value = _budget_text(plan.budget, plan.unit)
         self.show_plan(plan_id, plan, None)
         if plan.success:
-            _, _, params = self._inputs()
+            *_, params = self._inputs()
             self.run_stored_frontier(plan_id, plan, params)
 
     @work(thread=True, exclusive=True, group="alloc-frontier", exit_on_error=False)
@@ -219,22 +242,25 @@ class AllocationScreen(PlannerScreen):
         self.action_solve()
 
     def action_solve(self) -> None:
-        budget, metric, params = self._inputs()
+        budget, study, metric, params = self._inputs()
         self.query_one("#alloc-status", Static).update(f"solving for {budget}…")
-        self.run_solve(budget, metric, params)
+        self.run_solve(budget, study, metric, params)
 
-    def _inputs(self) -> tuple[str, str | None, str | None]:
+    def _inputs(self) -> tuple[str, str | None, str | None, str | None]:
+        """(budget, study, metric, model size) as typed and chosen."""
         budget = self.query_one("#alloc-budget", Input).value.strip()
-        metric_value = self.query_one("#alloc-metric", Select).value
-        metric = metric_value if isinstance(metric_value, str) else None
+        chosen = self.query_one("#alloc-metric", Select).value
+        study, metric = chosen if isinstance(chosen, tuple) else (None, None)
         params = self.query_one("#alloc-params", Input).value.strip() or None
-        return budget, metric, params
+        return budget, study, metric, params
 
     @work(thread=True, exclusive=True, group="alloc-solve", exit_on_error=False)
-    def run_solve(self, budget: str, metric: str | None, params: str | None) -> None:
+    def run_solve(
+        self, budget: str, study: str | None, metric: str | None, params: str | None
+    ) -> None:
         store = self.store.cursor()
         try:
-            message = solve_plan(self.planner, store, budget, metric, params)
+            message = solve_plan(self.planner, store, budget, study, metric, params)
         finally:
             store.close()
         self.post_message(message)
@@ -322,20 +348,22 @@ class AllocationScreen(PlannerScreen):
 
     # ------------------------------------------------------------------ next run
     def action_next_run(self) -> None:
-        budget, metric, params = self._inputs()
+        budget, study, metric, params = self._inputs()
         if not budget and self.plan is not None:
             budget = _budget_text(self.plan.budget, self.plan.unit)
         if not budget:
             self.notify("Type a budget first.", severity="warning")
             return
         self.query_one("#alloc-next", Static).update("weighing candidate runs…")
-        self.run_next(budget, metric, params)
+        self.run_next(budget, study, metric, params)
 
     @work(thread=True, exclusive=True, group="alloc-next", exit_on_error=False)
-    def run_next(self, budget: str, metric: str | None, params: str | None) -> None:
+    def run_next(
+        self, budget: str, study: str | None, metric: str | None, params: str | None
+    ) -> None:
         store = self.store.cursor()
         try:
-            message = recommend(self.planner, store, budget, metric, params)
+            message = recommend(self.planner, store, budget, study, metric, params)
         finally:
             store.close()
         self.post_message(message)
