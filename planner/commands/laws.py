@@ -7,7 +7,7 @@ import math
 
 import click
 
-from planner.commands import jobs_option
+from planner.commands import jobs_option, table_console
 from planner.errors import FitError
 
 
@@ -76,8 +76,6 @@ def fit(obj, study, metric, family, method, n_boot, jobs, as_json) -> None:
         )
         return
     from rich.table import Table
-
-    from planner.commands import table_console
 
     table = Table(title=f"{len(fits)} fits saved")
     for col in ("study", "metric", "source", "law", "params", "ok", "LLO err"):

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import click
 
+from planner.commands import table_console
 from planner.errors import ConfigError
 
 
@@ -124,8 +125,6 @@ def list_(obj, study: str | None, source: str | None, as_json: bool) -> None:
         )
         return
     from rich.table import Table
-
-    from planner.commands import table_console
 
     table = Table(title=f"{len(rows)} runs in {store.path.name}")
     for col in ("study", "source", "compute", "tokens", "seed", "metrics", "run id"):

@@ -220,19 +220,8 @@ def parse_rows(
     )
 
 
-#: the columns that describe a run (every other column is per metric or not read)
-_RUN_COLUMNS = (
-    "source",
-    "study",
-    "compute",
-    "params",
-    "tokens",
-    "seed",
-    "cost_curation",
-    "cost_training",
-    "compute_unit",
-    "run_id",
-)
+#: the columns that describe a run: all but the metric's own two
+_RUN_COLUMNS = tuple(c for c in COLUMNS if c not in ("metric", "value"))
 
 
 @dataclass(frozen=True, slots=True)
