@@ -498,6 +498,9 @@ def solve(batch: Batch, *, repair: bool = True) -> Solution:
         r = np.flatnonzero(use_single)
         d[r] = 0.0
         d[r, k[r]] = dk[r]
+    # tokens are bought whole: less than one token of a source is not a purchase (nearly
+    # flat laws otherwise give plans of a thousandth of a token and a gain of 1e-10)
+    d = np.where(d >= 1.0, d, 0.0)
     g = batch.gain(d)
     total = g.sum(axis=1)
     # spending nothing (gain 0) beats any plan that loses to control

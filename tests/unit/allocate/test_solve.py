@@ -160,3 +160,17 @@ def test_fixed_costs_choose_the_better_single_source():
     _, sol = _solve(curves, 100.0)
     assert sol.tokens[0, 0] == 0.0
     assert sol.tokens[0, 1] == pytest.approx(40e6, rel=1e-6)
+
+
+def test_less_than_one_token_is_not_bought():
+    # the water-filling optimum gives each source 0.05 tokens: no purchase at all
+    _, sol = _solve(_sqrt_curves(np.array([1.0, 1.0]), np.array([1e-6, 1e-6])), 1e-7)
+    assert sol.tokens[0].tolist() == [0.0, 0.0]
+    assert sol.total[0] == 0.0 and sol.spent[0] == 0.0
+    # one source at a quarter of a token is dropped; the other keeps its share
+    a, c, budget = np.array([1.0, 5e-5]), np.array([1e-6, 1e-6]), 100.0
+    expected = a**2 * budget / (c**2 * np.sum(a**2 / c))
+    assert expected[1] < 1.0
+    _, sol = _solve(_sqrt_curves(a, c), budget)
+    assert sol.tokens[0, 1] == 0.0 and sol.gain[0, 1] == 0.0
+    assert sol.tokens[0, 0] == pytest.approx(expected[0], rel=1e-9)
