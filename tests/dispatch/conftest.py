@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 from pathlib import Path
 
@@ -62,10 +63,22 @@ def sweep_meta(**training) -> dict:
     }
 
 
-def shm_buffers() -> set[str]:
-    """This user's DeepSpeed all-reduce buffers in shared memory (RAM) now."""
+def shm_buffers(state_dir: Path) -> set[str]:
+    """This user's DeepSpeed all-reduce buffers in shared memory (RAM) now, of the launches
+    the jobs under ``state_dir`` made (their master ports are in the jobs' logs); buffers of
+    other launches on the machine, e.g. another test's, are not counted."""
     from executors.worker import SHM_BUFFER, SHM_DIR
 
+    ports = {
+        port
+        for log in state_dir.glob("jobs/*/log.txt")
+        for port in re.findall(r"--master_port (\d+)", log.read_text(errors="replace"))
+    }
+    assert ports, f"no launch found in the job logs under {state_dir}"
     if not SHM_DIR.is_dir():
         return set()
-    return {p.name for p in SHM_DIR.glob(f"{SHM_BUFFER}_{os.getuid()}_*")}
+    return {
+        p.name
+        for p in SHM_DIR.glob(f"{SHM_BUFFER}_{os.getuid()}_*")
+        if p.name.split("_")[-2] in ports
+    }

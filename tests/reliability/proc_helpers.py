@@ -58,6 +58,7 @@ def job_processes(state_dir: Path, job_id: str) -> list[psutil.Process]:
     """Live processes working on the job (worker or trainer), found by command line."""
     out = []
     marker = str(state_dir / "jobs" / job_id)
+    state = f"--state {state_dir}"
     for p in psutil.process_iter(["cmdline", "status"]):
         try:
             cmd = " ".join(p.info["cmdline"] or [])
@@ -65,7 +66,7 @@ def job_processes(state_dir: Path, job_id: str) -> list[psutil.Process]:
                 continue
         except psutil.Error:
             continue
-        if (f"--job-id {job_id}" in cmd and "executors.worker" in cmd) or (
+        if (f"--job-id {job_id}" in cmd and "executors.worker" in cmd and state in cmd) or (
             "stub_trainer.py" in cmd and marker in cmd
         ):
             out.append(p)
