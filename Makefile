@@ -25,7 +25,8 @@ test: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/lint-imports
-	$(PY) -m pytest -q
+	# one test process per core (at most 4: every process may start DeepSpeed jobs)
+	$(PY) -m pytest -q -n auto --maxprocesses 4 --dist worksteal
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check --fix .
