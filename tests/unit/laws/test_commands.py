@@ -9,19 +9,26 @@ from click.testing import CliRunner
 
 from planner.cli import cli
 
+X = np.logspace(18, 20, 5)
 
-def test_fit_then_predict(tmp_path):
-    x = np.logspace(18, 20, 5)
-    lines = ["source,compute,metric,value"]
-    for name, a in (("web", 1.0), ("books", 1.4)):
-        for c in x:
-            lines.append(f"{name},{c},loss,{2.0 + a * (c / x.max()) ** -0.3:.6f}")
+
+def _imported(tmp_path, lines: list[str]) -> tuple[CliRunner, str]:
+    """A store at ``tmp_path`` with the runs table ``lines`` imported; the runner and --db."""
     path = tmp_path / "runs.csv"
     path.write_text("\n".join(lines) + "\n")
     db = str(tmp_path / "a.duckdb")
     run = CliRunner()
     out = run.invoke(cli, ["--db", db, "runs", "import", str(path)])
     assert out.exit_code == 0, out.output
+    return run, db
+
+
+def test_fit_then_predict(tmp_path):
+    lines = ["source,compute,metric,value"]
+    for name, a in (("web", 1.0), ("books", 1.4)):
+        for c in X:
+            lines.append(f"{name},{c},loss,{2.0 + a * (c / X.max()) ** -0.3:.6f}")
+    run, db = _imported(tmp_path, lines)
     out = run.invoke(cli, ["--db", db, "fit", "--bootstrap", "100", "--json"])
     assert out.exit_code == 0, out.output
     fits = json.loads(out.output)
@@ -42,16 +49,11 @@ def test_fit_then_predict(tmp_path):
 def test_tables_written_to_a_pipe_keep_every_name_whole(tmp_path):
     # rich's default of 80 columns off a terminal cut these names to a few letters
     study, metric = "d=1024_l=24_h=8_long_study_name", "agi_eval_lsat_ar_long_metric_name"
-    x = np.logspace(18, 20, 5)
     lines = ["study,source,compute,metric,value"]
     for name, a in (("c4_original_web_crawl", 1.0), ("refinedweb_original", 1.4)):
-        for c in x:
+        for c in X:
             lines.append(f"{study},{name},{c},{metric},{0.3 + a * 0.01 * np.log10(c):.6f}")
-    path = tmp_path / "runs.csv"
-    path.write_text("\n".join(lines) + "\n")
-    db = str(tmp_path / "a.duckdb")
-    run = CliRunner()
-    assert run.invoke(cli, ["--db", db, "runs", "import", str(path)]).exit_code == 0
+    run, db = _imported(tmp_path, lines)
     for verb in (["fit", "--bootstrap", "20"], ["runs", "list"]):
         out = run.invoke(cli, ["--db", db, *verb])
         assert out.exit_code == 0, out.output

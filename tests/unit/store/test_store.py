@@ -133,8 +133,9 @@ def test_experiments(store):
         store.experiment("sweep-smal")
 
 
-def test_fits_round_trip_with_bootstrap(store):
-    fit = LawFit(
+def _power_fit(**fields) -> LawFit:
+    """A saturating power-law fit of metric "loss" for source "a" in study "s"."""
+    return LawFit(
         study="s",
         metric="loss",
         source="a",
@@ -142,6 +143,12 @@ def test_fits_round_trip_with_bootstrap(store):
         method="joint",
         params={"E": 1.0, "A": 2.0, "alpha": 0.3},
         x_ref=1e18,
+        **fields,
+    )
+
+
+def test_fits_round_trip_with_bootstrap(store):
+    fit = _power_fit(
         covariance=np.eye(3),
         boot=np.arange(12.0).reshape(4, 3),
         n_points=5,
@@ -198,14 +205,7 @@ def test_an_averaged_fit_keeps_its_members_draws_exactly(store):
     for m in members:
         m["boot"] = rng.normal(size=(200, len(m["params"])))
         m["noise_sd_boot"] = np.abs(rng.normal(size=200))
-    fit = LawFit(
-        study="s",
-        metric="loss",
-        source="a",
-        family="power",
-        method="joint",
-        params={"E": 1.0, "A": 2.0, "alpha": 0.3},
-        x_ref=1e18,
+    fit = _power_fit(
         boot=members[0]["boot"],
         extra={"members": members, "noise_sd_boot": members[0]["noise_sd_boot"], "n": [1, 2]},
     )
