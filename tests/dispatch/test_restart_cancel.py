@@ -45,6 +45,24 @@ def _state(http: httpx.Client, job_id: str) -> dict:
     return http.get(f"/v1/jobs/{job_id}").json()
 
 
+def _checkpoint(http: httpx.Client, job_id: str, ckpts: Path, timeout_s: float = 240) -> None:
+    """Wait for the job's first complete checkpoint; a job that ends first fails the test
+    at once, and a timeout says where the job was (its state and the end of its log)."""
+
+    def ready():
+        if list(ckpts.glob("step_*/COMPLETE")):
+            return True
+        state = _state(http, job_id)
+        assert state["state"] not in ("succeeded", "failed", "cancelled"), state
+        return False
+
+    try:
+        _wait(ready, timeout_s, f"a complete checkpoint of {job_id}", 0.5)
+    except AssertionError as e:
+        log = http.get(f"/v1/jobs/{job_id}/log").json()["text"]
+        raise AssertionError(f"{e}; state {_state(http, job_id)}; log ends:\n{log[-3000:]}") from e
+
+
 def test_kill9_restart_resumes_from_checkpoint_then_cancel_leaves_no_process(
     executor_root: Path,
 ):
@@ -63,7 +81,7 @@ def test_kill9_restart_resumes_from_checkpoint_then_cancel_leaves_no_process(
                 "/v1/jobs", json=build_job(resume, meta, store.source).model_dump(mode="json")
             )
             assert r.status_code == 201
-            _wait(lambda: list(ckpts.glob("step_*/COMPLETE")), 240, "a complete checkpoint")
+            _checkpoint(http, resume.job_id, ckpts)
         os.kill(ex.proc.pid, signal.SIGKILL)  # the daemon dies; its worker is orphaned
         ex.proc.wait(timeout=10)
     finally:
@@ -99,7 +117,7 @@ def test_kill9_restart_resumes_from_checkpoint_then_cancel_leaves_no_process(
         )
         assert r.status_code == 201
         doomed_ckpts = state_dir / "jobs" / doomed.job_id / "ckpt"
-        _wait(lambda: list(doomed_ckpts.glob("step_*/COMPLETE")), 240, "training to start")
+        _checkpoint(http, doomed.job_id, doomed_ckpts)
         job_dir = str(state_dir / "jobs" / doomed.job_id)
         procs = [
             p

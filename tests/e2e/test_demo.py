@@ -19,7 +19,7 @@ pytestmark = pytest.mark.slow
 
 
 def _annealplan(project: Path, *args: str, timeout: int = 900) -> subprocess.CompletedProcess:
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "OMP_NUM_THREADS": "2"}
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
     env.pop("ANNEALPLAN_DB", None)
     return subprocess.run(
         [sys.executable, "-m", "planner", "--project", str(project), *args],
