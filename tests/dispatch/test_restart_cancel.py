@@ -45,7 +45,7 @@ def _state(http: httpx.Client, job_id: str) -> dict:
     return http.get(f"/v1/jobs/{job_id}").json()
 
 
-def _checkpoint(http: httpx.Client, job_id: str, ckpts: Path, timeout_s: float = 240) -> None:
+def _checkpoint(http: httpx.Client, job_id: str, ckpts: Path, timeout_s: float = 480) -> None:
     """Wait for the job's first complete checkpoint; a job that ends first fails the test
     at once, and a timeout says where the job was (its state and the end of its log)."""
 
