@@ -2,9 +2,9 @@
 
 Each test process gets its own slice of the machine's cores (its CPU affinity, inherited by
 every daemon, worker and DeepSpeed rank it starts). The daemon sizes a job's threads from the
-cores it may use, so two processes' jobs never put more OpenMP threads on a core than it has:
-oversubscribed OpenMP threads spin waiting for each other and run many times slower, which
-turned the suite's waits for training progress into timeouts.
+cores it may use, so two processes' jobs never put more OpenMP threads on a core than it has.
+Oversubscribed OpenMP threads spin waiting for each other: on 2 cores the suite needed a third
+more CPU time, enough on a slow day to turn a wait for training progress into a timeout.
 """
 
 from __future__ import annotations
