@@ -12,6 +12,7 @@ from pathlib import Path
 import httpx
 import psutil
 
+from executors.protocol import JobState
 from planner.dispatch.ingest import build_job
 from planner.dispatch.local import LocalExecutor
 from planner.dispatch.scheduler import run_sweep
@@ -53,7 +54,7 @@ def _checkpoint(http: httpx.Client, job_id: str, ckpts: Path, timeout_s: float =
         if list(ckpts.glob("step_*/COMPLETE")):
             return True
         state = _state(http, job_id)
-        assert state["state"] not in ("succeeded", "failed", "cancelled"), state
+        assert not JobState(state["state"]).final, state
         return False
 
     try:
