@@ -16,12 +16,12 @@ from typing import TYPE_CHECKING, Any, ClassVar, Protocol, TypeVar, runtime_chec
 import sympy
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from planner.errors import ConfigError
+from plugins.errors import ConfigError
 
 if TYPE_CHECKING:
     import numpy as np
 
-    from planner.units import Unit
+    from plugins.units import Unit
 
 
 class PluginConfig(BaseModel):

@@ -25,7 +25,7 @@ class HttpBackend(ExecutorBackend):
 
     def connect(self, settings: Mapping[str, Any]) -> Any:
         from planner.dispatch.client import ExecutorClient, read_token
-        from planner.errors import ConfigError
+        from plugins.errors import ConfigError
 
         url, token_file = settings.get("url"), settings.get("token_file")
         if not url or not token_file:

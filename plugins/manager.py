@@ -3,8 +3,8 @@
 ``make_plugin_manager()`` registers the built-in modules listed in :data:`BUILTINS`, then
 every entry point of the ``annealplan`` group (optionally narrowed by
 ``ANNEALPLAN_LOAD_PLUGINS``). ``collect()`` calls the hooks and returns the frozen
-:class:`planner.registry.Registry`. A plugin that fails to import or to register becomes a
-:class:`~planner.registry.Problem`, never a crash.
+:class:`plugins.registry.Registry`. A plugin that fails to import or to register becomes a
+:class:`~plugins.registry.Problem`, never a crash.
 """
 
 from __future__ import annotations
@@ -17,9 +17,9 @@ from typing import Any
 
 import pluggy
 
-from planner.errors import PluginError
-from planner.registry import PluginInfo, Problem, Registry
 from plugins import hookspecs
+from plugins.errors import PluginError
+from plugins.registry import PluginInfo, Problem, Registry
 
 ENTRY_POINT_GROUP = "annealplan"
 ENV_LOAD = "ANNEALPLAN_LOAD_PLUGINS"

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Callable, Mapping
 
 from planner.backtest.protocol import Prediction, Target
-from planner.errors import FitError
+from planner.errors import FitError, did_you_mean
 from planner.laws.fit import DEFAULT_LEVEL, predict_interval
 from planner.laws.joint import GroupData, fit_independent, fit_joint
 
@@ -107,6 +106,6 @@ def get_method(name: str) -> Callable[[Target], tuple[dict[str, Prediction], str
     """A method by name; FitError with "did you mean" on unknown names."""
     if name in METHODS:
         return METHODS[name]
-    close = difflib.get_close_matches(name, list(METHODS), n=1)
-    hint = f" Did you mean {close[0]!r}?" if close else ""
-    raise FitError(f"Unknown backtest method {name!r}.{hint} Known: {', '.join(METHODS)}.")
+    raise FitError(
+        f"unknown backtest method {name!r}{did_you_mean(name, METHODS)} (known: {', '.join(METHODS)})"
+    )

@@ -8,7 +8,6 @@ with ``x = compute / fit.x_ref`` and ``fit.params`` gives the metric value itsel
 
 from __future__ import annotations
 
-import difflib
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -18,7 +17,7 @@ from typing import Any
 import numpy as np
 import sympy
 
-from planner.errors import FitError
+from planner.errors import FitError, did_you_mean
 from plugins.contract import LawFamily
 
 x = sympy.Symbol("x", positive=True)
@@ -177,9 +176,9 @@ def get_family(name: str, extra: Mapping[str, LawFamily] | None = None) -> LawFa
     families = {**builtin_families(), **(extra or {})}
     if name in families:
         return families[name]
-    close = difflib.get_close_matches(name, list(families), n=1)
-    hint = f" Did you mean {close[0]!r}?" if close else ""
-    raise FitError(f"Unknown law family {name!r}.{hint} Known: {', '.join(sorted(families))}.")
+    raise FitError(
+        f"unknown law family {name!r}{did_you_mean(name, families)} (known: {', '.join(sorted(families))})"
+    )
 
 
 def law_function(family: LawFamily) -> tuple[sympy.Expr, sympy.Symbol, tuple[sympy.Symbol, ...]]:

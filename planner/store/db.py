@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import base64
 import dataclasses
-import difflib
 import json
 import math
 import threading
@@ -33,7 +32,7 @@ from planner.domain import (
     Source,
     SourceAllocation,
 )
-from planner.errors import StoreError
+from planner.errors import StoreError, did_you_mean
 from planner.store.migrations import all_migrations
 from planner.store.runs_table import RunsTable
 from planner.units import Unit
@@ -712,9 +711,9 @@ def plan_from_json(d: Mapping[str, Any]) -> Plan:
 
 def _suggest(name: str, names: Sequence[str], otherwise: str) -> str:
     """'; did you mean X?' for a near miss, else the known names, else what to do."""
-    hint = difflib.get_close_matches(name, names, n=1)
+    hint = did_you_mean(name, names)
     if hint:
-        return f"; did you mean {hint[0]!r}?"
+        return hint
     if names:
         return f"; known: {', '.join(names)}"
     return f"; {otherwise}"

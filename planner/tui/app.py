@@ -23,8 +23,8 @@ from planner.tui.widgets.error_modal import ErrorModal
 
 if TYPE_CHECKING:
     from planner.config import Settings
-    from planner.registry import Registry
     from planner.store import Store
+    from plugins.registry import Registry
 
 #: (mode name, key, label) in the order the navigation bar shows them
 SCREENS: tuple[tuple[str, str, str], ...] = (

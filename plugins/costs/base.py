@@ -8,8 +8,8 @@ from typing import Any, ClassVar
 import sympy
 from pydantic import BaseModel, ConfigDict, Field
 
-from planner.units import Rates, Unit, convert
 from plugins.contract import CostModel, validate_model
+from plugins.units import Rates, Unit, convert
 
 COST_UNITS = (Unit.FLOPS, Unit.GPU_HOURS, Unit.USD)
 

@@ -15,10 +15,10 @@ import numpy as np
 import sympy
 from pydantic import Field
 
-from planner.errors import ConfigError
-from planner.units import Unit, convert
 from plugins.costs.base import COST_UNITS, ParamCostModel, RateParams
+from plugins.errors import ConfigError
 from plugins.hookspecs import hookimpl
+from plugins.units import Unit, convert
 
 
 class FilteringParams(RateParams):

@@ -16,9 +16,9 @@ import numpy as np
 import sympy
 from pydantic import Field
 
-from planner.units import Unit
 from plugins.costs.base import COST_UNITS, ParamCostModel, RateParams, flops_factor
 from plugins.hookspecs import hookimpl
+from plugins.units import Unit
 
 
 class GenerationParams(RateParams):
@@ -44,7 +44,7 @@ class GenerationCost(ParamCostModel):
 
     def __init__(self, params: GenerationParams) -> None:
         if params.unit not in COST_UNITS:
-            from planner.errors import ConfigError
+            from plugins.errors import ConfigError
 
             raise ConfigError("cost model 'generation': unit must be flops, gpu_hours or usd")
         super().__init__(params)

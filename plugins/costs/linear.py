@@ -9,9 +9,9 @@ import numpy as np
 import sympy
 from pydantic import Field
 
-from planner.units import Unit
 from plugins.costs.base import CostParams, ParamCostModel
 from plugins.hookspecs import hookimpl
+from plugins.units import Unit
 
 
 class LinearParams(CostParams):

@@ -25,13 +25,13 @@ from typing import Any
 import numpy as np
 from pydantic import Field, field_validator, model_validator
 
-from planner.errors import PluginError
-from planner.units import Rates, Unit, convert
 from plugins.contract import CostChoice, CurationCost, Materialized, PluginConfig, Tokenizer
+from plugins.errors import PluginError
 from plugins.hookspecs import hookimpl
 from plugins.sources.documents import StrList, TextSplit, expand, read_documents, seeded_order
 from plugins.sources.files import FilesKind, PoolConfig, estimate_tokens
 from plugins.sources.packing import count_tokens, encode, pack_documents, write_shards
+from plugins.units import Rates, Unit, convert
 
 # A hashed n-gram logistic regression does a few dozen multiply-adds per token; this rough
 # figure keeps its cost model nonzero. Set scan_flops_per_token to a measured value if known.

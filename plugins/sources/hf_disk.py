@@ -16,7 +16,7 @@ from typing import Any
 
 from pydantic import Field
 
-from planner.errors import PluginError
+from plugins.errors import PluginError
 from plugins.hookspecs import hookimpl
 from plugins.sources.documents import StrList, expand
 from plugins.sources.files import FilesKind, PoolConfig

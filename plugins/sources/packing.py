@@ -24,8 +24,8 @@ from typing import Any
 
 import numpy as np
 
-from planner.errors import PluginError
 from plugins.contract import CurationCost, Materialized, Tokenizer
+from plugins.errors import PluginError
 
 MANIFEST = "manifest.json"
 FORMAT = "annealplan-tokens/1"

@@ -26,8 +26,6 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import Field, field_validator
 
-from planner.errors import PluginError
-from planner.units import Rates, Unit, convert
 from plugins.contract import (
     CostChoice,
     CurationCost,
@@ -36,9 +34,11 @@ from plugins.contract import (
     SourceKind,
     Tokenizer,
 )
+from plugins.errors import PluginError
 from plugins.hookspecs import hookimpl
 from plugins.sources.documents import StrList, TextSplit, read_documents
 from plugins.sources.packing import pack_documents, write_shards
+from plugins.units import Rates, Unit, convert
 
 DEFAULT_STYLES = ("like an encyclopedia", "as questions and answers")
 DEFAULT_TEMPLATE = "Rewrite the following text {style}.\n\nText: {document}\n\nRewritten text:"

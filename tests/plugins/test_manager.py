@@ -11,11 +11,11 @@ import pytest
 import sympy
 
 from planner.errors import ConfigError, PluginError
-from planner.registry import Registry
 from plugins import hookspecs, manager
 from plugins.contract import CurationCost, ExecutorBackend, LawFamily, PluginConfig, SourceKind
 from plugins.hookspecs import hookimpl
 from plugins.manager import BUILTINS, collect, make_plugin_manager
+from plugins.registry import Registry
 
 
 class _NoopKind(SourceKind):

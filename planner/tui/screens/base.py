@@ -14,9 +14,9 @@ from textual.worker import Worker, WorkerState
 from planner.tui.widgets.navbar import NavBar
 
 if TYPE_CHECKING:
-    from planner.registry import Registry
     from planner.store import Store
     from planner.tui.app import AnnealplanApp
+    from plugins.registry import Registry
 
 
 def forward_worker_error(node: Any, event: Worker.StateChanged) -> None:

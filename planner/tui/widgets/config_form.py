@@ -27,7 +27,8 @@ from textual.app import ComposeResult
 from textual.containers import Vertical, VerticalScroll
 from textual.widgets import Input, Label, Select, Static, Switch
 
-from planner.units import UnitError, parse_quantity
+from planner.errors import UnitError
+from planner.units import parse_quantity
 
 
 @cache

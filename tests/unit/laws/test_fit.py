@@ -102,7 +102,7 @@ def test_degenerate_fits_are_data(x, y, why):
         ("power", [], [], "No points"),
         ("power", X, np.r_[np.nan, np.ones(7)], "finite"),
         ("power", -X, np.ones(8), "positive"),
-        ("powr", X, np.ones(8), "Did you mean 'power'"),
+        ("powr", X, np.ones(8), "did you mean 'power'"),
         ("power", ["a"] * 8, np.ones(8), "numbers"),
         ("chinchilla", X, np.ones(8), "input rows"),
     ],

@@ -108,7 +108,7 @@ def test_independent_fits_and_grouping():
 def test_bad_candidates():
     with pytest.raises(FitError, match="no parameter"):
         parse_candidate("power[beta]")
-    with pytest.raises(FitError, match="Unknown law family"):
+    with pytest.raises(FitError, match="unknown law family"):
         parse_candidate("powerlaw")
     with pytest.raises(FitError, match="No runs"):
         fit_joint(GroupData("s", "m", True, {}))

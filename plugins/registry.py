@@ -1,22 +1,20 @@
 """The plugin registry: what the installed plugins provide, frozen after collection.
 
 ``plugins.manager.collect`` builds it by calling every plugin's hooks; the core only reads
-it. Lookups of unknown names raise :class:`~planner.errors.PluginError` with "did you mean"
+it. Lookups of unknown names raise :class:`~plugins.errors.PluginError` with "did you mean"
 suggestions.
 """
 
 from __future__ import annotations
 
-import difflib
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
-from planner.errors import ConfigError, PluginError
+from plugins.errors import ConfigError, PluginError, did_you_mean
 
 if TYPE_CHECKING:
-    from planner.domain import CostSpec, Source
     from plugins.contract import CostModel, ExecutorBackend, LawFamily, SourceKind
 
 
@@ -56,14 +54,6 @@ class PluginInfo:
     hooks: tuple[str, ...]
     builtin: bool = False
     provides: tuple[str, ...] = ()
-
-
-def suggest(name: str, known: Iterable[str]) -> str:
-    """A ``"; did you mean 'x'?"`` suffix (empty when nothing is close)."""
-    close = difflib.get_close_matches(name, list(known), n=3, cutoff=0.5)
-    if not close:
-        return ""
-    return "; did you mean " + " or ".join(repr(c) for c in close) + "?"
 
 
 def _frozen(mapping: Mapping[str, Any]) -> Mapping[str, Any]:
@@ -144,8 +134,13 @@ class Registry:
         except TypeError as e:
             raise ConfigError(f"invalid parameters for cost model {model!r}: {e}") from e
 
-    def cost_model_for(self, spec: CostSpec | Source | None) -> CostModel | None:
-        """The cost model of a stored source or cost spec (None: curation is free)."""
+    def cost_model_for(self, spec: Any) -> CostModel | None:
+        """The cost model of a stored source or cost spec (None: curation is free).
+
+        Args:
+            spec: a ``planner.domain.Source`` or ``CostSpec`` (anything with ``cost`` or with
+                ``model`` and ``params``), or None.
+        """
         if spec is None:
             return None
         cost = getattr(spec, "cost", spec)
@@ -160,6 +155,6 @@ class Registry:
         except KeyError:
             known = ", ".join(sorted(table)) or "none"
             raise PluginError(
-                f"unknown {what} {name!r}{suggest(name, table)} (known: {known}); "
+                f"unknown {what} {name!r}{did_you_mean(name, table)} (known: {known}); "
                 "`annealplan plugins` lists what is installed"
             ) from None

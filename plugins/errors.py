@@ -1,0 +1,71 @@
+"""Errors that annealplan shows to people.
+
+Every message says what happened and what to do next. Expected failures of a
+computation (a fit that does not converge, an infeasible budget) are data, not
+exceptions; these classes are for bad input and broken environments.
+
+They live in the plugin contract, the bottom layer, so that plugins and executors raise
+them without importing the planner; :mod:`planner.errors` re-exports them.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterable
+
+
+class AnnealplanError(Exception):
+    """Base class: ``msg`` is shown verbatim; ``title`` heads a modal or log line."""
+
+    default_title = "annealplan error"
+
+    def __init__(self, msg: str, *, title: str = "") -> None:
+        super().__init__(msg)
+        self.msg = msg
+        self.title = title or self.default_title
+
+    def __str__(self) -> str:
+        return self.msg
+
+
+class ConfigError(AnnealplanError):
+    default_title = "Configuration problem"
+
+
+class UnitError(ConfigError):
+    default_title = "Cannot read that quantity"
+
+
+class PluginError(AnnealplanError):
+    default_title = "Plugin problem"
+
+
+class StoreError(AnnealplanError):
+    default_title = "Store problem"
+
+
+class ImportDataError(StoreError):
+    default_title = "Cannot import that file"
+
+
+class FitError(AnnealplanError):
+    default_title = "Fitting problem"
+
+
+class SolveError(AnnealplanError):
+    default_title = "Allocation problem"
+
+
+class ExecutorError(AnnealplanError):
+    default_title = "Executor problem"
+
+
+def did_you_mean(name: str, known: Iterable[str]) -> str:
+    """A ``"; did you mean 'x'?"`` suffix for an unknown ``name`` (empty when nothing is close).
+
+    The one spelling of the hint, for every "unknown X" message of the project.
+    """
+    close = difflib.get_close_matches(name, list(known), n=3, cutoff=0.5)
+    if not close:
+        return ""
+    return "; did you mean " + " or ".join(repr(c) for c in close) + "?"
