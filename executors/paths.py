@@ -15,6 +15,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from executors.kinds import load_source_kinds
 from executors.protocol import AnnealJobSpec, check_relative_path
 
 # Keys of a source's config whose string values are paths (checked like any job path).
@@ -60,11 +61,7 @@ def resolve_under(
     if cut >= 0:
         literal = rel[:cut].rsplit("/", 1)[0] if "/" in rel[:cut] else "."
     target = (root / literal).resolve(strict=False)
-    if target != root and root not in target.parents:
-        raise PathRefused(field, "resolves outside the executor's root (symlink?)")
-    for folder in deny:
-        if target == folder or folder in target.parents or target in folder.parents:
-            raise PathRefused(field, "names the executor's own state folder")
+    _inside(root, target, field, deny)
     if cut >= 0:
         # The literal prefix stays inside, but a wildcard can still match a symlink that
         # leads out (``*/etc/passwd`` through ``root/link -> /``): check every match.
@@ -76,6 +73,7 @@ def resolve_under(
 
 
 def _inside(root: Path, target: Path, field: str, deny: Sequence[Path]) -> None:
+    """Refuse ``target`` (resolved) outside ``root`` or in one of the ``deny`` folders."""
     if target != root and root not in target.parents:
         raise PathRefused(field, "resolves outside the executor's root (symlink?)")
     for folder in deny:
@@ -103,11 +101,9 @@ def declared_path_fields(plugins: tuple[str, ...] = ()) -> dict[str, frozenset[s
     Names such as ``pool`` or ``generator`` are paths only because their kind says so; the
     key-name pattern alone would let them name any file on the machine.
     """
-    from executors.worker import load_source_kinds  # the worker imports this module
-
     return {
-        name: frozenset(getattr(getattr(kind, "Config", None), "path_fields", ()) or ())
-        for name, kind in load_source_kinds(plugins).items()
+        name: frozenset(kind.Config.path_fields)
+        for name, kind in load_source_kinds(plugins).kinds.items()
     }
 
 

@@ -1,0 +1,170 @@
+"""The source kinds an executor can materialise: built-ins, entry points, extra modules.
+
+An executor needs one thing from the plugins: their data-source kinds, through the
+``register_source_kinds`` hook of :mod:`plugins.hookspecs`. It calls no other hook, so it
+never runs a plugin's planner-side code (cost models, law families, executor backends), and
+it does not use :mod:`plugins.manager`, whose built-ins include the planner's executor
+backends. Plugins are found as the planner finds them: the built-in kinds, then the
+``annealplan`` entry-point group (narrowed by ``ANNEALPLAN_LOAD_PLUGINS``), then the
+modules or ``.py`` files the daemon was told to load (``--plugin``).
+
+A third-party plugin that cannot be imported, whose hooks do not match the specs, or whose
+hook raises is left out and reported as a :class:`~plugins.registry.Problem`; a broken
+built-in or ``--plugin`` module raises (that is the operator's or our own mistake).
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.metadata
+import importlib.util
+import os
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType, ModuleType
+from typing import TYPE_CHECKING, Any
+
+import pluggy
+
+from plugins import hookspecs
+from plugins.errors import PluginError
+from plugins.registry import Problem
+
+if TYPE_CHECKING:
+    from plugins.contract import SourceKind
+
+#: the built-in modules that register source kinds
+BUILTIN_KIND_MODULES: tuple[str, ...] = (
+    "plugins.sources.files",
+    "plugins.sources.hf_disk",
+    "plugins.sources.synthetic",
+    "plugins.sources.filtered",
+    "plugins.sources.licensed",
+)
+ENTRY_POINT_GROUP = "annealplan"
+ENV_LOAD = "ANNEALPLAN_LOAD_PLUGINS"
+_HOOK = "register_source_kinds"
+
+
+@dataclass(frozen=True, slots=True)
+class SourceKinds:
+    """What the installed plugins provide to an executor.
+
+    Attributes:
+        kinds: kind name → :class:`~plugins.contract.SourceKind`.
+        owners: kind name → the plugin that registered it.
+        problems: plugins left out (failed to import, to match the hooks, or to register).
+    """
+
+    kinds: Mapping[str, SourceKind] = field(default_factory=dict)
+    owners: Mapping[str, str] = field(default_factory=dict)
+    problems: tuple[Problem, ...] = ()
+
+
+def load_source_kinds(extra: Iterable[str] = (), *, entry_points: bool = True) -> SourceKinds:
+    """Collect the source kinds of the built-ins, the entry points and ``extra`` modules.
+
+    Args:
+        extra: dotted module names or ``.py`` files to load as plugins too.
+        entry_points: also load the ``annealplan`` entry-point group.
+
+    Returns:
+        The kinds, who registered each, and the plugins that were left out.
+
+    Raises:
+        PluginError: two plugins register the same kind (both named).
+        ImportError: an ``extra`` module cannot be loaded.
+    """
+    pm = pluggy.PluginManager(hookspecs.PROJECT)
+    pm.add_hookspecs(hookspecs)
+    for name in BUILTIN_KIND_MODULES:
+        pm.register(importlib.import_module(name), name=name)
+    pm.check_pending()
+    problems = _load_entry_points(pm) if entry_points else []
+    for i, name in enumerate(extra):
+        pm.register(_import_plugin(name, i), name=f"executor-extra-{i}:{name}")
+    pm.check_pending()
+    kinds: dict[str, SourceKind] = {}
+    owners: dict[str, str] = {}
+    # Registration order: built-ins first, so a duplicate is blamed on the later plugin.
+    for impl in getattr(pm.hook, _HOOK).get_hookimpls():
+        staged: list[SourceKind] = []
+        args = {"register": _stager(staged), "settings": {}}
+        try:
+            impl.function(**{a: args[a] for a in impl.argnames})
+        except Exception as e:  # a third party raising is reported, not fatal
+            problems.append(Problem(impl.plugin_name, f"{type(e).__name__}: {e}", hook=_HOOK))
+            continue
+        for kind in staged:
+            if kind.name in owners:
+                raise PluginError(
+                    f"source kind {kind.name!r} is registered by both {owners[kind.name]!r} "
+                    f"and {impl.plugin_name!r}; uninstall one or narrow loading with {ENV_LOAD}"
+                )
+            owners[kind.name] = impl.plugin_name
+            kinds[kind.name] = kind
+    return SourceKinds(MappingProxyType(kinds), MappingProxyType(owners), tuple(problems))
+
+
+def _stager(staged: list[SourceKind]) -> Any:
+    """The ``register`` callback of one hook call: checks what it is given, stages it."""
+    from plugins.contract import SourceKind
+
+    def register(*args: Any) -> None:
+        if len(args) != 1:
+            raise PluginError("register for source_kind: call register(obj) with one object")
+        kind = args[0]
+        name = getattr(kind, "name", None)
+        if not isinstance(name, str) or not name:
+            raise PluginError("a registered source kind has no name")
+        if not isinstance(kind, SourceKind):
+            raise PluginError(f"source kind {name!r} is not a plugins.contract.SourceKind")
+        staged.append(kind)
+
+    return register
+
+
+def _load_entry_points(pm: pluggy.PluginManager) -> list[Problem]:
+    only: set[str] | None = None
+    if (env := os.environ.get(ENV_LOAD)) is not None:
+        only = {p.strip() for p in env.split(",") if p.strip()}
+    problems: list[Problem] = []
+    found: set[str] = set()
+    for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
+        if only is not None and ep.name not in only:
+            continue
+        found.add(ep.name)
+        if pm.get_plugin(ep.name) is not None or pm.is_blocked(ep.name):
+            continue
+        try:
+            plugin = ep.load()
+        except Exception as e:  # any import-time failure of a third party is a Problem
+            problems.append(
+                Problem(ep.name, f"cannot import {ep.value!r}: {type(e).__name__}: {e}")
+            )
+            continue
+        try:
+            pm.register(plugin, name=ep.name)
+            pm.check_pending()  # this plugin alone, so a misspelt hook is pinned on it
+        except Exception as e:
+            if pm.is_registered(plugin):
+                pm.unregister(plugin)
+            problems.append(
+                Problem(ep.name, f"does not match the annealplan hooks: {e}; check its hook names")
+            )
+    for missing in sorted((only or set()) - found):
+        problems.append(
+            Problem(missing, f"{ENV_LOAD} names {missing!r} but no installed package provides it")
+        )
+    return problems
+
+
+def _import_plugin(name: str, index: int) -> ModuleType:
+    if name.endswith(".py"):
+        spec = importlib.util.spec_from_file_location(f"_annealplan_extra_{index}", name)
+        if spec is None or spec.loader is None:
+            raise ImportError(f"cannot load plugin file {name}")
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        return module
+    return importlib.import_module(name)
