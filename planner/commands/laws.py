@@ -104,7 +104,7 @@ def fit(obj, study, metric, family, method, n_boot, jobs, as_json) -> None:
 @click.pass_obj
 def predict(obj, source, compute, metric, study, as_json) -> None:
     """Predict a metric for a source at a compute, with a 90% prediction interval."""
-    from planner.laws.fit import DEFAULT_LEVEL, predict_interval
+    from planner.laws.predict import DEFAULT_LEVEL, predict_interval
 
     if not compute > 0:
         raise FitError(f"--compute must be positive, got {compute}.")

@@ -19,16 +19,15 @@ import numpy as np
 
 from planner.domain import LawFit, Observation, is_perplexity
 from planner.errors import FitError
-from planner.laws.families import get_family
-from planner.laws.fit import (
+from planner.laws.families import compiled, get_family
+from planner.laws.fit import check_xy, to_lawfits
+from planner.laws.lm import (
     DEFAULT_BOOTSTRAP,
-    Problem,
-    Solution,
+    LawProblem,
+    LawSolution,
     bootstrap,
-    check_xy,
     make_problem,
-    solve,
-    to_lawfits,
+    solve_law,
 )
 
 
@@ -174,7 +173,7 @@ def build_problem(
     *,
     lower_is_better: bool | None,
     x_ref: float | None = None,
-) -> Problem:
+) -> LawProblem:
     """The joint least-squares problem of a candidate over the sources in ``data``."""
     fam = get_family(candidate.family)
     names = fam.param_names
@@ -251,7 +250,7 @@ def leave_last_out(
     if not _feasible(candidate, train):
         return empty
     problem = build_problem(candidate, train, lower_is_better=lower_is_better)
-    sol = solve(problem, loss=loss)
+    sol = solve_law(problem, loss=loss)
     if not sol.success:
         return empty
     errs, dists, noise = [], [], []
@@ -263,24 +262,7 @@ def leave_last_out(
     return np.array(errs), np.array(dists), float(math.sqrt(np.mean(noise)))
 
 
-def leave_last_out_error(
-    candidate: Candidate,
-    data: Mapping[str, tuple[np.ndarray, np.ndarray]],
-    *,
-    lower_is_better: bool | None,
-    loss: str = "soft_l1",
-) -> float:
-    """Mean |leave-last-out error| divided by the metric's spread (``inf`` if unfittable)."""
-    errs, _, _ = leave_last_out(candidate, data, lower_is_better=lower_is_better, loss=loss)
-    if errs.size == 0 or not np.all(np.isfinite(errs)):
-        return math.inf
-    spread = float(np.std(np.concatenate([y for _, y in data.values()]))) or 1.0
-    return float(np.mean(np.abs(errs))) / spread
-
-
-def _value_at(problem: Problem, theta_s: np.ndarray, compute: float) -> float:
-    from planner.laws.families import compiled
-
+def _value_at(problem: LawProblem, theta_s: np.ndarray, compute: float) -> float:
     fam = problem.family
     P = [np.float64(v) for v in theta_s]
     return float(compiled(fam).value([np.float64(compute / problem.x_ref)], P))
@@ -292,8 +274,8 @@ class JointResult:
 
     candidate: Candidate
     fits: tuple[LawFit, ...]
-    problem: Problem | None
-    solution: Solution | None
+    problem: LawProblem | None
+    solution: LawSolution | None
     scores: Mapping[str, float]
 
 
@@ -315,7 +297,7 @@ def fit_joint(
     With ``average`` (default) every candidate the held-out errors support is fitted and
     predictions average them by :func:`llo_weights`; each LawFit is the dominant member's
     law (what the allocator and the store use) and lists all members in
-    ``extra["members"]``, which :func:`planner.laws.fit.predict` and its siblings honour.
+    ``extra["members"]``, which :func:`planner.laws.predict.predict` and its siblings honour.
     Without it the single candidate with the least error is used.
 
     Args:
@@ -373,7 +355,7 @@ def fit_joint(
     solved = []
     for i, c in enumerate(members):
         problem = build_problem(c, group.data, lower_is_better=group.lower_is_better)
-        sol = solve(problem, loss=loss)
+        sol = solve_law(problem, loss=loss)
         if not sol.success and (solved or i + 1 < len(members)):
             continue  # a member that cannot be fitted drops out of the average
         boot = sd = None
@@ -387,7 +369,7 @@ def fit_joint(
         }
         if errs.size and np.all(np.isfinite(errs)):
             # the held-out extrapolation errors measure what the bootstrap cannot: how wrong
-            # the law's shape is one step beyond the data (see fit.predict_interval)
+            # the law's shape is one step beyond the data (see predict.predict_interval)
             extra["llo_rmse"] = float(np.sqrt(np.mean(errs**2)))
             extra["llo_n"] = int(errs.size)
             extra["llo_log_dist"] = float(np.mean(dists))

@@ -57,7 +57,7 @@ def metric_data(store: Any, study: str, metric: str) -> MetricData:
     """
     from planner.allocate.problem import is_control
     from planner.laws.crossover import crossover
-    from planner.laws.fit import DEFAULT_LEVEL, predict_interval
+    from planner.laws.predict import DEFAULT_LEVEL, predict_interval
     from planner.laws.session import draw_grid
 
     observations = tuple(store.observations(study=study, metric=metric))

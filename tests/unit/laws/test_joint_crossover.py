@@ -9,7 +9,7 @@ from planner.domain import Observation
 from planner.errors import FitError
 from planner.laws.crossover import crossover
 from planner.laws.families import compiled
-from planner.laws.fit import fit_law, predict
+from planner.laws.fit import fit_law
 from planner.laws.joint import (
     GroupData,
     build_problem,
@@ -18,6 +18,7 @@ from planner.laws.joint import (
     group_observations,
     parse_candidate,
 )
+from planner.laws.predict import predict
 
 X = np.logspace(18, 20, 5)
 
@@ -156,8 +157,8 @@ def test_constant_family_meets_the_allocator_contract():
 
 
 def test_flat_noisy_series_weigh_the_constant_and_averaging_is_consistent():
-    from planner.laws.fit import predict_boot, predict_interval
     from planner.laws.joint import llo_weights
+    from planner.laws.predict import predict_boot, predict_interval
 
     rng = np.random.default_rng(12)
     x = np.logspace(18, 19, 4)
