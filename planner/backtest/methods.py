@@ -27,7 +27,7 @@ def _from_fits(fits, target: Target) -> tuple[dict[str, Prediction], str]:
             continue
         point, low, high = predict_interval(f, [x_target], DEFAULT_LEVEL)
         out[f.source] = Prediction(float(point[0]), float(low[0]), float(high[0]))
-        laws.add(str(f.extra.get("candidate", f.family)))
+        laws.add(f.law)
     return out, ",".join(sorted(laws))
 
 

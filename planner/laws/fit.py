@@ -9,12 +9,12 @@ intervals in :mod:`planner.laws.predict`.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import replace
 
 import numpy as np
 
-from planner.domain import LawFit
+from planner.domain import LawFit, LeaveLastOut
 from planner.errors import FitError
 from planner.laws.families import get_family, start_vectors, variables
 from planner.laws.lm import LawProblem, LawSolution, batched_lm, bootstrap, make_problem, solve_law
@@ -179,10 +179,15 @@ def to_lawfits(
     method: str,
     boot: np.ndarray | None = None,
     boot_sd: np.ndarray | None = None,
-    extra: dict | None = None,
-    inputs: np.ndarray | None = None,
+    candidate: str = "",
+    llo_scores: Mapping[str, float] | None = None,
+    llo: LeaveLastOut | None = None,
 ) -> list[LawFit]:
-    """Split a solved problem into one LawFit per source (shared params repeated)."""
+    """Split a solved problem into one LawFit per source (shared params repeated).
+
+    ``candidate``, ``llo_scores`` and ``llo`` say how the law was chosen (see
+    :class:`LawFit`); they are the same for every source.
+    """
     names = problem.family.param_names
     out = []
     for s, source in enumerate(problem.sources):
@@ -192,15 +197,6 @@ def to_lawfits(
         cov = sol.covariance[np.ix_(cols, cols)] if sol.covariance is not None else None
         b = boot[:, cols] if boot is not None and boot.size else None
         xmax = float(np.max(problem.X[0, m]) * problem.x_ref) if m.any() else math.nan
-        info = {
-            "noise_sd": sol.noise_sd,
-            "dof": sol.dof,
-            "f_scale": sol.f_scale,
-            "x_refs": list(problem.x_refs),
-        }
-        if boot_sd is not None and boot_sd.size:
-            info["noise_sd_boot"] = boot_sd
-        info.update(extra or {})
         out.append(
             LawFit(
                 study=study,
@@ -219,7 +215,14 @@ def to_lawfits(
                 n_points=int(m.sum()),
                 x_max=xmax,
                 lower_is_better=bool(problem.lower_is_better),
-                extra=info,
+                x_refs=tuple(problem.x_refs),
+                noise_sd=sol.noise_sd,
+                dof=sol.dof,
+                f_scale=sol.f_scale,
+                noise_sd_boot=boot_sd if boot_sd is not None and boot_sd.size else None,
+                candidate=candidate,
+                llo_scores=dict(llo_scores or {}),
+                llo=llo,
             )
         )
     return out

@@ -1,8 +1,8 @@
 """Predictions of fitted laws: point values, bootstrap curves and prediction intervals.
 
-A fit that averages several laws is one predictor: its value is the weighted mean of its
-members' values, its bootstrap draws average the members' draws, and its interval carries
-the shape error of its own held-out predictions.
+A fit that averages several laws (:attr:`planner.domain.LawFit.average`) is one predictor:
+its value is the weighted mean of its members' values, its bootstrap draws average the
+members' draws, and its interval carries the shape error of its own held-out predictions.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ DEFAULT_LEVEL = 0.90
 def _inputs_for(fit: LawFit, compute: object) -> list[np.ndarray]:
     fam = get_family(fit.family)
     arr = np.asarray(compute, dtype=float)
-    refs = list(fit.extra.get("x_refs") or [fit.x_ref])
+    refs = list(fit.x_refs or [fit.x_ref])
     if len(variables(fam)) > 1:
         arr = np.atleast_2d(arr)
         return [arr[i] / refs[i] for i in range(arr.shape[0])]
@@ -32,34 +32,30 @@ def _inputs_for(fit: LawFit, compute: object) -> list[np.ndarray]:
 
 def _members(fit: LawFit) -> list[tuple[float, LawFit]]:
     """The averaged laws behind a fit as (weight, fit) pairs; the fit itself when single."""
-    listed = fit.extra.get("members") if fit.extra else None
-    if not listed:
+    if fit.average is None or not fit.average.members:
         return [(1.0, fit)]
-    own = ("members", "llo_rmse", "llo_n", "llo_noise_rmse")
-    base = {k: v for k, v in fit.extra.items() if k not in own}
     out = []
-    for m in listed:
-        boot = m.get("boot")
-        keys = ("llo_rmse", "llo_n", "llo_log_dist", "llo_noise_rmse")
-        extra = {**base, **{k: m[k] for k in keys if k in m}}
-        extra["candidate"] = m.get("candidate", m["family"])
-        if m.get("noise_sd_boot") is not None:
-            extra["noise_sd_boot"] = m["noise_sd_boot"]
+    for m in fit.average.members:
         member = replace(
             fit,
-            family=m["family"],
-            params=dict(m["params"]),
-            boot=None if boot is None else np.asarray(boot, dtype=float),
-            extra=extra,
+            family=m.family,
+            params=dict(m.params),
+            boot=None if m.boot is None else np.asarray(m.boot, dtype=float),
+            candidate=m.candidate,
+            llo=m.llo,
+            # a member without noise draws (too few points for a bootstrap) takes the
+            # dominant law's, which the fit carries
+            noise_sd_boot=fit.noise_sd_boot if m.noise_sd_boot is None else m.noise_sd_boot,
+            average=None,
         )
-        out.append((float(m["weight"]), member))
+        out.append((float(m.weight), member))
     return out
 
 
 def predict(fit: LawFit, compute: object) -> np.ndarray:
     """The fitted law's value at ``compute`` (same unit as the fitted compute).
 
-    A fit that averages several laws (``extra["members"]``) gives their weighted mean.
+    A fit that averages several laws (``fit.average``) gives their weighted mean.
 
     Raises:
         FitError: the fit failed (nothing to predict with).
@@ -109,8 +105,7 @@ def _noise_draws(fit: LawFit, n: int) -> np.ndarray:
     """Per-sample observation noise scale (members' scales averaged by weight)."""
     total = np.zeros(n)
     for w, f in _members(fit):
-        sd = f.extra.get("noise_sd_boot")
-        sd = np.zeros(n) if sd is None else np.asarray(sd, dtype=float)
+        sd = np.zeros(n) if f.noise_sd_boot is None else np.asarray(f.noise_sd_boot, dtype=float)
         total += w * (sd[:n] if sd.size >= n else np.full(n, np.mean(sd) if sd.size else 0.0))
     return total
 
@@ -163,26 +158,28 @@ def _shape_error(fit: LawFit, compute: object, shape: tuple[int, int], rng) -> n
 
     Bootstrap samples only say how the parameters vary if the family were right. Beyond
     the data the family's shape is the larger risk, so the leave-last-out extrapolation
-    errors (one per source, ``llo_rmse`` over ``llo_n`` of them, made at a log-distance
-    ``llo_log_dist``) set a scale that grows linearly with the log-distance beyond the
-    largest fitted compute; its uncertainty from so few errors is carried by drawing the
-    scale from its posterior (σ²·k/χ²_k), which widens the tails like a Student t.
+    errors (one per source, ``fit.llo.rmse`` over ``fit.llo.n`` of them, made at a
+    log-distance ``fit.llo.log_dist``) set a scale that grows linearly with the
+    log-distance beyond the largest fitted compute; its uncertainty from so few errors is
+    carried by drawing the scale from its posterior (σ²·k/χ²_k), which widens the tails
+    like a Student t.
 
     A held-out error also holds the held-out value's observation noise
-    (``llo_noise_rmse``), which the interval already adds in its own draws and which does
-    not grow with distance; only the excess over it is taken as shape error. Counting the
+    (``fit.llo.noise_rmse``), which the interval already adds in its own draws and which
+    does not grow with distance; only the excess over it is taken as shape error. Counting the
     noise twice, and scaling it with distance, made 90% intervals cover 94–100% of
     synthetic targets whose law was among the candidates. The reduced fit's parameter
     error stays in the excess on purpose: it grows with distance, and where no candidate
     is the true law (real data) taking it out as well left the intervals too narrow.
     """
-    rmse = fit.extra.get("llo_rmse")
-    noise = fit.extra.get("llo_noise_rmse")
-    if rmse is not None and noise is not None and math.isfinite(noise):
-        rmse = math.sqrt(max(float(rmse) ** 2 - float(noise) ** 2, 0.0))
-    dist0 = fit.extra.get("llo_log_dist")
-    k = int(fit.extra.get("llo_n", 0) or 0)
-    if rmse is None or not dist0 or dist0 <= 0 or k < 1 or not math.isfinite(fit.x_max):
+    llo = fit.llo
+    if llo is None:
+        return np.zeros(shape)
+    rmse = llo.rmse
+    if math.isfinite(llo.noise_rmse):
+        rmse = math.sqrt(max(float(rmse) ** 2 - float(llo.noise_rmse) ** 2, 0.0))
+    dist0, k = llo.log_dist, llo.n
+    if not dist0 or dist0 <= 0 or k < 1 or not math.isfinite(fit.x_max):
         return np.zeros(shape)
     c = np.atleast_1d(np.asarray(compute, dtype=float))
     if c.ndim > 1:  # multi-variable laws: no notion of a single extrapolation distance

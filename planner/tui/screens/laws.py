@@ -307,7 +307,7 @@ class LawsScreen(PlannerScreen):
         # the control last: the cursor (and the band) start on a real source
         for fit_id, f in sorted(data.fits, key=lambda p: is_control(p[1].source)):
             law, params = describe_fit(f, _fmt)
-            llo = f.extra.get("llo_error", math.nan) if f.extra else math.nan
+            llo = f.llo_error
             ok = "yes" if f.success else f"no: {f.message}"
             table.add_row(
                 f.source, law, f.method, params, str(f.n_points), _fmt(llo), ok, key=fit_id
