@@ -22,7 +22,8 @@ from scipy.optimize import curve_fit
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from planner.laws.families import compiled, get_family
-from planner.laws.fit import batched_lm, fit_many, make_problem
+from planner.laws.fit import fit_many
+from planner.laws.lm import batched_lm, make_problem
 
 
 def power(x, E, A, alpha):

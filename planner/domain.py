@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import TYPE_CHECKING, Any
 
 from planner.units import Unit
@@ -157,6 +158,109 @@ class Observation:
 
 
 @dataclass(frozen=True, slots=True)
+class LeaveLastOut:
+    """How well a law extrapolated its held-out points: each source's largest-compute
+    point, predicted by the law fitted without it.
+
+    Attributes:
+        rmse: root mean square of the held-out errors, in the metric's units.
+        n: how many held-out errors (one per source).
+        log_dist: mean log-distance of the held-out points beyond the largest compute kept.
+        noise_rmse: rms observation noise inside those errors (NaN when unknown).
+    """
+
+    rmse: float
+    n: int
+    log_dist: float
+    noise_rmse: float = math.nan
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "rmse": self.rmse,
+            "n": self.n,
+            "log_dist": self.log_dist,
+            "noise_rmse": self.noise_rmse,
+        }
+
+    @staticmethod
+    def from_json(body: Mapping[str, Any]) -> LeaveLastOut:
+        return LeaveLastOut(
+            float(body["rmse"]),
+            int(body["n"]),
+            float(body["log_dist"]),
+            _float(body.get("noise_rmse")),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class AveragedLaw:
+    """One law of a model average: its weight, parameters and draws.
+
+    Attributes:
+        candidate: the candidate's name (family and shared parameters, ``power[E]``).
+        family: the law family's name.
+        weight: its share of the average (the members' weights sum to 1).
+        params: its fitted parameters.
+        boot: its bootstrap parameter samples, shape (B, len(params)), or None.
+        noise_sd_boot: its observation-noise scale per bootstrap sample, or None.
+        llo: its own leave-last-out errors.
+    """
+
+    candidate: str
+    family: str
+    weight: float
+    params: Mapping[str, float]
+    boot: np.ndarray | None = None
+    noise_sd_boot: np.ndarray | None = None
+    llo: LeaveLastOut | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "candidate": self.candidate,
+            "family": self.family,
+            "weight": self.weight,
+            "params": dict(self.params),
+            "boot": self.boot,
+            "noise_sd_boot": self.noise_sd_boot,
+            "llo": None if self.llo is None else self.llo.to_json(),
+        }
+
+    @staticmethod
+    def from_json(body: Mapping[str, Any]) -> AveragedLaw:
+        if "llo" not in body:  # written before the typed form: the member's own dict
+            body = {**body, "llo": _legacy_llo(body)}
+        return AveragedLaw(
+            candidate=str(body.get("candidate") or body["family"]),
+            family=str(body["family"]),
+            weight=float(body["weight"]),
+            params=dict(body["params"]),
+            boot=_array(body.get("boot")),
+            noise_sd_boot=_array(body.get("noise_sd_boot")),
+            llo=None if body.get("llo") is None else LeaveLastOut.from_json(body["llo"]),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class ModelAverage:
+    """Several laws whose predictions are averaged: one predictor (see
+    ``planner.laws.predict``); the fit that carries it shows its dominant member."""
+
+    members: tuple[AveragedLaw, ...]
+
+    @property
+    def weights(self) -> dict[str, float]:
+        """Candidate name → weight."""
+        return {m.candidate: m.weight for m in self.members}
+
+    def to_json(self) -> dict[str, Any]:
+        return {"members": [m.to_json() for m in self.members]}
+
+    @staticmethod
+    def from_json(body: Mapping[str, Any]) -> ModelAverage:
+        return ModelAverage(tuple(AveragedLaw.from_json(m) for m in body["members"]))
+
+
+@dataclass(frozen=True, slots=True)
 class LawFit:
     """A fitted scaling law of one metric against compute for one source.
 
@@ -168,13 +272,24 @@ class LawFit:
         family: the law family's name (``power``, ``loglinear``, ``logistic``…).
         method: how (``independent``, ``joint``…).
         params: fitted parameters in the family's own parametrisation.
-        x_ref: the compute the family's x is scaled by (x_scaled = compute / x_ref).
+        x_ref: the compute the family's x is scaled by (x_scaled = compute / x_ref);
+            ``x_refs`` one scale per input of a multi-variable law (empty: ``(x_ref,)``).
         covariance: parameter covariance, or None when it cannot be estimated.
         boot: bootstrap parameter samples, shape (B, len(params)), columns in params order.
         loss: final robust loss.
         success, message, nfev: as in scipy.
         n_points: observations used; x_max: largest compute fitted.
         lower_is_better: the metric's direction.
+        noise_sd, dof, f_scale: the residual noise scale, the degrees of freedom it rests
+            on, and the robust loss's scale (in units of the metric's spread).
+        noise_sd_boot: the noise scale drawn for each bootstrap sample, or None.
+        candidate: the candidate law chosen (``power[E,alpha]``: family and shared
+            parameters); empty for a fit of one family (then :attr:`law` is the family).
+        llo_scores: every candidate's leave-last-out score (mean absolute held-out error
+            over the metric's spread; ``inf``: could not be held out).
+        llo: the leave-last-out errors of the predictor (of the average when there is one).
+        average: the laws averaged into this fit's predictions, or None for one law.
+        compute_unit: the unit of the fitted compute, when known.
     """
 
     study: str
@@ -194,7 +309,101 @@ class LawFit:
     n_points: int = 0
     x_max: float = float("nan")
     lower_is_better: bool = False
-    extra: Mapping[str, Any] = field(default_factory=dict)
+    x_refs: tuple[float, ...] = ()
+    noise_sd: float = float("nan")
+    dof: int = 0
+    f_scale: float = float("nan")
+    noise_sd_boot: np.ndarray | None = None
+    candidate: str = ""
+    llo_scores: Mapping[str, float] = field(default_factory=dict)
+    llo: LeaveLastOut | None = None
+    average: ModelAverage | None = None
+    compute_unit: str | None = None
+
+    @property
+    def law(self) -> str:
+        """The law's name as tables show it: the candidate, else the family."""
+        return self.candidate or self.family
+
+    @property
+    def llo_error(self) -> float:
+        """The chosen candidate's leave-last-out score (NaN when none was scored)."""
+        return self.llo_scores.get(self.candidate, math.nan)
+
+    def to_json(self) -> dict[str, Any]:
+        """The fit's fields as JSON values; numpy arrays are left for the writer to encode."""
+        out = {f.name: getattr(self, f.name) for f in fields(self)}
+        out["params"] = dict(self.params)
+        out["x_refs"] = list(self.x_refs)
+        out["llo_scores"] = dict(self.llo_scores)
+        out["llo"] = None if self.llo is None else self.llo.to_json()
+        out["average"] = None if self.average is None else self.average.to_json()
+        return out
+
+    @staticmethod
+    def from_json(body: Mapping[str, Any], **fields_: Any) -> LawFit:
+        """A fit from :meth:`to_json`'s values (arrays as arrays or lists), or from a body
+        written before the typed fields (their values in one ``extra`` mapping); unknown
+        keys are left out. ``fields_`` override the body's values (e.g. ``boot``)."""
+        names = {f.name for f in fields(LawFit)}
+        legacy = body.get("extra")
+        body = {k: v for k, v in body.items() if k in names}
+        if isinstance(legacy, Mapping):
+            body.update(_legacy_fields(legacy))
+        body.update(fields_)
+        for name in ("covariance", "boot", "noise_sd_boot"):
+            body[name] = _array(body.get(name))
+        if body.get("x_refs") is not None:
+            body["x_refs"] = tuple(float(v) for v in body["x_refs"])
+        if isinstance(body.get("llo"), Mapping):
+            body["llo"] = LeaveLastOut.from_json(body["llo"])
+        if isinstance(body.get("average"), Mapping):
+            body["average"] = ModelAverage.from_json(body["average"])
+        return LawFit(**body)
+
+
+def _float(v: Any) -> float:
+    """A stored number; None (not recorded) as NaN."""
+    return math.nan if v is None else float(v)
+
+
+def _array(v: object) -> np.ndarray | None:
+    """A stored array (as an array or as nested lists) as a float array; None stays None."""
+    if v is None:
+        return None
+    import numpy as np
+
+    return np.asarray(v, dtype=float)
+
+
+def _legacy_llo(extra: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The ``llo_*`` keys of a body written before the typed fields, or None."""
+    if extra.get("llo_rmse") is None:
+        return None
+    # a missing distance or count meant "no shape error", as 0 does
+    return {
+        "rmse": extra["llo_rmse"],
+        "n": int(extra.get("llo_n", 0) or 0),
+        "log_dist": extra.get("llo_log_dist") or 0.0,
+        "noise_rmse": extra.get("llo_noise_rmse"),
+    }
+
+
+def _legacy_fields(extra: Mapping[str, Any]) -> dict[str, Any]:
+    """The typed fields of a fit body written with one ``extra`` mapping."""
+    out: dict[str, Any] = {
+        k: extra[k]
+        for k in ("x_refs", "noise_sd", "dof", "f_scale", "noise_sd_boot", "compute_unit")
+        if extra.get(k) is not None
+    }
+    if extra.get("candidate"):
+        out["candidate"] = str(extra["candidate"])
+    if extra.get("llo_scores"):
+        out["llo_scores"] = dict(extra["llo_scores"])
+    out["llo"] = _legacy_llo(extra)
+    if extra.get("members"):
+        out["average"] = {"members": list(extra["members"])}
+    return out
 
 
 @dataclass(frozen=True, slots=True)

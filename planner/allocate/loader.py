@@ -199,12 +199,7 @@ def load_problem(
     compute_units: dict[str, Unit] = {}
     for m in needed:
         fit_unit = next(
-            (
-                f.extra.get("compute_unit")
-                for s in inputs
-                for mm, f in s.fits.items()
-                if mm == m and f.extra
-            ),
+            (f.compute_unit for s in inputs for mm, f in s.fits.items() if mm == m),
             None,
         )
         u = fit_unit or cu

@@ -6,8 +6,8 @@ from collections.abc import Callable, Mapping
 
 from planner.backtest.protocol import Prediction, Target
 from planner.errors import FitError, did_you_mean
-from planner.laws.fit import DEFAULT_LEVEL, predict_interval
 from planner.laws.joint import GroupData, fit_independent, fit_joint
+from planner.laws.predict import DEFAULT_LEVEL, predict_interval
 
 # Replicates per group in the backtest; enough for stable 5%/95% quantiles.
 BACKTEST_BOOTSTRAP = 400
@@ -27,7 +27,7 @@ def _from_fits(fits, target: Target) -> tuple[dict[str, Prediction], str]:
             continue
         point, low, high = predict_interval(f, [x_target], DEFAULT_LEVEL)
         out[f.source] = Prediction(float(point[0]), float(low[0]), float(high[0]))
-        laws.add(str(f.extra.get("candidate", f.family)))
+        laws.add(f.law)
     return out, ",".join(sorted(laws))
 
 

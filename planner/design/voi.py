@@ -114,7 +114,7 @@ def observation_curves(problem: Problem, metric: str | None = None) -> list[Curv
     out = []
     for s in problem.inputs:
         fit = s.fits[metric]
-        unit = Unit(fit.extra.get("compute_unit", "tokens")) if fit.extra else Unit.TOKENS
+        unit = Unit(fit.compute_unit or "tokens")
         expr, vals = law_expr(
             fit, problem.families[fit.family], N_TOKENS, problem.setup, s.curation, "o", unit
         )

@@ -31,8 +31,7 @@ def describe_fit(fit: LawFit, fmt: Callable[[float], str]) -> tuple[str, str]:
     says why), not the NaN parameters of the first law it tried."""
     if not fit.success:
         return "-", "-"
-    law = str(fit.extra.get("candidate", fit.family)) if fit.extra else fit.family
-    return law, ", ".join(f"{k}={fmt(v)}" for k, v in fit.params.items())
+    return fit.law, ", ".join(f"{k}={fmt(v)}" for k, v in fit.params.items())
 
 
 def family_candidates(family: str) -> list[Any] | None:

@@ -83,7 +83,7 @@ def build_report(
     import matplotlib.pyplot as plt
 
     from planner.laws.crossover import crossover
-    from planner.laws.fit import predict_interval
+    from planner.laws.predict import predict_interval
     from planner.laws.session import draw_grid, draw_range
 
     out = Path(out_dir)

@@ -588,11 +588,7 @@ class Store:
         with self.transaction() as con:
             for fit in fits:
                 fit_id = f"fit-{uuid.uuid4().hex[:12]}"
-                body = {
-                    f.name: getattr(fit, f.name)
-                    for f in dataclasses.fields(fit)
-                    if f.name not in ("boot",)
-                }
+                body = {k: v for k, v in fit.to_json().items() if k != "boot"}
                 boot = fit.boot
                 flat, rows_, cols_ = None, None, None
                 if boot is not None:
@@ -646,13 +642,9 @@ class Store:
             params += params
         sql += " ORDER BY study, metric, source"
         out = []
-        names = {f.name for f in dataclasses.fields(LawFit)}
         for r in self._all(sql, params):
-            body = {k: v for k, v in _loads_packed(r[1]).items() if k in names}
-            if body.get("covariance") is not None:
-                body["covariance"] = np.asarray(body["covariance"], dtype=float)
             boot = np.asarray(r[2], dtype=float).reshape(r[3], r[4]) if r[2] is not None else None
-            out.append((r[0], LawFit(**body, boot=boot)))
+            out.append((r[0], LawFit.from_json(_loads_packed(r[1]), boot=boot)))
         return out
 
     def fitted_groups(self) -> list[tuple[str, str]]:

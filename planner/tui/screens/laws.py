@@ -57,7 +57,7 @@ def metric_data(store: Any, study: str, metric: str) -> MetricData:
     """
     from planner.allocate.problem import is_control
     from planner.laws.crossover import crossover
-    from planner.laws.fit import DEFAULT_LEVEL, predict_interval
+    from planner.laws.predict import DEFAULT_LEVEL, predict_interval
     from planner.laws.session import draw_grid
 
     observations = tuple(store.observations(study=study, metric=metric))
@@ -307,7 +307,7 @@ class LawsScreen(PlannerScreen):
         # the control last: the cursor (and the band) start on a real source
         for fit_id, f in sorted(data.fits, key=lambda p: is_control(p[1].source)):
             law, params = describe_fit(f, _fmt)
-            llo = f.extra.get("llo_error", math.nan) if f.extra else math.nan
+            llo = f.llo_error
             ok = "yes" if f.success else f"no: {f.message}"
             table.add_row(
                 f.source, law, f.method, params, str(f.n_points), _fmt(llo), ok, key=fit_id

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import math
 import os
 import subprocess
 import sys
@@ -8,7 +9,19 @@ import textwrap
 import numpy as np
 import pytest
 
-from planner.domain import AnnealSpec, CostSpec, LawFit, Metric, Plan, Run, Source, SourceAllocation
+from planner.domain import (
+    AnnealSpec,
+    AveragedLaw,
+    CostSpec,
+    LawFit,
+    LeaveLastOut,
+    Metric,
+    ModelAverage,
+    Plan,
+    Run,
+    Source,
+    SourceAllocation,
+)
 from planner.errors import StoreError
 from planner.store import open_store, read_runs_table
 from planner.units import Unit
@@ -192,31 +205,65 @@ def test_open_store_errors(tmp_path):
         open_store(bad)
 
 
+def _averaged_fit(rng) -> LawFit:
+    """A fit that averages a power law and a constant, with every typed field set."""
+    members = tuple(
+        AveragedLaw(
+            candidate=cand,
+            family=family,
+            weight=weight,
+            params=params,
+            boot=rng.normal(size=(200, len(params))),
+            noise_sd_boot=np.abs(rng.normal(size=200)),
+            llo=LeaveLastOut(rmse=0.1 * weight, n=2, log_dist=0.7, noise_rmse=0.01),
+        )
+        for cand, family, weight, params in (
+            ("power[E]", "power", 0.7, {"E": 1.0, "A": 2.0, "alpha": 0.3}),
+            ("constant", "constant", 0.3, {"c": 1.5}),
+        )
+    )
+    return _power_fit(
+        boot=members[0].boot,
+        x_max=1e18,  # a prediction beyond it carries the leave-last-out shape error
+        noise_sd=0.02,
+        dof=3,
+        f_scale=0.5,
+        noise_sd_boot=members[0].noise_sd_boot,
+        x_refs=(1e18,),
+        candidate="power[E]",
+        llo_scores={"power[E]": 0.2, "constant": 0.4, "loglinear": math.inf},
+        llo=LeaveLastOut(rmse=0.05, n=2, log_dist=0.7, noise_rmse=math.nan),
+        average=ModelAverage(members),
+        compute_unit="gpu_hours",
+    )
+
+
 def test_an_averaged_fit_keeps_its_members_draws_exactly(store):
     """The members' bootstrap draws are stored as bytes, not lists of numbers, and come back
-    as the same arrays; a body written as lists (before) still loads."""
+    as the same arrays with every typed field; a body written as lists (before) still loads."""
     import json
 
-    rng = np.random.default_rng(0)
-    members = [
-        {"weight": 0.7, "family": "power", "params": {"E": 1.0, "A": 2.0, "alpha": 0.3}},
-        {"weight": 0.3, "family": "constant", "params": {"c": 1.5}},
-    ]
-    for m in members:
-        m["boot"] = rng.normal(size=(200, len(m["params"])))
-        m["noise_sd_boot"] = np.abs(rng.normal(size=200))
-    fit = _power_fit(
-        boot=members[0]["boot"],
-        extra={"members": members, "noise_sd_boot": members[0]["noise_sd_boot"], "n": [1, 2]},
-    )
+    fit = _averaged_fit(np.random.default_rng(0))
     [fid] = store.save_fits([fit])
     [(_, got)] = store.fits()
-    for want, back in zip(members, got.extra["members"], strict=True):
-        assert np.array_equal(back["boot"], want["boot"]) and back["boot"].dtype == np.float64
-        assert np.array_equal(back["noise_sd_boot"], want["noise_sd_boot"])
-        assert back["params"] == want["params"] and back["weight"] == want["weight"]
-    assert got.extra["n"] == [1, 2]  # short lists stay lists
+    for want, back in zip(fit.average.members, got.average.members, strict=True):
+        assert np.array_equal(back.boot, want.boot) and back.boot.dtype == np.float64
+        assert np.array_equal(back.noise_sd_boot, want.noise_sd_boot)
+        assert (back.candidate, back.family, back.params, back.weight, back.llo) == (
+            want.candidate,
+            want.family,
+            want.params,
+            want.weight,
+            want.llo,
+        )
+    assert got.average.weights == {"power[E]": 0.7, "constant": 0.3}
+    assert np.array_equal(got.noise_sd_boot, fit.noise_sd_boot)
+    assert (got.noise_sd, got.dof, got.f_scale, got.x_refs) == (0.02, 3, 0.5, (1e18,))
+    assert (got.candidate, got.law, got.compute_unit) == ("power[E]", "power[E]", "gpu_hours")
+    assert got.llo_scores == fit.llo_scores and got.llo_error == 0.2
+    assert got.llo.rmse == 0.05 and got.llo.n == 2 and math.isnan(got.llo.noise_rmse)
     [(body,)] = store._all("SELECT body FROM fits WHERE fit_id = ?", [fid])
+    assert '"x_refs": [1e+18]' in body  # short lists stay lists
     assert len(body) < 0.6 * len(json.dumps(json.loads(body, object_hook=_as_lists)))
     # a body stored as plain lists, as before
     store._con.execute(
@@ -224,8 +271,79 @@ def test_an_averaged_fit_keeps_its_members_draws_exactly(store):
         [json.dumps(json.loads(body, object_hook=_as_lists)), fid],
     )
     [(_, old)] = store.fits()
-    assert np.allclose(np.asarray(old.extra["members"][1]["boot"]), members[1]["boot"])
+    assert np.array_equal(old.average.members[1].boot, fit.average.members[1].boot)
     assert store.fitted_groups() == [("s", "loss")]
+
+
+def test_a_fit_body_written_with_an_extra_mapping_loads_into_the_typed_fields(store):
+    """Bodies written before the typed fields kept them in one ``extra`` mapping (members as
+    dicts, draws as lists, leave-last-out errors as ``llo_*`` keys): they load into the same
+    fields and predict exactly as the fit they were written from."""
+    import json
+
+    from planner.laws.predict import predict, predict_interval
+
+    fit = _averaged_fit(np.random.default_rng(1))
+
+    def legacy_llo(llo):
+        return {
+            "llo_rmse": llo.rmse,
+            "llo_n": llo.n,
+            "llo_log_dist": llo.log_dist,
+            "llo_noise_rmse": llo.noise_rmse,
+        }
+
+    extra = {
+        "noise_sd": fit.noise_sd,
+        "dof": fit.dof,
+        "f_scale": fit.f_scale,
+        "x_refs": list(fit.x_refs),
+        "noise_sd_boot": fit.noise_sd_boot.tolist(),
+        "candidate": fit.candidate,
+        "llo_error": fit.llo_error,
+        "llo_scores": dict(fit.llo_scores),
+        **legacy_llo(fit.llo),
+        "weights": fit.average.weights,
+        "members": [
+            {
+                "weight": m.weight,
+                "family": m.family,
+                "params": dict(m.params),
+                "boot": m.boot.tolist(),
+                "noise_sd_boot": m.noise_sd_boot.tolist(),
+                "candidate": m.candidate,
+                **legacy_llo(m.llo),
+            }
+            for m in fit.average.members
+        ],
+        "compute_unit": "gpu_hours",
+    }
+    plain = {"study", "metric", "source", "family", "method", "params", "x_ref", "y_ref"}
+    plain |= {"loss", "success", "message", "nfev", "n_points", "x_max", "lower_is_better"}
+    body = {k: getattr(fit, k) for k in plain} | {"covariance": None, "extra": extra}
+    [fid] = store.save_fits([fit])
+    store._con.execute(
+        "UPDATE fits SET body = ? WHERE fit_id = ?", [json.dumps(body, allow_nan=True), fid]
+    )
+    [(_, old)] = store.fits()
+    assert (old.candidate, old.llo_scores, old.llo_error) == (
+        fit.candidate,
+        fit.llo_scores,
+        fit.llo_error,
+    )
+    assert old.llo.rmse == fit.llo.rmse and math.isnan(old.llo.noise_rmse)
+    assert (old.x_refs, old.noise_sd, old.dof, old.compute_unit) == (
+        fit.x_refs,
+        fit.noise_sd,
+        fit.dof,
+        "gpu_hours",
+    )
+    assert old.average.weights == fit.average.weights
+    assert [m.llo for m in old.average.members] == [m.llo for m in fit.average.members]
+    x = [2e18, 5e19]
+    assert np.array_equal(predict(old, x), predict(fit, x))
+    for a, b in zip(predict_interval(old, x), predict_interval(fit, x), strict=True):
+        assert np.array_equal(a, b)
 
 
 def _as_lists(d):
