@@ -29,6 +29,37 @@ def _training_fields(items: tuple[str, ...]) -> dict[str, Any]:
     return fields
 
 
+def sweep_overrides(
+    store: Any,
+    experiment: str,
+    *,
+    base_model: str | None,
+    replay: str | None,
+    tasks: tuple[str, ...],
+    task_dirs: tuple[str, ...],
+    limit: int | None,
+    training: tuple[str, ...],
+) -> dict[str, Any]:
+    """What ``sweep run``'s flags override in EXPERIMENT's stored meta (``run_sweep``'s
+    ``overrides``), by the merge the TUI's run form uses too.
+
+    Raises:
+        ConfigError: a ``--train`` item is not KEY=VALUE. StoreError: no such experiment.
+    """
+    from planner.dispatch.session import SweepOverrides, merge_overrides
+
+    given = SweepOverrides(
+        base_model=base_model,
+        replay=replay,
+        tasks=tasks,
+        task_dirs=task_dirs,
+        limit=limit,
+        training=_training_fields(training),
+    )
+    meta, _ = store.experiment(experiment)
+    return merge_overrides(meta, given)
+
+
 @click.group("sweep")
 def sweep() -> None:
     """Run a designed sweep on the executors."""
@@ -67,19 +98,18 @@ def run(
 
     from planner.dispatch.registry import open_clients
     from planner.dispatch.scheduler import run_sweep
-    from planner.dispatch.session import SweepOverrides, merge_overrides
 
     store = obj.store
-    given = SweepOverrides(
+    overrides = sweep_overrides(
+        store,
+        experiment,
         base_model=base_model,
         replay=replay,
         tasks=tasks,
         task_dirs=task_dirs,
         limit=limit,
-        training=_training_fields(training),
+        training=training,
     )
-    meta, _ = store.experiment(experiment)
-    overrides = merge_overrides(meta, given)
 
     async def go(on_update):
         async with open_clients(obj.settings.project_dir, only=only) as clients:
