@@ -9,6 +9,8 @@
 - :mod:`planner.dispatch.ingest`: how an experiment's meta and an ``AnnealSpec`` become an
   executor job, and how a job's result becomes a ``Run`` with ``Metric`` rows.
 - :mod:`planner.dispatch.registry`: the executors a project knows (``executors.toml``).
+- :mod:`planner.dispatch.session`: how ``sweep run``'s flags and the TUI's run form
+  override an experiment's meta (one merge for both faces).
 
 Experiment meta keys read when turning ``AnnealSpec`` into jobs (``annealplan sweep run``
 flags override them):

@@ -58,17 +58,6 @@ class SweepSummary:
     placement: dict[str, str] = field(default_factory=dict)
 
 
-def job_specs(store: Store, experiment: str) -> list[AnnealJobSpec]:
-    """The executor jobs of an experiment, in its order (see :mod:`planner.dispatch` for the
-    meta keys read).
-
-    Raises:
-        StoreError: no such experiment. ConfigError: its meta cannot make jobs (names the key).
-    """
-    meta, specs = store.experiment(experiment)
-    return [build_job(s, meta, store.source) for s in specs]
-
-
 async def place(job_ids: Sequence[str], clients: Sequence[JobSubmitter]) -> dict[str, JobSubmitter]:
     """Keep jobs an executor already knows there; spread the rest, least loaded first."""
     known: dict[str, JobSubmitter] = {}

@@ -60,10 +60,6 @@ class CostPreviewed(Message):
         self.text = text
 
 
-class PluginsLoaded(Message):
-    """The registry's plugins and problems were read (cheap, but kept off the UI thread)."""
-
-
 @dataclass(frozen=True, slots=True)
 class MetricData:
     """What the Laws screen draws for one (study, metric)."""
