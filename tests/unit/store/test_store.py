@@ -233,3 +233,33 @@ def _as_lists(d):
 
     out = _unpack(d)
     return out.tolist() if isinstance(out, np.ndarray) else out
+
+
+def test_every_writer_turns_a_duckdb_error_into_a_store_error(tmp_path):
+    """A write the database refuses (here: the file opened read-only) is one StoreError that
+    says nothing was written and what to check, from every writer, and the handle stays
+    usable (each failure rolled back its transaction)."""
+    path = tmp_path / "ro.duckdb"
+    csv = tmp_path / "r.csv"
+    csv.write_text(CSV)
+    with open_store(path) as s:
+        s.add_source(Source("a", "files", {}))
+    plan = Plan(budget=1.0, unit=Unit.USD, metric="acc", allocations=(), gain=0.0)
+    writers = {
+        "add_source": lambda s: s.add_source(Source("b", "files", {})),
+        "remove_source": lambda s: s.remove_source("a"),
+        "import_runs": lambda s: s.import_runs(read_runs_table(csv), directions={"loss": True}),
+        "ingest_result": lambda s: s.ingest_result(
+            Run("job-1", "a", 1.0), [Metric("job-1", "acc", 0.5)]
+        ),
+        "save_experiment": lambda s: s.save_experiment("e", [], {}),
+        "save_fits": lambda s: s.save_fits([_power_fit()]),
+        "save_plan": lambda s: s.save_plan(plan),
+    }
+    with open_store(path, read_only=True) as s:
+        for name, write in writers.items():
+            with pytest.raises(
+                StoreError, match="nothing was written; check that the file is writable"
+            ):
+                write(s)
+            assert s.counts()["sources"] == 1, name
