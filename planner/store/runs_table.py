@@ -135,6 +135,17 @@ def parse_rows(
     row_numbers: Sequence[int] | None = None,
 ) -> RunsTable:
     """Validate rows (as read from a file) into a :class:`RunsTable`."""
+    cols, unknown = _check_header(header, source_name)
+    if not rows:
+        raise ImportDataError(f"{source_name}: the table has no rows")
+    reader = _RowReader(cols, source_name, row_word, row_numbers)
+    reader.read(rows)
+    return reader.table(ignored_columns=unknown)
+
+
+def _check_header(header: Sequence[str], source_name: str) -> tuple[list[str], tuple[str, ...]]:
+    """The header's column names, and those outside the format; raises when a required
+    column is missing or a known one appears twice."""
     cols = [str(h).strip() for h in header]
     missing = [c for c in REQUIRED if c not in cols]
     if missing:
@@ -146,78 +157,111 @@ def parse_rows(
     dupes = sorted({c for c in cols if c in COLUMNS and cols.count(c) > 1})
     if dupes:
         raise ImportDataError(f"{source_name}: column(s) {', '.join(dupes)} appear twice")
-    index = {c: i for i, c in enumerate(cols)}
+    return cols, unknown
 
-    runs: dict[str, Run] = {}
-    seen_cells: dict[str, _RunCells] = {}
-    metrics: dict[tuple[str, str], Metric] = {}
-    occurrences: dict[tuple[Any, ...], int] = {}
-    # The rows of one run repeat its cells (one row per metric): each distinct set of
-    # run cells is validated once, and each run's id hashed once, instead of per row.
-    run_cells = operator.itemgetter(*(index[c] for c in _RUN_COLUMNS if c in index))
-    parsed_runs: dict[Any, _RunCells] = {}
-    run_ids: dict[tuple[Any, ...], str] = {}
-    metric_at, value_at = index["metric"], index["value"]
-    if not rows:
-        raise ImportDataError(f"{source_name}: the table has no rows")
-    for offset, row in enumerate(rows):
-        if len(row) != len(cols):
-            raise ImportDataError(
-                f"{_where(source_name, row_word, row_numbers, offset)}: {len(row)} cells for "
-                f"{len(cols)} columns"
-            )
-        cells = parsed_runs.get(raw := run_cells(row))
-        metric, value = _plain_metric(row[metric_at], row[value_at])
-        if cells is None or metric is None:
-            # the first row of these run cells, or an unusual metric cell: every cell is
-            # checked in the columns' order, so the first error is the one reported
-            ctx = _where(source_name, row_word, row_numbers, offset)
-            cells, metric, value = _parse_row(row, index, ctx)
-            parsed_runs[raw] = cells
-        else:
-            ctx = ""  # only an error below needs it
+
+class _RowReader:
+    """Reads rows one by one into runs and metric values, checking each against the rows
+    before it (the same run's cells, its repeats, one value per run and metric)."""
+
+    def __init__(
+        self,
+        cols: Sequence[str],
+        source_name: str,
+        row_word: str,
+        row_numbers: Sequence[int] | None,
+    ) -> None:
+        self.index = {c: i for i, c in enumerate(cols)}
+        self.width = len(cols)
+        self.source_name, self.row_word, self.row_numbers = source_name, row_word, row_numbers
+        self.runs: dict[str, Run] = {}
+        self.seen_cells: dict[str, _RunCells] = {}
+        self.metrics: dict[tuple[str, str], Metric] = {}
+        self.occurrences: dict[tuple[Any, ...], int] = {}
+        # The rows of one run repeat its cells (one row per metric): each distinct set of
+        # run cells is validated once, and each run's id hashed once, instead of per row.
+        self.run_cells = operator.itemgetter(
+            *(self.index[c] for c in _RUN_COLUMNS if c in self.index)
+        )
+        self.parsed_runs: dict[Any, _RunCells] = {}
+        self.run_ids: dict[tuple[Any, ...], str] = {}
+        self.metric_at, self.value_at = self.index["metric"], self.index["value"]
+
+    def where(self, offset: int) -> str:
+        """Where a row is, as errors name it ("runs.csv line 7")."""
+        return _where(self.source_name, self.row_word, self.row_numbers, offset)
+
+    def read(self, rows: Sequence[Sequence[Any]]) -> None:
+        """Read every row; raises :class:`ImportDataError` naming the first wrong one.
+
+        The loop runs once per row of tables with millions: it keeps its lookups in locals.
+        """
+        width, run_cells = self.width, self.run_cells
+        metric_at, value_at = self.metric_at, self.value_at
+        parsed_runs, seen_cells, metrics = self.parsed_runs, self.seen_cells, self.metrics
+        for offset, row in enumerate(rows):
+            if len(row) != width:
+                raise ImportDataError(f"{self.where(offset)}: {len(row)} cells for {width} columns")
+            cells = parsed_runs.get(raw := run_cells(row))
+            metric, value = _plain_metric(row[metric_at], row[value_at])
+            if cells is None or metric is None:
+                # the first row of these run cells, or an unusual metric cell: every cell is
+                # checked in the columns' order, so the first error is the one reported
+                cells, metric, value = _parse_row(row, self.index, self.where(offset))
+                parsed_runs[raw] = cells
+            run_id = self.run_id(cells, metric, offset)
+            previous = seen_cells.get(run_id)
+            if previous is None:
+                seen_cells[run_id] = cells
+                self.runs[run_id] = cells.run(run_id)
+            elif previous is not cells and previous != cells:
+                _refuse_other_cells(previous, cells, run_id, self.where(offset))
+            metrics[(run_id, metric)] = Metric(run_id=run_id, name=metric, value=value)
+
+    def run_id(self, cells: _RunCells, metric: str, offset: int) -> str:
+        """The row's run: its explicit run_id, else the hash of its run cells and of which
+        repeat of them it is."""
         key, explicit_id = cells.key, cells.run_id
         # The k-th row of the same run and metric is the k-th repeat: the same file imported
         # twice yields the same ids, so imports stay idempotent.
-        nth = occurrences.get((*key, metric), 0)
-        occurrences[(*key, metric)] = nth + 1
-        if explicit_id and nth > 0:
-            ctx = ctx or _where(source_name, row_word, row_numbers, offset)
-            raise ImportDataError(
-                f"{ctx}, column metric: run {explicit_id!r} already has a value for {metric!r}"
-            )
+        nth = self.occurrences.get((*key, metric), 0)
+        self.occurrences[(*key, metric)] = nth + 1
         if explicit_id:
-            run_id = explicit_id
-        else:
-            run_id = run_ids.get((key, nth))
-            if run_id is None:
-                run_id = run_ids[(key, nth)] = stable_id("run", *key, nth)
-        previous = seen_cells.get(run_id)
-        if previous is None:
-            seen_cells[run_id] = cells
-            runs[run_id] = cells.run(run_id)
-        elif previous is not cells and previous != cells:
-            ctx = ctx or _where(source_name, row_word, row_numbers, offset)
-            if previous.key != cells.key:
+            if nth > 0:
                 raise ImportDataError(
-                    f"{ctx}, column run_id: run {run_id!r} is given another source, study, "
-                    "compute, params, tokens or seed than on an earlier row; give each run "
-                    "its own run_id"
+                    f"{self.where(offset)}, column metric: run {explicit_id!r} already has a "
+                    f"value for {metric!r}"
                 )
-            if previous.costs != cells.costs:
-                raise ImportDataError(
-                    f"{ctx}: run {run_id!r} is given different costs on different rows; "
-                    "give each run's cost_curation/cost_training once, consistently"
-                )
-            raise ImportDataError(f"{ctx}, column compute_unit: differs between rows of one run")
-        metrics[(run_id, metric)] = Metric(run_id=run_id, name=metric, value=value)
-    return RunsTable(
-        runs=tuple(runs.values()),
-        metrics=tuple(metrics.values()),
-        compute_units={run_id: c.unit for run_id, c in seen_cells.items()},
-        path=source_name,
-        ignored_columns=unknown,
-    )
+            return explicit_id
+        run_id = self.run_ids.get((key, nth))
+        if run_id is None:
+            run_id = self.run_ids[(key, nth)] = stable_id("run", *key, nth)
+        return run_id
+
+    def table(self, *, ignored_columns: tuple[str, ...]) -> RunsTable:
+        return RunsTable(
+            runs=tuple(self.runs.values()),
+            metrics=tuple(self.metrics.values()),
+            compute_units={run_id: c.unit for run_id, c in self.seen_cells.items()},
+            path=self.source_name,
+            ignored_columns=ignored_columns,
+        )
+
+
+def _refuse_other_cells(previous: _RunCells, cells: _RunCells, run_id: str, ctx: str) -> None:
+    """Raise for a row of run ``run_id`` whose run cells differ from an earlier row's."""
+    if previous.key != cells.key:
+        raise ImportDataError(
+            f"{ctx}, column run_id: run {run_id!r} is given another source, study, "
+            "compute, params, tokens or seed than on an earlier row; give each run "
+            "its own run_id"
+        )
+    if previous.costs != cells.costs:
+        raise ImportDataError(
+            f"{ctx}: run {run_id!r} is given different costs on different rows; "
+            "give each run's cost_curation/cost_training once, consistently"
+        )
+    raise ImportDataError(f"{ctx}, column compute_unit: differs between rows of one run")
 
 
 #: the columns that describe a run: all but the metric's own two
