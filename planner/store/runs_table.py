@@ -50,6 +50,8 @@ class RunsTable:
     path: str = ""
     #: columns of the file that are not runs-table columns, left unread
     ignored_columns: tuple[str, ...] = ()
+    #: rows that repeat an earlier row cell for cell: (where it is, where the earlier one is)
+    duplicate_rows: tuple[tuple[str, str], ...] = ()
 
     def ignored_note(self) -> str:
         """One line for stderr about the columns left unread ("" when there are none)."""
@@ -58,6 +60,23 @@ class RunsTable:
         return (
             f"{self.path}: ignoring column(s) {', '.join(self.ignored_columns)}, which a runs "
             f"table does not have (known: {', '.join(COLUMNS)}); rename one if it was meant"
+        )
+
+    def duplicates_note(self, most: int = 5) -> str:
+        """One line for stderr about rows that repeat an earlier row exactly ("" when none).
+
+        Such a row is read as one more repeat run of its source, compute and metric, as a
+        real repeat is; it is also what a row copied twice looks like, so it is named.
+        """
+        if not self.duplicate_rows:
+            return ""
+        shown = ", ".join(f"{row} (= {first})" for row, first in self.duplicate_rows[:most])
+        more = len(self.duplicate_rows) - most
+        return (
+            f"{self.path}: {len(self.duplicate_rows)} row(s) repeat an earlier row cell for "
+            f"cell: {shown}{f' and {more} more' if more > 0 else ''}; each is read as one more "
+            "repeat run of its source, compute and metric. Delete the copies if rows were "
+            "written twice; tell real repeats apart by a seed (or run_id) column"
         )
 
     def observations(self) -> list[Observation]:
@@ -177,7 +196,11 @@ class _RowReader:
         self.runs: dict[str, Run] = {}
         self.seen_cells: dict[str, _RunCells] = {}
         self.metrics: dict[tuple[str, str], Metric] = {}
-        self.occurrences: dict[tuple[Any, ...], int] = {}
+        # (run cells, metric) -> the offset of its first row, or of each of its rows once
+        # it repeats: the k-th is the k-th repeat, and a repeat is compared with the others
+        self.occurrences: dict[tuple[Any, ...], int | list[int]] = {}
+        self.duplicates: list[tuple[int, int]] = []
+        self.rows: Sequence[Sequence[Any]] = ()
         # The rows of one run repeat its cells (one row per metric): each distinct set of
         # run cells is validated once, and each run's id hashed once, instead of per row.
         self.run_cells = operator.itemgetter(
@@ -196,6 +219,7 @@ class _RowReader:
 
         The loop runs once per row of tables with millions: it keeps its lookups in locals.
         """
+        self.rows = rows
         width, run_cells = self.width, self.run_cells
         metric_at, value_at = self.metric_at, self.value_at
         parsed_runs, seen_cells, metrics = self.parsed_runs, self.seen_cells, self.metrics
@@ -224,8 +248,7 @@ class _RowReader:
         key, explicit_id = cells.key, cells.run_id
         # The k-th row of the same run and metric is the k-th repeat: the same file imported
         # twice yields the same ids, so imports stay idempotent.
-        nth = self.occurrences.get((*key, metric), 0)
-        self.occurrences[(*key, metric)] = nth + 1
+        nth = self.repeat(offset, (*key, metric))
         if explicit_id:
             if nth > 0:
                 raise ImportDataError(
@@ -238,13 +261,33 @@ class _RowReader:
             run_id = self.run_ids[(key, nth)] = stable_id("run", *key, nth)
         return run_id
 
+    def repeat(self, offset: int, run_metric: tuple[Any, ...]) -> int:
+        """Which repeat of its run cells and metric the row at ``offset`` is (0: the first);
+        a repeat equal to an earlier row, cell for cell, is noted as a duplicate."""
+        earlier = self.occurrences.get(run_metric)
+        if earlier is None:
+            self.occurrences[run_metric] = offset
+            return 0
+        if isinstance(earlier, int):
+            earlier = self.occurrences[run_metric] = [earlier]
+        row = self.rows[offset]
+        same = next((o for o in earlier if self.rows[o] == row), None)
+        if same is not None:
+            self.duplicates.append((offset, same))
+        earlier.append(offset)
+        return len(earlier) - 1
+
     def table(self, *, ignored_columns: tuple[str, ...]) -> RunsTable:
+        def label(offset: int) -> str:
+            return _row_label(self.row_word, self.row_numbers, offset)
+
         return RunsTable(
             runs=tuple(self.runs.values()),
             metrics=tuple(self.metrics.values()),
             compute_units={run_id: c.unit for run_id, c in self.seen_cells.items()},
             path=self.source_name,
             ignored_columns=ignored_columns,
+            duplicate_rows=tuple((label(o), label(first)) for o, first in self.duplicates),
         )
 
 
@@ -298,8 +341,13 @@ class _RunCells:
 
 def _where(source_name: str, row_word: str, numbers: Sequence[int] | None, offset: int) -> str:
     """Where a row is, as errors name it ("runs.csv line 7")."""
+    return f"{source_name} {_row_label(row_word, numbers, offset)}"
+
+
+def _row_label(row_word: str, numbers: Sequence[int] | None, offset: int) -> str:
+    """A row's place in its file ("line 7": CSV lines count from the header's, 1)."""
     line = numbers[offset] if numbers is not None else offset + 1
-    return f"{source_name} {row_word} {line}"
+    return f"{row_word} {line}"
 
 
 def _plain_metric(metric: Any, value: Any) -> tuple[str | None, float]:

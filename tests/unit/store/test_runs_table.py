@@ -114,3 +114,22 @@ def test_missing_and_unknown_format(tmp_path):
         read_runs_table(write(tmp_path, GOOD, "runs.xlsx"))
     with pytest.raises(ImportDataError, match="Parquet"):
         read_runs_table(write(tmp_path, "not parquet", "runs.parquet"))
+
+
+def test_rows_repeating_an_earlier_row_exactly_are_named(tmp_path):
+    text = (
+        "source,compute,metric,value,notes\n"
+        "a,1,loss,2,x\n"
+        "a,1,loss,2,x\n"  # a copy of line 2
+        "a,1,loss,2,other\n"  # differs in a column left unread: not a copy
+        "\n"
+        "a,1,loss,2,x\n"  # line 6: a copy of line 2 again
+        "a,1,acc,0.5,x\n"
+    )
+    t = read_runs_table(write(tmp_path, text))
+    assert len(t.runs) == 4  # still read as repeats, as before
+    assert t.duplicate_rows == (("line 3", "line 2"), ("line 6", "line 2"))
+    note = t.duplicates_note()
+    assert "2 row(s) repeat an earlier row cell for cell: line 3 (= line 2), line 6" in note
+    assert "line 3 (= line 2) and 1 more;" in t.duplicates_note(most=1)
+    assert read_runs_table(write(tmp_path, GOOD)).duplicates_note() == ""
