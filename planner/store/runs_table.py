@@ -171,12 +171,25 @@ def _check_header(header: Sequence[str], source_name: str) -> tuple[list[str], t
         raise ImportDataError(
             f"{source_name}: missing required column(s) {', '.join(missing)}; "
             f"a runs table needs {', '.join(REQUIRED)} (optional: {', '.join(OPTIONAL)})"
+            + _delimiter_hint(cols)
         )
     unknown = tuple(c for c in cols if c not in COLUMNS)
     dupes = sorted({c for c in cols if c in COLUMNS and cols.count(c) > 1})
     if dupes:
         raise ImportDataError(f"{source_name}: column(s) {', '.join(dupes)} appear twice")
     return cols, unknown
+
+
+def _delimiter_hint(cols: Sequence[str]) -> str:
+    """Why the header may lack the columns: a file separated by semicolons (as spreadsheets
+    write CSV where the decimal mark is a comma) reads as one column holding them all."""
+    if not any(";" in c for c in cols):
+        return ""
+    return (
+        ". The header holds ';': the file looks separated by semicolons, and a runs table is "
+        "separated by commas (or by tabs, in a .tsv file); save it again as comma-separated "
+        "CSV, with '.' as the decimal mark"
+    )
 
 
 class _RowReader:

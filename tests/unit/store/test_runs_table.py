@@ -133,3 +133,15 @@ def test_rows_repeating_an_earlier_row_exactly_are_named(tmp_path):
     assert "2 row(s) repeat an earlier row cell for cell: line 3 (= line 2), line 6" in note
     assert "line 3 (= line 2) and 1 more;" in t.duplicates_note(most=1)
     assert read_runs_table(write(tmp_path, GOOD)).duplicates_note() == ""
+
+
+def test_a_semicolon_separated_file_is_named_as_such(tmp_path):
+    text = "source;compute;metric;value\na;1e18;loss;3,2\n"
+    with pytest.raises(ImportDataError) as e:
+        read_runs_table(write(tmp_path, text))
+    assert "missing required column(s) source, compute, metric, value" in str(e.value)
+    assert "the file looks separated by semicolons" in str(e.value)
+    # a missing column in a comma-separated file gets no such hint
+    with pytest.raises(ImportDataError) as e:
+        read_runs_table(write(tmp_path, "source,compute,metric\na,1,loss\n"))
+    assert "separated by semicolons" not in str(e.value)
