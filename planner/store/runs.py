@@ -17,7 +17,7 @@ from planner.domain import Metric, Observation, Run
 from planner.errors import StoreError
 from planner.store.base import StoreBase
 from planner.store.codec import _dumps
-from planner.store.runs_table import RunsTable
+from planner.store.runs_table import FORMULA_START, PLAIN_NUMBER, RunsTable
 
 #: the columns of ``runs`` a :class:`Run` is read from: its fields, by name
 RUN_FIELDS = tuple(f.name for f in dataclasses.fields(Run))
@@ -40,6 +40,25 @@ def _run(record: Mapping[str, Any]) -> Run:
 def _observation(record: Mapping[str, Any]) -> Observation:
     """A row of ``runs`` joined with ``metrics`` (aliased to the fields) as an observation."""
     return Observation(**record)
+
+
+#: the runs table an export writes: (column, SQL expression), in the runs-table order
+_EXPORT_COLUMNS = (
+    ("source", "r.source"),
+    ("compute", "r.compute"),
+    ("metric", "m.name"),
+    ("value", "m.value"),
+    ("study", "r.study"),
+    ("params", "r.params"),
+    ("tokens", "r.tokens"),
+    ("seed", "r.seed"),
+    ("cost_curation", "r.cost_curation"),
+    ("cost_training", "r.cost_training"),
+    ("compute_unit", "r.compute_unit"),
+    ("run_id", "r.run_id"),
+)
+#: the text columns of an export (the others are numbers, which no spreadsheet runs)
+_EXPORT_TEXT = frozenset(("source", "metric", "study", "compute_unit", "run_id"))
 
 
 class RunStore(StoreBase):
@@ -186,6 +205,12 @@ class RunStore(StoreBase):
     def export_runs(self, path: str | Path, fmt: str | None = None) -> int:
         """Write the runs table (one row per run and metric) to CSV or Parquet.
 
+        In a CSV file, a text cell that a spreadsheet would run as a formula (it starts with
+        ``=``, ``+``, ``-``, ``@``, a tab or a carriage return, and is not a plain number)
+        gets a ``'`` before it, the OWASP rule against CSV injection; reading the file back
+        as a runs table takes it off again. Numbers, and Parquet files, are written as
+        they are.
+
         Returns:
             the number of rows written.
         """
@@ -195,10 +220,13 @@ class RunStore(StoreBase):
             raise StoreError(f"cannot export as {fmt!r}; use csv or parquet")
         if not p.parent.exists():
             raise StoreError(f"folder {p.parent} does not exist")
+        select = ", ".join(
+            f"{_quoted(expr) if fmt == 'csv' and name in _EXPORT_TEXT else expr} AS {name}"
+            for name, expr in _EXPORT_COLUMNS
+        )
         query = (
-            "SELECT r.source, r.compute, m.name AS metric, m.value, r.study, r.params, r.tokens,"
-            " r.seed, r.cost_curation, r.cost_training, r.compute_unit, r.run_id"
-            " FROM runs r JOIN metrics m USING (run_id) ORDER BY r.study, metric, r.source, r.compute, r.run_id"
+            f"SELECT {select} FROM runs r JOIN metrics m USING (run_id)"
+            " ORDER BY r.study, m.name, r.source, r.compute, r.run_id"
         )
         n = int(self._all(f"SELECT count(*) FROM ({query})")[0][0])
         tmp = p.with_name(f".{p.name}.{uuid.uuid4().hex[:8]}.tmp")
@@ -213,6 +241,20 @@ class RunStore(StoreBase):
                 "its disk has room, then run the export again"
             ) from e
         return n
+
+
+def _quoted(expr: str) -> str:
+    """SQL for a text cell with a ``'`` before it where
+    :func:`planner.store.runs_table.quoted_in_csv` says so."""
+    return (
+        f"CASE WHEN regexp_matches({expr}, {_sql_text('^' + FORMULA_START)})"
+        f" AND NOT regexp_full_match({expr}, {_sql_text(PLAIN_NUMBER)})"
+        f" THEN '''' || {expr} ELSE {expr} END"  # '''': one ' in SQL
+    )
+
+
+def _sql_text(s: str) -> str:
+    return "'" + s.replace("'", "''") + "'"
 
 
 def _sql_path(p: Path) -> str:

@@ -16,6 +16,7 @@ import csv
 import gc
 import math
 import operator
+import re
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -38,6 +39,28 @@ OPTIONAL = (
 )
 COLUMNS = REQUIRED + OPTIONAL
 COMPUTE_UNITS = ("flops", "gpu_hours", "usd", "tokens")
+
+#: the start of a text cell a spreadsheet runs as a formula: ``=``, ``+``, ``-``, ``@``, a tab
+#: or a carriage return (the OWASP rule against CSV injection), after any ``'`` before it
+FORMULA_START = r"'*[=+\-@\t\r]"
+#: a whole cell that is a plain number ("-1.5", "+2e3"), which spreadsheets read as a number
+PLAIN_NUMBER = r"'*[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?"
+_FORMULA_START = re.compile(FORMULA_START)
+_PLAIN_NUMBER = re.compile(PLAIN_NUMBER)
+
+
+def quoted_in_csv(cell: str) -> bool:
+    """Whether a CSV export of the runs table puts a ``'`` before this text cell: it starts
+    like a formula and is not a plain number. The ``'`` already there before such a start
+    counts in, so that reading the file back (:func:`unquoted`) restores every cell."""
+    return _FORMULA_START.match(cell) is not None and _PLAIN_NUMBER.fullmatch(cell) is None
+
+
+def unquoted(cell: str) -> str:
+    """A text cell of a CSV runs table as it was before an export quoted it."""
+    if cell.startswith("'") and quoted_in_csv(cell[1:]):
+        return cell[1:]
+    return cell
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,11 +150,18 @@ def read_runs_table(path: str | Path) -> RunsTable:
     with _collector_paused():
         if suffix in (".parquet", ".pq"):
             header, rows = _read_parquet(p)
-            numbers, where = None, "row"
+            numbers, where, quoted = None, "row", False
         else:
             header, rows, numbers = _read_csv(p)
-            where = "line"
-        return parse_rows(header, rows, source_name=str(p), row_word=where, row_numbers=numbers)
+            where, quoted = "line", True  # a CSV export quotes formula-like cells
+        return parse_rows(
+            header,
+            rows,
+            source_name=str(p),
+            row_word=where,
+            row_numbers=numbers,
+            quoted=quoted,
+        )
 
 
 @contextmanager
@@ -152,12 +182,14 @@ def parse_rows(
     source_name: str = "<rows>",
     row_word: str = "row",
     row_numbers: Sequence[int] | None = None,
+    quoted: bool = False,
 ) -> RunsTable:
-    """Validate rows (as read from a file) into a :class:`RunsTable`."""
+    """Validate rows (as read from a file) into a :class:`RunsTable`; ``quoted``: the rows
+    come from a CSV file, whose formula-like text cells an export quoted (:func:`unquoted`)."""
     cols, unknown = _check_header(header, source_name)
     if not rows:
         raise ImportDataError(f"{source_name}: the table has no rows")
-    reader = _RowReader(cols, source_name, row_word, row_numbers)
+    reader = _RowReader(cols, source_name, row_word, row_numbers, quoted)
     reader.read(rows)
     return reader.table(ignored_columns=unknown)
 
@@ -202,8 +234,10 @@ class _RowReader:
         source_name: str,
         row_word: str,
         row_numbers: Sequence[int] | None,
+        quoted: bool,
     ) -> None:
         self.index = {c: i for i, c in enumerate(cols)}
+        self.quoted = quoted
         self.width = len(cols)
         self.source_name, self.row_word, self.row_numbers = source_name, row_word, row_numbers
         self.runs: dict[str, Run] = {}
@@ -244,7 +278,7 @@ class _RowReader:
             if cells is None or metric is None:
                 # the first row of these run cells, or an unusual metric cell: every cell is
                 # checked in the columns' order, so the first error is the one reported
-                cells, metric, value = _parse_row(row, self.index, self.where(offset))
+                cells, metric, value = _parse_row(row, self.index, self.where(offset), self.quoted)
                 parsed_runs[raw] = cells
             run_id = self.run_id(cells, metric, offset)
             previous = seen_cells.get(run_id)
@@ -366,7 +400,7 @@ def _row_label(row_word: str, numbers: Sequence[int] | None, offset: int) -> str
 def _plain_metric(metric: Any, value: Any) -> tuple[str | None, float]:
     """The metric name and value of a row whose two cells are plainly valid, else None
     (the row is then checked cell by cell, which names what is wrong)."""
-    if not isinstance(metric, str) or "\x00" in metric:
+    if not isinstance(metric, str) or "\x00" in metric or metric.startswith("'"):
         return None, math.nan
     name = metric.strip()
     try:
@@ -391,16 +425,21 @@ def _cell(row: Sequence[Any], i: int | None, name: str) -> Any:
 
 
 def _parse_row(
-    row: Sequence[Any], index: Mapping[str, int], ctx: str
+    row: Sequence[Any], index: Mapping[str, int], ctx: str, quoted: bool
 ) -> tuple[_RunCells, str, float]:
-    """Validate every cell of a row in the columns' order (the first error is reported)."""
+    """Validate every cell of a row in the columns' order (the first error is reported);
+    ``quoted``: text cells may carry a CSV export's quote (:func:`unquoted`)."""
 
     def cell(name: str) -> Any:
         return _cell(row, index.get(name), name)
 
-    source = _text(cell("source"), ctx, "source", required=True)
-    metric = _text(cell("metric"), ctx, "metric", required=True)
-    study = _text(cell("study"), ctx, "study") or DEFAULT_STUDY
+    def text(name: str, *, required: bool = False) -> str | None:
+        s = _text(cell(name), ctx, name, required=required)
+        return unquoted(s).strip() if quoted and s else s  # stripped like any cell
+
+    source = text("source", required=True)
+    metric = text("metric", required=True)
+    study = text("study") or DEFAULT_STUDY
     compute = _number(cell("compute"), ctx, "compute", required=True, positive=True)
     value = _number(cell("value"), ctx, "value", required=True, positive=False, signed=True)
     params = _number(cell("params"), ctx, "params", positive=True)
@@ -408,12 +447,12 @@ def _parse_row(
     seed = _integer(cell("seed"), ctx, "seed")
     cost_c = _number(cell("cost_curation"), ctx, "cost_curation")
     cost_t = _number(cell("cost_training"), ctx, "cost_training")
-    unit = _text(cell("compute_unit"), ctx, "compute_unit")
+    unit = text("compute_unit")
     if unit is not None and unit not in COMPUTE_UNITS:
         raise ImportDataError(
             f"{ctx}, column compute_unit: {unit!r} is not one of {', '.join(COMPUTE_UNITS)}"
         )
-    explicit_id = _text(cell("run_id"), ctx, "run_id")
+    explicit_id = text("run_id")
     key = (study, source, compute, params, tokens, seed, explicit_id)
     return _RunCells(key, (cost_c, cost_t), unit), metric, value
 

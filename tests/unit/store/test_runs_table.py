@@ -1,10 +1,13 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from planner.domain import stable_id
 from planner.errors import ImportDataError
 from planner.store import read_runs_table
+from planner.store.runs_table import quoted_in_csv, unquoted
 
 GOOD = """source,compute,metric,value,study,seed
 a,1e18,loss,3.2,s1,0
@@ -145,3 +148,20 @@ def test_a_semicolon_separated_file_is_named_as_such(tmp_path):
     with pytest.raises(ImportDataError) as e:
         read_runs_table(write(tmp_path, "source,compute,metric\na,1,loss\n"))
     assert "separated by semicolons" not in str(e.value)
+
+
+@given(st.text())
+def test_a_csv_export_quote_is_taken_off_exactly(cell):
+    """Any text written as a CSV export writes it reads back the same, and what is written
+    starts like a formula only when it is a plain number."""
+    written = "'" + cell if quoted_in_csv(cell) else cell
+    assert unquoted(written) == cell
+    assert written[:1] not in ("=", "+", "-", "@", "\t", "\r") or _is_number(written)
+
+
+def _is_number(s: str) -> bool:
+    try:
+        float(s)
+    except ValueError:
+        return False
+    return s.strip() == s and "_" not in s and s.lower().lstrip("+-")[:1] in "0123456789."

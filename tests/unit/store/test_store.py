@@ -263,3 +263,30 @@ def test_every_writer_turns_a_duckdb_error_into_a_store_error(tmp_path):
             ):
                 write(s)
             assert s.counts()["sources"] == 1, name
+
+
+def test_csv_export_quotes_formula_cells_and_reads_them_back(store, tmp_path):
+    """A text cell a spreadsheet would run (=, +, -, @, tab, CR first) gets a ' before it
+    in a CSV export (OWASP); numbers and number-like names are left alone; importing the
+    CSV takes the quote off again, and Parquet keeps every cell as it is."""
+    import csv
+
+    names = ["=cmd|' /C calc'!A0", "+1+2", "-x", "@SUM(A1)", "\tx", "'=already", "-1.5", "web"]
+    for i, name in enumerate(names):
+        run = Run(run_id=f"job-{i}", source=name, compute=1.0 + i, origin="sweep")
+        store.ingest_result(run, [Metric(f"job-{i}", "loss", -1.5 - i)])
+    out = tmp_path / "out.csv"
+    assert store.export_runs(out) == len(names)
+    with out.open(newline="") as f:
+        rows = list(csv.DictReader(f))
+    by_value = {float(r["value"]): r for r in rows}
+    cells = [by_value[-1.5 - i]["source"] for i in range(len(names))]
+    assert cells == ["'" + n for n in names[:6]] + ["-1.5", "web"]
+    assert by_value[-1.5]["value"] == "-1.5"  # numbers are numbers, unquoted
+    for fmt in ("csv", "parquet"):
+        path = tmp_path / f"again.{fmt}"
+        store.export_runs(path)
+        with open_store(tmp_path / f"again-{fmt}.duckdb") as other:
+            other.import_runs(read_runs_table(path))
+            # (a runs table's cells are read stripped of spaces and tabs, quoted or not)
+            assert sorted(r.source for r in other.runs()) == sorted(n.strip() for n in names)
