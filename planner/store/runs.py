@@ -78,7 +78,7 @@ class RunStore(StoreBase):
         }
         columns["compute"] = [float(x) for x in columns["compute"]]
         columns["compute_unit"] = list(units)
-        columns["meta"] = [_dumps(dict(m)) for m in metas]
+        columns["meta"] = [_dumps(dict(m)) if m else "{}" for m in metas]  # imports: all {}
         return self._insert(con, "runs", columns, on_conflict="skip", key=("run_id",))
 
     def _insert_metrics(self, con: duckdb.DuckDBPyConnection, metrics: Sequence[Metric]) -> int:

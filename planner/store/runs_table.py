@@ -105,12 +105,10 @@ class RunsTable:
     def observations(self) -> list[Observation]:
         """Flatten into (study, metric, source, compute, value) observations."""
         by_id = {r.run_id: r for r in self.runs}
-        out = []
-        for m in self.metrics:
-            r = by_id[m.run_id]
-            out.append(
+        with _collector_paused():  # as when reading: many small objects that hold no cycles
+            return [
                 Observation(
-                    study=r.study,
+                    study=(r := by_id[m.run_id]).study,
                     metric=m.name,
                     source=r.source,
                     compute=r.compute,
@@ -118,8 +116,8 @@ class RunsTable:
                     run_id=r.run_id,
                     seed=r.seed,
                 )
-            )
-        return out
+                for m in self.metrics
+            ]
 
 
 def read_runs_table(path: str | Path) -> RunsTable:
@@ -412,18 +410,6 @@ def _plain_metric(metric: Any, value: Any) -> tuple[str | None, float]:
     return name, x
 
 
-def _cell(row: Sequence[Any], i: int | None, name: str) -> Any:
-    """A cell's value, None when the column is absent or the cell is empty."""
-    if i is None:
-        return None
-    v = row[i]
-    if v is None or (isinstance(v, str) and v.strip() == ""):
-        return None
-    if isinstance(v, float) and math.isnan(v) and name != "value":
-        return None
-    return v
-
-
 def _parse_row(
     row: Sequence[Any], index: Mapping[str, int], ctx: str, quoted: bool
 ) -> tuple[_RunCells, str, float]:
@@ -431,7 +417,16 @@ def _parse_row(
     ``quoted``: text cells may carry a CSV export's quote (:func:`unquoted`)."""
 
     def cell(name: str) -> Any:
-        return _cell(row, index.get(name), name)
+        """The cell's value, None when the column is absent or the cell is empty."""
+        i = index.get(name)
+        if i is None:
+            return None
+        v = row[i]
+        if v is None or (isinstance(v, str) and not v.strip()):
+            return None
+        if isinstance(v, float) and math.isnan(v) and name != "value":
+            return None
+        return v
 
     def text(name: str, *, required: bool = False) -> str | None:
         s = _text(cell(name), ctx, name, required=required)
@@ -520,7 +515,8 @@ def _read_csv(p: Path) -> tuple[list[str], list[list[str]], list[int]]:
                 raise ImportDataError(f"{p} is empty; a runs table needs a header row")
             start = reader.line_num + 1
             for row in reader:
-                if any(c.strip() for c in row):  # blank lines are not rows
+                # blank lines are not rows (the first cell alone settles almost every row)
+                if (row and row[0].strip()) or any(c.strip() for c in row):
                     rows.append(row)
                     numbers.append(start)
                 start = reader.line_num + 1
