@@ -16,14 +16,14 @@ from pathlib import Path
 import duckdb
 
 from planner.errors import StoreError
-from planner.store.codec import _unpack
+from planner.store.codec import _unpack as _unpack  # importable from here, as before the split
 from planner.store.experiments import ExperimentStore
 from planner.store.fits import FitStore
 from planner.store.plans import PlanStore, plan_from_json
 from planner.store.runs import ImportSummary, RunStore
 from planner.store.sources import SourceStore
 
-__all__ = ["ImportSummary", "Store", "_unpack", "open_store", "plan_from_json"]
+__all__ = ["ImportSummary", "Store", "open_store", "plan_from_json"]
 
 
 class Store(RunStore, SourceStore, ExperimentStore, FitStore, PlanStore):
