@@ -7,7 +7,10 @@ quantity that grows with cost; runs are compared only within one (study, metric)
 
 A bad file raises one :class:`ImportDataError` naming the row and the column; nothing is
 returned half-read. Columns outside the format (a notes column, a recipe description…) are
-not read; the table lists them in ``ignored_columns`` so the commands can say so.
+not read; the table lists them in ``ignored_columns`` so the commands can say so, as it
+lists in ``duplicate_rows`` the rows that repeat an earlier row cell for cell (they are read
+as repeat runs). A text cell of a CSV file loses the ``'`` that an export puts before a
+formula-like cell (:func:`quoted_in_csv`).
 """
 
 from __future__ import annotations
