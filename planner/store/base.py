@@ -41,7 +41,10 @@ class StoreBase:
     # ----------------------------------------------------------------- handles
     def cursor(self) -> Self:
         """A handle for another thread on the same database."""
-        return type(self)(self._con.cursor(), self.path)
+        try:
+            return type(self)(self._con.cursor(), self.path)
+        except duckdb.Error as e:
+            raise self._error("open another handle on", e, READ_ADVICE) from e
 
     def close(self) -> None:
         with suppress(duckdb.Error):
@@ -76,7 +79,14 @@ class StoreBase:
             with self.transaction() as con:
                 yield con
         except (duckdb.Error, pa.ArrowException) as e:
-            raise StoreError(f"could not {what} in {self.path} ({e}); {WRITE_ADVICE}") from e
+            raise self._error(f"{what} in", e, WRITE_ADVICE) from e
+
+    def _error(self, what: str, e: Exception, advice: str) -> StoreError:
+        """The StoreError for a duckdb (or Arrow) error: what failed on this file, and what to
+        do (``advice``, unless the handle itself was closed)."""
+        if isinstance(e, duckdb.ConnectionException):
+            advice = "this handle on the store was closed: open the store again"
+        return StoreError(f"could not {what} {self.path} ({e}); {advice}")
 
     # ----------------------------------------------------------------- reads
     def _all(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
@@ -84,7 +94,7 @@ class StoreBase:
         try:
             return self._con.execute(sql, list(params)).fetchall()
         except duckdb.Error as e:
-            raise StoreError(f"a query on {self.path} failed ({e}); {READ_ADVICE}") from e
+            raise self._error("read from", e, READ_ADVICE) from e
 
     def _records(self, sql: str, params: Sequence[Any] = ()) -> list[dict[str, Any]]:
         """The rows of a query as {column name: value}: what each table turns into its
@@ -94,7 +104,7 @@ class StoreBase:
             names = [d[0] for d in cur.description]
             return [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
         except duckdb.Error as e:
-            raise StoreError(f"a query on {self.path} failed ({e}); {READ_ADVICE}") from e
+            raise self._error("read from", e, READ_ADVICE) from e
 
     def counts(self) -> dict[str, int]:
         out = {}
@@ -170,7 +180,7 @@ class StoreBase:
                 " version INTEGER PRIMARY KEY, applied_at TIMESTAMP DEFAULT current_timestamp)"
             )
         except duckdb.Error as e:
-            raise StoreError(f"could not prepare {self.path} ({e}); {WRITE_ADVICE}") from e
+            raise self._error("prepare the schema of", e, WRITE_ADVICE) from e
         current = self.schema_version()
         migrations = all_migrations()
         if current > len(migrations):

@@ -315,3 +315,11 @@ def test_an_import_is_a_few_bulk_statements_whatever_its_size(store, tmp_path):
         statements.append(logged() - before)
         assert (summary.runs_added, summary.metrics_added) == (runs, 2 * runs)
     assert statements[0] == statements[1] < 20, statements  # (before: [38, 410])
+
+
+def test_a_closed_store_says_so(tmp_path):
+    s = open_store(tmp_path / "c.duckdb")
+    s.close()
+    for use in (s.sources, s.counts, s.cursor, lambda: s.add_source(Source("a", "files", {}))):
+        with pytest.raises(StoreError, match="was closed: open the store again"):
+            use()
