@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from planner.domain import Observation, Plan, lower_is_better
+from planner.domain import FrontierPoint, Observation, Plan, lower_is_better
 from planner.units import Unit, format_quantity
 
 
@@ -56,7 +56,7 @@ def build_report(
     plan: Plan | None = None,
     loaded: Any = None,
     budget_compute: float | None = None,
-    frontier_rows: Sequence[Mapping[str, Any]] = (),
+    frontier_rows: Sequence[FrontierPoint] = (),
     title: str = "annealplan report",
     facts: Mapping[str, Any] | None = None,
 ) -> ReportFiles:
@@ -70,7 +70,7 @@ def build_report(
         loaded: the allocation problem the plan came from (for the point-estimate table).
         budget_compute: the target budget in the runs' compute unit (for the ranking at
             the target); defaults to the plan's budget.
-        frontier_rows: rows from ``planner.allocate.plan.frontier`` to plot.
+        frontier_rows: rows from ``planner.allocate.frontier.frontier`` to plot.
         title: the report's heading.
         facts: extra reproducibility facts (e.g. the command that made the runs).
 
@@ -123,7 +123,7 @@ def build_report(
         c0 = min(o.compute for o in rows)
         smallest[s] = float(np.mean([o.value for o in rows if o.compute == c0]))
     predicted_at_target: dict[str, float] = {}
-    by_gain = ((plan.extra or {}).get("best_single") or {}).get("gain_by_source") if plan else None
+    by_gain = plan.best_single.gain_by_source if plan and plan.best_single else None
     if by_gain:
         # The laws' ranking at the target: each source's predicted gain over control when the
         # whole budget is spent on it alone (higher gain is better whatever the metric).
@@ -177,7 +177,7 @@ def build_report(
                 "here a micro-anneal would have picked the same "
                 "best source."
             )
-        gain_by = ((plan.extra or {}).get("best_single") or {}).get("gain_by_source", {})
+        gain_by = plan.best_single.gain_by_source if plan and plan.best_single else {}
         winner = rank_small_c[0]
         if plan is not None and plan.success and winner in gain_by:
             # The point estimate as people practise it: trust the measured micro-anneals and
@@ -194,17 +194,17 @@ def build_report(
                 f"{plan.gain - followed:.4g} less than the allocation."
             )
         md.append("")
-    pe = (plan.extra or {}).get("point_estimate") if plan is not None else None
+    pe = plan.point_estimate if plan is not None else None
     if pe:
         findings["point_estimate"] = pe
         md.append(
-            f"Read at a micro budget of {format_quantity(pe['micro_budget'], plan.unit)} "
-            f"({pe['micro_budget'] / plan.budget:.0%} of the budget), the laws choose **{pe['choice']}**; following that choice at the "
+            f"Read at a micro budget of {format_quantity(pe.micro_budget, plan.unit)} "
+            f"({pe.micro_budget / plan.budget:.0%} of the budget), the laws choose **{pe.choice}**; following that choice at the "
             "target budget gives up a predicted "
-            f"**{_fmt(pe['gain_lost'])}** of gain compared with the allocation"
+            f"**{_fmt(pe.gain_lost)}** of gain compared with the allocation"
             + (
-                f" (90% interval {_fmt(pe.get('gain_lost_low'))} to {_fmt(pe.get('gain_lost_high'))})."
-                if pe.get("gain_lost_low") is not None
+                f" (90% interval {_fmt(pe.gain_lost_low)} to {_fmt(pe.gain_lost_high)})."
+                if pe.gain_lost_low is not None
                 else "."
             )
         )
@@ -335,36 +335,35 @@ def build_report(
                 f"{_fmt(a.gain_low)} to {_fmt(a.gain_high)} | {_fmt(a.p_in_optimal, 2)} |"
             )
         md.append("")
-        ex = plan.extra or {}
-        if bs := ex.get("best_single"):
-            md.append(f"Best single source: **{bs['source']}** (predicted gain {bs['gain']:+.4g}).")
+        if bs := plan.best_single:
+            md.append(f"Best single source: **{bs.source}** (predicted gain {bs.gain:+.4g}).")
         if pe:
             md.append("")
             md += [
                 "| decision | choice | predicted gain at the target budget |",
                 "|---|---|---|",
                 f"| laws + allocation | {', '.join(a.source for a in plan.allocations if a.tokens > 0)} | {plan.gain:+.4g} |",
-                f"| point estimate (one micro-anneal) | {pe['choice']} | {plan.gain - pe['gain_lost']:+.4g} |",
+                f"| point estimate (one micro-anneal) | {pe.choice} | {plan.gain - pe.gain_lost:+.4g} |",
             ]
         md.append("")
         for note in plan.notes:
             md.append(f"- {note}")
-        if conf := ex.get("confirmation"):
+        if conf := plan.confirmation:
             md.append(
-                f"- Confirm the mix with one anneal: {conf.get('source')} at "
-                f"{format_quantity(conf.get('tokens', 0.0), Unit.TOKENS)}."
+                f"- Confirm the mix with one anneal: {conf.source} at "
+                f"{format_quantity(conf.tokens, Unit.TOKENS)}."
             )
         md.append("")
     if frontier_rows:
         fig, ax = plt.subplots(figsize=(8, 4))
-        b = np.array([r["budget"] for r in frontier_rows])
-        g = np.array([r["gain"] for r in frontier_rows])
+        b = np.array([r.budget for r in frontier_rows])
+        g = np.array([r.gain for r in frontier_rows])
         ax.plot(b, g, label="optimal allocation")
-        lo_ = np.array([r.get("gain_low", np.nan) for r in frontier_rows], dtype=float)
-        hi_ = np.array([r.get("gain_high", np.nan) for r in frontier_rows], dtype=float)
+        lo_ = np.array([r.gain_low for r in frontier_rows], dtype=float)
+        hi_ = np.array([r.gain_high for r in frontier_rows], dtype=float)
         if np.all(np.isfinite(lo_)):
             ax.fill_between(b, lo_, hi_, alpha=0.2, label="90% interval")
-        bsg = np.array([r.get("best_single_gain", np.nan) for r in frontier_rows], dtype=float)
+        bsg = np.array([r.best_single_gain for r in frontier_rows], dtype=float)
         ax.plot(b, bsg, linestyle="--", label="best single source")
         ax.set_xscale("log")
         ax.set_xlabel(f"budget ({plan.unit.value if plan else unit_label})")

@@ -30,7 +30,6 @@ from planner.domain import (
     Plan,
     Run,
     Source,
-    SourceAllocation,
 )
 from planner.errors import StoreError, did_you_mean
 from planner.store.migrations import all_migrations
@@ -680,7 +679,7 @@ class Store:
                     plan.unit.value,
                     plan.metric,
                     bool(plan.success),
-                    _dumps(plan),
+                    _dumps(plan.to_json()),
                     _dumps(ids),
                 ],
             )
@@ -694,19 +693,8 @@ class Store:
 
 
 def plan_from_json(d: Mapping[str, Any]) -> Plan:
-    """Rebuild a :class:`Plan` from its stored JSON (unknown keys are kept in ``extra``)."""
-    alloc_fields = {f.name for f in dataclasses.fields(SourceAllocation)}
-    plan_fields = {f.name for f in dataclasses.fields(Plan)}
-    allocations = tuple(
-        SourceAllocation(**{k: v for k, v in a.items() if k in alloc_fields})
-        for a in d.get("allocations", [])
-    )
-    kwargs = {k: v for k, v in d.items() if k in plan_fields and k != "allocations"}
-    kwargs["unit"] = Unit(kwargs["unit"])
-    for key in ("notes", "fit_ids"):
-        if key in kwargs:
-            kwargs[key] = tuple(kwargs[key])
-    return Plan(allocations=allocations, **kwargs)
+    """Rebuild a :class:`Plan` from its stored JSON (see :meth:`Plan.from_json`)."""
+    return Plan.from_json(d)
 
 
 def _suggest(name: str, names: Sequence[str], otherwise: str) -> str:
