@@ -245,19 +245,16 @@ def demo(ctx: click.Context, budget: str, quick: bool, no_tui: bool, report_dir:
     click.echo(render_plan(plan))
     f = files.findings
     click.echo("")
-    if f.get("ranking_at_smallest_budget"):
-        click.echo("ranking at the smallest budget: " + " > ".join(f["ranking_at_smallest_budget"]))
+    if f.ranking_at_smallest_budget:
+        click.echo("ranking at the smallest budget: " + " > ".join(f.ranking_at_smallest_budget))
         click.echo(
-            "ranking the laws predict at the target: "
-            + " > ".join(f["ranking_predicted_at_target"])
+            "ranking the laws predict at the target: " + " > ".join(f.ranking_predicted_at_target)
         )
+        click.echo("the ranking changes" if f.ranking_changes else "no crossing in this example")
+    if m := f.measured_point_estimate:
         click.echo(
-            "the ranking changes" if f.get("ranking_changes") else "no crossing in this example"
-        )
-    if m := f.get("measured_point_estimate"):
-        click.echo(
-            f"following the smallest-budget winner ({m['choice']}) alone: predicted gain "
-            f"{m['gain_if_followed']:+.4g}, {m['gain_lost']:.4g} less than the plan"
+            f"following the smallest-budget winner ({m.choice}) alone: predicted gain "
+            f"{m.gain_if_followed:+.4g}, {m.gain_lost:.4g} less than the plan"
         )
     click.echo(f"report: {files.markdown}")
 

@@ -69,7 +69,6 @@ def make_report(
         out,
         metric=plan.metric,
         plan=plan,
-        loaded=loaded,
         budget_compute=budget_compute,
         frontier_rows=rows,
         title=title,
