@@ -24,6 +24,7 @@ import sympy
 from planner.allocate.model import N_TOKENS, Curve, make_curve
 from planner.allocate.problem import AllocationProblem, cost_expr, law_expr, trim_to_boot
 from planner.allocate.solve import evaluate_plan, solve_rows
+from planner.design.sweep import round3
 from planner.domain import is_control
 from planner.errors import SolveError
 from planner.units import Unit
@@ -243,9 +244,5 @@ def default_candidates(
         lo = xm / 4 if np.isfinite(xm) and xm > 0 else max(pt[k] / 1000, 1e6)
         hi = max(lo * 64, pt[k]) if np.isfinite(xm) else max(pt[k], lo * 64)
         for t in np.geomspace(lo, hi, points):
-            out.append(Candidate(name, float(_round3(t))))
+            out.append(Candidate(name, float(round3(t))))
     return out
-
-
-def _round3(x: float) -> float:
-    return float(f"{x:.3g}")
