@@ -196,12 +196,29 @@ def _range_problem(obj, budget_from, budget_to, points, common: dict):
     )
 
 
+def _budget_range(smallest: str, points: int):
+    """Options of the verbs that scan a range of budgets (``frontier``, ``crossovers``),
+    plus the shared ones."""
+    opts = [
+        click.option(
+            "--from", "budget_from", required=True, help=f"Smallest budget (e.g. {smallest})."
+        ),
+        click.option("--to", "budget_to", required=True, help="Largest budget (e.g. 10000gpuh)."),
+        click.option("--points", type=int, default=points, show_default=True),
+        _common,
+        click.pass_obj,
+    ]
+
+    def wrap(f):
+        for o in reversed(opts):
+            f = o(f)
+        return f
+
+    return wrap
+
+
 @click.command("frontier")
-@click.option("--from", "budget_from", required=True, help="Smallest budget (e.g. 10gpuh).")
-@click.option("--to", "budget_to", required=True, help="Largest budget (e.g. 10000gpuh).")
-@click.option("--points", type=int, default=12, show_default=True)
-@_common
-@click.pass_obj
+@_budget_range("10gpuh", points=12)
 def frontier_cmd(obj, budget_from, budget_to, points, as_json, **common):
     """The optimal plan's gain (with interval) across a range of budgets."""
     from planner.allocate.frontier import frontier
@@ -233,11 +250,7 @@ def frontier_cmd(obj, budget_from, budget_to, points, as_json, **common):
 
 
 @click.command("crossovers")
-@click.option("--from", "budget_from", required=True, help="Smallest budget (e.g. 1gpuh).")
-@click.option("--to", "budget_to", required=True, help="Largest budget (e.g. 10000gpuh).")
-@click.option("--points", type=int, default=25, show_default=True)
-@_common
-@click.pass_obj
+@_budget_range("1gpuh", points=25)
 def crossovers_cmd(obj, budget_from, budget_to, points, as_json, **common):
     """Budgets at which the best single source changes, with probabilities."""
     from planner.allocate.frontier import crossovers
