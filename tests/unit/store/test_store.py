@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import dataclasses
 import os
 import subprocess
 import sys
@@ -180,8 +181,8 @@ def test_fits_round_trip_with_bootstrap(store):
     assert len(store.fits(latest=False)) == 2
 
 
-def test_plans_round_trip(store):
-    plan = Plan(
+def _plan() -> Plan:
+    return Plan(
         budget=2000.0,
         unit=Unit.GPU_HOURS,
         metric="acc",
@@ -195,6 +196,10 @@ def test_plans_round_trip(store):
         gain_high=0.03,
         notes=("gains are assumed to add across sources",),
     )
+
+
+def test_plans_round_trip(store):
+    plan = _plan()
     pid = store.save_plan(plan, ["fit-1"])
     [(got_id, got)] = store.plans()
     assert got_id == pid and got == plan
@@ -202,20 +207,9 @@ def test_plans_round_trip(store):
 
 def _detailed_plan() -> Plan:
     """A plan with every detail the allocation gives it (finite numbers, so it compares)."""
-    return Plan(
-        budget=2000.0,
-        unit=Unit.GPU_HOURS,
-        metric="acc",
-        allocations=(
-            SourceAllocation(
-                "a", 1e9, 1500.0, 0.02, 0.01, 0.03, 0.9, tokens_low=9e8, tokens_high=1.1e9
-            ),
-        ),
-        gain=0.02,
-        gain_low=0.01,
-        gain_high=0.03,
+    return dataclasses.replace(
+        _plan(),
         message="spend 1500 GPU-hours of 2000 GPU-hours",
-        notes=("gains are assumed to add across sources",),
         fit_ids=("fit-1",),
         marginal_utility=1.5e-5,
         eval_cost=5.0,
