@@ -427,7 +427,8 @@ class Plan:
         fit_ids: the fits the plan came from.
         marginal_utility: the KKT certificate λ: the gain per unit of cost of the last unit
             spent, which every funded source below its cap reaches at the optimum (0 when
-            the budget does not bind, NaN for a one-source plan; None: not solved).
+            the budget does not bind; NaN when the plan is the best single source taken
+            whole instead of the water-filling one; None: not solved).
         eval_cost: the evaluation cost taken off the budget, in ``unit``.
         guards: each guard-rail's value in the plan and its multiplier.
         best_single: the best one-source plan; point_estimate: what one micro-anneal
