@@ -17,7 +17,7 @@ import sympy
 
 from planner.allocate.model import N_TOKENS, make_curve
 from planner.allocate.reference import slsqp
-from planner.allocate.solve import Batch, solve
+from planner.allocate.solve import Batch, solve_batch
 
 #: ``--quick``: sizes that run in seconds (explicit flags still win)
 QUICK = {"sources": 5, "budgets": 5}
@@ -61,7 +61,7 @@ def main() -> None:
 
     t0 = time.perf_counter()
     batch = Batch(curves, [c.theta[None] for c in curves], budgets)
-    ours = solve(batch)
+    ours = solve_batch(batch)
     t_ours = time.perf_counter() - t0
 
     t0 = time.perf_counter()

@@ -9,8 +9,8 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-from collections.abc import Mapping
-from dataclasses import dataclass, field, fields
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field, fields
 from typing import TYPE_CHECKING, Any
 
 from planner.units import Unit
@@ -24,6 +24,17 @@ DEFAULT_STUDY = "default"
 LOWER_IS_BETTER_MARKERS = ("loss", "ppl", "perplexity", "bpb", "error")
 # Substrings that mark a perplexity: the exponential of a loss (matched case-insensitively).
 PERPLEXITY_MARKERS = ("ppl", "perplexity")
+
+
+#: the source name the control anneal's runs carry (it anneals on replay data only)
+CONTROL_SOURCE = "control"
+# what marks a run's source as the control anneal, after stripping and lower-casing
+_CONTROL_NAMES = (CONTROL_SOURCE, "")
+
+
+def is_control(source: str | None) -> bool:
+    """True for the control anneal's runs (source None, empty or ``control``)."""
+    return source is None or source.strip().lower() in _CONTROL_NAMES
 
 
 def lower_is_better(metric: str, overrides: Mapping[str, bool] | None = None) -> bool:
@@ -113,6 +124,11 @@ class AnnealSpec:
     @property
     def is_control(self) -> bool:
         return self.source is None
+
+    @property
+    def run_source(self) -> str:
+        """The source its run is recorded under (:data:`CONTROL_SOURCE` for the control)."""
+        return self.source or CONTROL_SOURCE
 
 
 @dataclass(frozen=True, slots=True)
@@ -406,6 +422,12 @@ def _legacy_fields(extra: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
+def _known(cls: type, data: Mapping[str, Any]) -> dict[str, Any]:
+    """The entries of ``data`` that name a field of the dataclass ``cls`` (others dropped)."""
+    names = {f.name for f in fields(cls)}
+    return {k: v for k, v in data.items() if k in names}
+
+
 @dataclass(frozen=True, slots=True)
 class SourceAllocation:
     """One source's share of a plan."""
@@ -423,6 +445,185 @@ class SourceAllocation:
 
 
 @dataclass(frozen=True, slots=True)
+class ProblemOptions:
+    """The options the allocation verbs share, as typed (see ``annealplan allocate --help``).
+
+    A plan keeps the options it was solved with, so whoever shows a stored plan later (its
+    frontier, a report) rebuilds the same problem.
+
+    Attributes:
+        metric: metric to maximise (None: the only fitted one).
+        weights: a weighted objective, ``metric=w[,metric=w…]``.
+        guards: guard-rails on the summed change over control, ``general_acc>=-0.01``.
+        model_params: the annealing model's size N, ``135M`` (None: from the runs).
+        control: the control anneal's value when no control run is stored.
+        study: the study whose fits to use (None: the only one).
+        sources: comma-separated sources to consider (None: every fitted one).
+        replay_fraction: replay share trained alongside a source's tokens.
+        eval_cost: evaluation cost of the final plan, ``5gpuh``.
+        max_extrapolation: trust each law up to this multiple of its largest budget.
+    """
+
+    metric: str | None = None
+    weights: str | None = None
+    guards: Sequence[str] = ()
+    model_params: str | None = None
+    control: float | None = None
+    study: str | None = None
+    sources: str | None = None
+    replay_fraction: float = 0.0
+    eval_cost: str | None = None
+    max_extrapolation: float | None = None
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> ProblemOptions:
+        kept = _known(cls, data)
+        kept["guards"] = tuple(kept.get("guards") or ())
+        return cls(**kept)
+
+
+@dataclass(frozen=True, slots=True)
+class GuardCheck:
+    """A guard-rail as the plan meets it.
+
+    Attributes:
+        guard: the guard-rail as written, ``general_acc>=-0.01``.
+        value: the plan's signed summed change of the guarded metric over control.
+        multiplier: the Lagrange multiplier that enforced it (0: it did not bind).
+    """
+
+    guard: str
+    value: float
+    multiplier: float
+
+
+@dataclass(frozen=True, slots=True)
+class BestSingle:
+    """The best plan that spends the whole budget on one source.
+
+    Attributes:
+        source, tokens, gain: that source, its tokens and its predicted gain.
+        gain_by_source: every source's predicted gain when it alone gets the budget (the
+            laws' ranking at the target budget).
+    """
+
+    source: str
+    tokens: float
+    gain: float
+    gain_by_source: Mapping[str, float]
+
+
+@dataclass(frozen=True, slots=True)
+class PointEstimate:
+    """What one micro-anneal would have chosen: the laws read at a small budget.
+
+    Attributes:
+        micro_budget: the budget the micro-anneal spends.
+        choice: the source that gains most at the micro budget.
+        predicted_gain_at_micro: every source's predicted gain at the micro budget.
+        gain_if_followed: the predicted gain of spending the whole budget on ``choice``.
+        gain_lost: the plan's predicted gain minus ``gain_if_followed``.
+        differs_from_best_single: ``choice`` is not the best single source at the budget.
+        gain_lost_low, gain_lost_high: the 90% interval of the loss over the bootstrap
+            samples (None without samples).
+    """
+
+    micro_budget: float
+    choice: str
+    predicted_gain_at_micro: Mapping[str, float]
+    gain_if_followed: float
+    gain_lost: float
+    differs_from_best_single: bool
+    gain_lost_low: float | None = None
+    gain_lost_high: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class GainRange:
+    """A gain over the bootstrap samples: median and the 90% interval."""
+
+    median: float
+    low: float
+    high: float
+
+
+@dataclass(frozen=True, slots=True)
+class PlanUncertainty:
+    """The plan under every bootstrap sample of the laws.
+
+    Attributes:
+        samples: bootstrap samples solved.
+        optimal_gain: the gain of each sample's own optimal plan.
+        p_plan_near_optimal: share of samples where the plan loses less than 5% of the
+            sample's optimal gain.
+        p_beats_best_single, p_beats_point_estimate_choice: share of samples where the plan
+            gains more than the best single source or the micro-anneal's choice.
+        p_in_optimal: per source, the share of samples whose optimal plan uses it.
+        quantiles: the percentiles the intervals are drawn at.
+    """
+
+    samples: int
+    optimal_gain: GainRange
+    p_plan_near_optimal: float
+    p_beats_best_single: float
+    p_beats_point_estimate_choice: float
+    p_in_optimal: Mapping[str, float]
+    quantiles: tuple[float, float]
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> PlanUncertainty:
+        kept = _known(cls, data)
+        kept["optimal_gain"] = GainRange(**_known(GainRange, kept["optimal_gain"]))
+        kept["quantiles"] = tuple(kept["quantiles"])
+        return cls(**kept)
+
+
+@dataclass(frozen=True, slots=True)
+class Confirmation:
+    """One mixed anneal of the chosen mix, scaled down, that tests whether gains add.
+
+    Attributes:
+        source: the mixture's name, ``a@0.6+b@0.4`` (see ``allocate.mixture.parse_mixture``).
+        tokens: its source tokens in all; ``tokens_per_source`` split by source.
+        predicted_gain: the gain the laws predict for it if gains add.
+        note: what to do with it.
+    """
+
+    source: str
+    tokens: float
+    tokens_per_source: Mapping[str, float]
+    predicted_gain: float
+    note: str = "run it as one anneal; compare its measured gain with the prediction"
+
+
+@dataclass(frozen=True, slots=True)
+class MixedRunCheck:
+    """A measured mixed run beside the gain the laws predict for it (the separability check).
+
+    Attributes:
+        source: the run's mixture name (``a+b``, ``a@0.7+b@0.3``).
+        tokens: its source tokens.
+        measured_gain, predicted_gain: over the control; ``difference`` measured − predicted.
+        skipped: why it was not compared (empty when it was; the numbers are then None).
+    """
+
+    source: str
+    tokens: float | None = None
+    measured_gain: float | None = None
+    predicted_gain: float | None = None
+    difference: float | None = None
+    skipped: str = ""
+
+
+def _optional(cls: type, data: Mapping[str, Any] | None) -> Any:
+    """``cls`` from its JSON data, or None for none (or an empty mapping)."""
+    if not data:
+        return None
+    reader = getattr(cls, "from_json", None)
+    return reader(data) if reader is not None else cls(**_known(cls, data))
+
+
+@dataclass(frozen=True, slots=True)
 class Plan:
     """A cost-optimal allocation for a budget, with what it rests on.
 
@@ -433,6 +634,17 @@ class Plan:
         success, message: a degenerate or infeasible problem is data, explained in message.
         notes: caveats shown with the plan (separability, extrapolation…).
         fit_ids: the fits the plan came from.
+        marginal_utility: the KKT certificate λ: the gain per unit of cost of the last unit
+            spent, which every funded source below its cap reaches at the optimum (0 when
+            the budget does not bind; NaN when the plan is the best single source taken
+            whole instead of the water-filling one; None: not solved).
+        eval_cost: the evaluation cost taken off the budget, in ``unit``.
+        guards: each guard-rail's value in the plan and its multiplier.
+        best_single: the best one-source plan; point_estimate: what one micro-anneal
+            would have chosen; uncertainty: the plan under the bootstrap samples.
+        confirmation: the mixed anneal that tests the plan's separability assumption.
+        mixed_runs: measured mixed runs against their predicted gain.
+        options: the options the plan was solved with (None: not recorded).
     """
 
     budget: float
@@ -446,4 +658,135 @@ class Plan:
     message: str = ""
     notes: tuple[str, ...] = ()
     fit_ids: tuple[str, ...] = ()
-    extra: Mapping[str, Any] = field(default_factory=dict)
+    marginal_utility: float | None = None
+    eval_cost: float = 0.0
+    guards: tuple[GuardCheck, ...] = ()
+    best_single: BestSingle | None = None
+    point_estimate: PointEstimate | None = None
+    uncertainty: PlanUncertainty | None = None
+    confirmation: Confirmation | None = None
+    mixed_runs: tuple[MixedRunCheck, ...] = ()
+    options: ProblemOptions | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        """The plan as JSON-able data (what the store keeps; :meth:`from_json` reads it)."""
+        data = asdict(self)
+        data["unit"] = self.unit.value
+        return data
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> Plan:
+        """Rebuild a plan from :meth:`to_json`'s data.
+
+        A plan stored before its details were typed kept them in one ``extra`` mapping
+        (with the multiplier under ``lambda``); such a body reads the same way. Unknown
+        keys are dropped.
+        """
+        old = dict(data.get("extra") or {})
+        if "lambda" in old:
+            old["marginal_utility"] = old.pop("lambda")
+        flat = {**old, **{k: v for k, v in data.items() if k != "extra"}}
+        kw = _known(cls, flat)
+        kw["unit"] = Unit(kw["unit"])
+        kw["allocations"] = tuple(
+            SourceAllocation(**_known(SourceAllocation, a)) for a in flat.get("allocations", ())
+        )
+        for key in ("notes", "fit_ids"):
+            kw[key] = tuple(flat.get(key) or ())
+        kw["guards"] = tuple(GuardCheck(**_known(GuardCheck, g)) for g in flat.get("guards") or ())
+        kw["mixed_runs"] = tuple(
+            MixedRunCheck(**_known(MixedRunCheck, m)) for m in flat.get("mixed_runs") or ()
+        )
+        for key, typ in (
+            ("best_single", BestSingle),
+            ("point_estimate", PointEstimate),
+            ("uncertainty", PlanUncertainty),
+            ("confirmation", Confirmation),
+            ("options", ProblemOptions),
+        ):
+            kw[key] = _optional(typ, flat.get(key))
+        return cls(**kw)
+
+
+@dataclass(frozen=True, slots=True)
+class FrontierPoint:
+    """The optimal plan at one budget of a frontier.
+
+    Attributes:
+        budget: in the problem's unit.
+        gain: the optimal plan's predicted gain; gain_low/high its 90% interval over the
+            bootstrap samples (NaN without samples).
+        tokens: per source, the optimal plan's tokens.
+        best_single: the source that gains most with the whole budget (None: none can be
+            bought); best_single_gain its gain.
+        success: the plan is feasible, beats the control and meets its guard-rails.
+    """
+
+    budget: float
+    gain: float
+    gain_low: float
+    gain_high: float
+    tokens: Mapping[str, float]
+    best_single: str | None
+    best_single_gain: float
+    success: bool
+
+
+@dataclass(frozen=True, slots=True)
+class BudgetCrossover:
+    """A budget at which the best single source changes.
+
+    Attributes:
+        budget: where the point laws' best source changes (evaluation cost included).
+        before, after: the best source below and above it (None: nothing beats control).
+        probability: share of bootstrap samples that change between the same two sources
+            in the range (None without samples).
+        budget_low, budget_high: the 5th and 95th percentiles of where those samples
+            change (None when none does).
+    """
+
+    budget: float
+    before: str | None
+    after: str | None
+    probability: float | None = None
+    budget_low: float | None = None
+    budget_high: float | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        """``{"budget", "from", "to"}`` plus the probability and range when known."""
+        out: dict[str, Any] = {"budget": self.budget, "from": self.before, "to": self.after}
+        for key in ("probability", "budget_low", "budget_high"):
+            value = getattr(self, key)
+            if value is not None:
+                out[key] = value
+        return out
+
+
+@dataclass(frozen=True, slots=True)
+class CrossoverScan:
+    """The best single source across a range of budgets, and where it changes.
+
+    Attributes:
+        budgets: the budgets scanned, ascending.
+        best: the best single source at each (None: nothing beats the control).
+        crossovers: where the best source changes.
+        p_best: per source, the share of bootstrap samples in which it is best at each budget
+            (None without samples); samples: how many samples (0 without).
+    """
+
+    budgets: tuple[float, ...]
+    best: tuple[str | None, ...]
+    crossovers: tuple[BudgetCrossover, ...]
+    p_best: Mapping[str, tuple[float, ...]] | None = None
+    samples: int = 0
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "budgets": list(self.budgets),
+            "best": list(self.best),
+            "crossovers": [c.to_json() for c in self.crossovers],
+        }
+        if self.p_best is not None:
+            out["p_best"] = {k: list(v) for k, v in self.p_best.items()}
+            out["samples"] = self.samples
+        return out

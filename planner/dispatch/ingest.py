@@ -14,11 +14,10 @@ from typing import Any
 from pydantic import ValidationError
 
 from executors.protocol import AnnealJobSpec, JobResult
-from planner.domain import AnnealSpec, Metric, Run, Source
+from planner.domain import CONTROL_SOURCE, AnnealSpec, Metric, Run, Source
 from planner.errors import ConfigError
 from planner.units import Rates, Unit, convert
 
-CONTROL_SOURCE = "control"
 _UNITS = {u.value: u for u in Unit}
 
 

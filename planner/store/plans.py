@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import uuid
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from planner.domain import Plan, SourceAllocation
+from planner.domain import Plan
 from planner.store.base import StoreBase
 from planner.store.codec import _dumps
-from planner.units import Unit
 
 
 def _plan(record: Mapping[str, Any]) -> Plan:
@@ -33,7 +31,7 @@ class PlanStore(StoreBase):
                 "unit": [plan.unit.value],
                 "metric": [plan.metric],
                 "success": [bool(plan.success)],
-                "body": [_dumps(plan)],
+                "body": [_dumps(plan.to_json())],
                 "fit_ids": [_dumps(ids)],
             }
             self._insert(con, "plans", row)
@@ -47,16 +45,5 @@ class PlanStore(StoreBase):
 
 
 def plan_from_json(d: Mapping[str, Any]) -> Plan:
-    """Rebuild a :class:`Plan` from its stored JSON (unknown keys are kept in ``extra``)."""
-    alloc_fields = {f.name for f in dataclasses.fields(SourceAllocation)}
-    plan_fields = {f.name for f in dataclasses.fields(Plan)}
-    allocations = tuple(
-        SourceAllocation(**{k: v for k, v in a.items() if k in alloc_fields})
-        for a in d.get("allocations", [])
-    )
-    kwargs = {k: v for k, v in d.items() if k in plan_fields and k != "allocations"}
-    kwargs["unit"] = Unit(kwargs["unit"])
-    for key in ("notes", "fit_ids"):
-        if key in kwargs:
-            kwargs[key] = tuple(kwargs[key])
-    return Plan(allocations=allocations, **kwargs)
+    """Rebuild a :class:`Plan` from its stored JSON (see :meth:`Plan.from_json`)."""
+    return Plan.from_json(d)

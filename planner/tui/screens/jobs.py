@@ -268,7 +268,7 @@ class JobsScreen(PlannerScreen):
         unit = Unit(meta.get("unit", "gpu_hours"))
         for s in self.specs:
             table.add_row(
-                s.source or "control",
+                s.run_source,
                 format_quantity(s.tokens, Unit.TOKENS).replace(" tokens", ""),
                 str(s.seed),
                 "designed",

@@ -55,7 +55,7 @@ def metric_data(store: Any, study: str, metric: str) -> MetricData:
     Each law is drawn over its own runs and one decade beyond (``draw_grid``, as the
     report draws it), and two laws' crossing is looked for where both are drawn.
     """
-    from planner.allocate.problem import is_control
+    from planner.domain import is_control
     from planner.laws.crossover import crossover
     from planner.laws.predict import DEFAULT_LEVEL, predict_interval
     from planner.laws.session import draw_grid
@@ -215,7 +215,7 @@ class LawsScreen(PlannerScreen):
         """Runs as points, each source's law as a line, one source's 90% band, crossovers
         as red verticals. The band follows the table's cursor: three bands at once hide
         the points in a terminal-sized plot."""
-        from planner.allocate.problem import is_control
+        from planner.domain import is_control
 
         plot = self.query_one("#laws-plot", PlotextPlot)
         plt = plot.plt
@@ -289,7 +289,7 @@ class LawsScreen(PlannerScreen):
                 key = None
             if key in ids and ids[key] in data.curves:
                 return ids[key]
-        from planner.allocate.problem import is_control
+        from planner.domain import is_control
 
         return next((s for s in data.curves if not is_control(s)), None)
 
@@ -301,7 +301,7 @@ class LawsScreen(PlannerScreen):
     def fill_table(self, data: MetricData) -> None:
         table = self.query_one("#laws-params", DataTable)
         table.clear()
-        from planner.allocate.problem import is_control
+        from planner.domain import is_control
         from planner.laws.session import describe_fit
 
         # the control last: the cursor (and the band) start on a real source

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 import subprocess
@@ -12,12 +13,20 @@ import pytest
 from planner.domain import (
     AnnealSpec,
     AveragedLaw,
+    BestSingle,
+    Confirmation,
     CostSpec,
+    GainRange,
+    GuardCheck,
     LawFit,
     LeaveLastOut,
     Metric,
+    MixedRunCheck,
     ModelAverage,
     Plan,
+    PlanUncertainty,
+    PointEstimate,
+    ProblemOptions,
     Run,
     Source,
     SourceAllocation,
@@ -176,8 +185,8 @@ def test_fits_round_trip_with_bootstrap(store):
     assert len(store.fits(latest=False)) == 2
 
 
-def test_plans_round_trip(store):
-    plan = Plan(
+def _plan() -> Plan:
+    return Plan(
         budget=2000.0,
         unit=Unit.GPU_HOURS,
         metric="acc",
@@ -191,9 +200,147 @@ def test_plans_round_trip(store):
         gain_high=0.03,
         notes=("gains are assumed to add across sources",),
     )
+
+
+def test_plans_round_trip(store):
+    plan = _plan()
     pid = store.save_plan(plan, ["fit-1"])
     [(got_id, got)] = store.plans()
     assert got_id == pid and got == plan
+
+
+def _detailed_plan() -> Plan:
+    """A plan with every detail the allocation gives it (finite numbers, so it compares)."""
+    return dataclasses.replace(
+        _plan(),
+        message="spend 1500 GPU-hours of 2000 GPU-hours",
+        fit_ids=("fit-1",),
+        marginal_utility=1.5e-5,
+        eval_cost=5.0,
+        guards=(GuardCheck("general_acc>=-0.01", -0.004, 0.25),),
+        best_single=BestSingle("a", 1.2e9, 0.018, {"a": 0.018, "b": 0.011}),
+        point_estimate=PointEstimate(
+            micro_budget=100.0,
+            choice="b",
+            predicted_gain_at_micro={"a": 0.001, "b": 0.002},
+            gain_if_followed=0.011,
+            gain_lost=0.009,
+            differs_from_best_single=True,
+            gain_lost_low=0.002,
+            gain_lost_high=0.015,
+        ),
+        uncertainty=PlanUncertainty(
+            samples=200,
+            optimal_gain=GainRange(0.021, 0.012, 0.031),
+            p_plan_near_optimal=0.8,
+            p_beats_best_single=0.7,
+            p_beats_point_estimate_choice=0.9,
+            p_in_optimal={"a": 0.9, "b": 0.3},
+            quantiles=(5.0, 95.0),
+        ),
+        confirmation=Confirmation("a@1", 5e7, {"a": 5e7}, 0.004),
+        mixed_runs=(
+            MixedRunCheck("a+b", 2e9, 0.03, 0.025, 0.005),
+            MixedRunCheck("a+c", skipped="unknown source(s) c"),
+        ),
+        options=ProblemOptions(metric="acc", guards=("general_acc>=-0.01",), study="s"),
+    )
+
+
+def test_a_plans_details_round_trip_typed(store):
+    plan = _detailed_plan()
+    store.save_plan(plan)
+    [(_, got)] = store.plans()
+    assert got == plan
+    assert isinstance(got.point_estimate, PointEstimate) and got.options.guards == (
+        "general_acc>=-0.01",
+    )
+
+
+#: a plan's body as it was stored before the plan's details were typed: they were one
+#: ``extra`` mapping then, with the budget's multiplier under ``lambda``
+OLD_PLAN_BODY = {
+    "budget": 2000.0,
+    "unit": "gpu_hours",
+    "metric": "acc",
+    "allocations": [
+        {"source": "a", "tokens": 4e10, "cost": 22.7503, "gain": 0.0945332, "gain_low": 0.0808983,
+         "gain_high": 0.105342, "p_in_optimal": 1.0, "capped": True, "tokens_low": 4e10,
+         "tokens_high": 4e10},
+    ],
+    "gain": 0.268525,
+    "gain_low": 0.248674,
+    "gain_high": 0.281717,
+    "success": True,
+    "message": "spend 1,995 GPU-h of 2,000 GPU-h",
+    "notes": ["The solver assumes gains add across sources."],
+    "fit_ids": [],
+    "extra": {
+        "lambda": 3.95612e-06,
+        "eval_cost": 5.0,
+        "guards": [{"guard": "gen>=-0.06", "value": -0.0319208, "multiplier": 0.0}],
+        "best_single": {"source": "b", "tokens": 3.50765e12, "gain": 0.174081,
+                        "gain_by_source": {"a": 0.0945332, "b": 0.174081}},
+        "point_estimate": {"micro_budget": 99.75, "choice": "b",
+                           "predicted_gain_at_micro": {"a": 0.0945332, "b": 0.136331},
+                           "gain_if_followed": 0.174081, "gain_lost": 0.0944439,
+                           "differs_from_best_single": False, "gain_lost_low": 0.0808144,
+                           "gain_lost_high": 0.105241},
+        "uncertainty": {"samples": 20,
+                        "optimal_gain": {"median": 0.269915, "low": 0.248674, "high": 0.281717},
+                        "p_plan_near_optimal": 1.0, "p_beats_best_single": 1.0,
+                        "p_beats_point_estimate_choice": 1.0, "p_in_optimal": {"a": 1.0, "b": 1.0},
+                        "quantiles": [5.0, 95.0]},
+        "confirmation": {"source": "a@0.0114+b@0.989", "tokens": 1.75383e11,
+                         "tokens_per_source": {"a": 2e9, "b": 1.73383e11},
+                         "predicted_gain": 0.203124,
+                         "note": "run it as one anneal; compare its measured gain with the prediction"},
+        "mixed_runs": [
+            {"source": "a+b", "tokens": 2e9, "measured_gain": 0.07, "predicted_gain": -0.05,
+             "difference": 0.12},
+            {"source": "a+c", "skipped": "unknown source(s) c"},
+        ],
+        "options": {"metric": "acc", "weights": None, "guards": ["gen>=-0.06"],
+                    "model_params": None, "control": None, "study": "s", "sources": None,
+                    "replay_fraction": 0.0, "eval_cost": None, "max_extrapolation": 10.0},
+    },
+}  # fmt: skip
+
+
+def test_a_plan_stored_with_its_details_in_extra_still_loads(store):
+    """A body written before the details were typed reads as a typed plan; a failed plan
+    then had an empty ``extra``."""
+    import json
+
+    failed = {**OLD_PLAN_BODY, "allocations": [], "success": False, "extra": {}}
+    ids = [store.save_plan(_detailed_plan()) for _ in range(2)]
+    for plan_id, body in zip(ids, (OLD_PLAN_BODY, failed), strict=True):
+        store._con.execute(
+            "UPDATE plans SET body = ? WHERE plan_id = ?", [json.dumps(body), plan_id]
+        )
+    got = dict(store.plans())
+    old = got[ids[0]]
+    assert old.unit is Unit.GPU_HOURS and old.allocations[0].capped
+    assert old.marginal_utility == 3.95612e-06 and old.eval_cost == 5.0
+    assert old.guards == (GuardCheck("gen>=-0.06", -0.0319208, 0.0),)
+    assert old.best_single.gain_by_source == {"a": 0.0945332, "b": 0.174081}
+    assert old.point_estimate.choice == "b" and old.point_estimate.gain_lost_high == 0.105241
+    assert old.uncertainty.optimal_gain == GainRange(0.269915, 0.248674, 0.281717)
+    assert old.uncertainty.quantiles == (5.0, 95.0)
+    assert old.confirmation.tokens_per_source == {"a": 2e9, "b": 1.73383e11}
+    assert old.mixed_runs == (
+        MixedRunCheck("a+b", 2e9, 0.07, -0.05, 0.12),
+        MixedRunCheck("a+c", skipped="unknown source(s) c"),
+    )
+    assert old.options == ProblemOptions(
+        metric="acc", guards=("gen>=-0.06",), study="s", max_extrapolation=10.0
+    )
+    # stored again, it reads back the same
+    store.save_plan(old)
+    assert store.plans(limit=1)[0][1] == old
+    none = got[ids[1]]
+    assert not none.success and none.allocations == () and none.guards == ()
+    assert none.point_estimate is None and none.confirmation is None and none.options is None
 
 
 def test_open_store_errors(tmp_path):
