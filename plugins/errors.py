@@ -60,6 +60,44 @@ class ExecutorError(AnnealplanError):
     default_title = "Executor problem"
 
 
+#: reply statuses that mean "try again later" (the executor is busy or briefly away)
+RETRY_STATUSES = frozenset({408, 425, 429, 500, 502, 503, 504})
+
+
+class ExecutorReplyError(ExecutorError):
+    """An executor answered with an error, or could not be reached.
+
+    Every executor backend raises it, so dispatch can tell "this executor does not know
+    the job" (``status`` 404) and "it is away for now" (:attr:`unreachable`) from a
+    refusal, whatever transport the backend uses. The statuses are HTTP's.
+
+    Attributes:
+        status: the reply's status (0: no reply at all).
+        code, field: the executor's error code and the field it names, if any.
+        retry_after: seconds the executor asked the caller to wait (0: none).
+    """
+
+    def __init__(
+        self,
+        msg: str,
+        *,
+        status: int = 0,
+        code: str = "",
+        field: str | None = None,
+        retry_after: float = 0.0,
+    ) -> None:
+        super().__init__(msg)
+        self.status = status
+        self.code = code
+        self.field = field
+        self.retry_after = retry_after
+
+    @property
+    def unreachable(self) -> bool:
+        """True when trying again later may succeed (no reply, or a busy/away status)."""
+        return self.status == 0 or self.status in RETRY_STATUSES
+
+
 def did_you_mean(name: str, known: Iterable[str]) -> str:
     """A ``"; did you mean 'x'?"`` suffix for an unknown ``name`` (empty when nothing is close).
 

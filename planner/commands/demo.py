@@ -84,7 +84,6 @@ def demo(ctx: click.Context, budget: str, quick: bool, no_tui: bool, report_dir:
     from rich.console import Console
 
     from planner.commands.sources import build_source
-    from planner.dispatch.local import LocalExecutor
     from planner.dispatch.scheduler import run_sweep
     from planner.domain import AnnealSpec, stable_id
     from planner.units import parse_quantity
@@ -204,7 +203,7 @@ def demo(ctx: click.Context, budget: str, quick: bool, no_tui: bool, report_dir:
     )
 
     _say(console, "running the sweep on a local executor (DeepSpeed anneal + lm-eval per job)")
-    summary = _run(store, project, console, run_sweep, LocalExecutor)
+    summary = _run(store, project, console, run_sweep, obj.registry)
     console.print(
         f"  {summary.succeeded} succeeded ({summary.reused} reused), {len(summary.failed)} failed"
     )
@@ -309,7 +308,7 @@ class _quiet:
         return self._cm.__exit__(*exc)
 
 
-def _run(store, project: Path, console, run_sweep, LocalExecutor):
+def _run(store, project: Path, console, run_sweep, registry):
     """Run the sweep with a live progress bar per job (or a line per state change when
     stderr is not a terminal), two jobs at a time on the local executor."""
     import contextlib
@@ -345,15 +344,16 @@ def _run(store, project: Path, console, run_sweep, LocalExecutor):
         extra = f" loss {p.loss:.3f}" if p and p.loss is not None else ""
         progress.update(tasks[jid], completed=done, state=f"{state}{extra}")
 
-    async def go(ex):
-        client = ex.client()
-        try:
-            return await run_sweep(store, EXPERIMENT, [client], on_update=on_update)
-        finally:
-            await client.aclose()
+    async def go():
+        from planner.dispatch.registry import embedded_entry, open_submitters
 
-    with LocalExecutor(project, max_jobs=2) as ex, progress if live else contextlib.nullcontext():
-        return asyncio.run(go(ex))
+        # The local backend, as any executor is reached: through the plugin registry.
+        local = embedded_entry(registry, max_jobs=2)
+        async with open_submitters(project, registry, [local]) as clients:
+            return await run_sweep(store, EXPERIMENT, clients, on_update=on_update)
+
+    with progress if live else contextlib.nullcontext():
+        return asyncio.run(go())
 
 
 COMMANDS = [demo]
