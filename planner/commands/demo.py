@@ -83,9 +83,9 @@ def demo(ctx: click.Context, budget: str, quick: bool, no_tui: bool, report_dir:
     """Run the main job end to end on the example domain in examples/."""
     from rich.console import Console
 
-    from planner.commands.sources import build_source
     from planner.dispatch.scheduler import run_sweep
     from planner.domain import AnnealSpec, stable_id
+    from planner.sources.session import build_source
     from planner.units import parse_quantity
 
     obj = ctx.obj
@@ -132,7 +132,7 @@ def demo(ctx: click.Context, budget: str, quick: bool, no_tui: bool, report_dir:
         spec = specs[name]
         src = build_source(
             obj.registry,
-            obj.settings,
+            obj.settings.rates.as_rates(),
             kind_name=spec.kind,
             name=name,
             raw_config=spec.config,
