@@ -18,6 +18,7 @@ from plugins.errors import (
     StoreError,
     UnitError,
     did_you_mean,
+    executor_extra,
 )
 
 __all__ = [
@@ -32,4 +33,5 @@ __all__ = [
     "StoreError",
     "UnitError",
     "did_you_mean",
+    "executor_extra",
 ]

@@ -10,8 +10,9 @@ them without importing the planner; :mod:`planner.errors` re-exports them.
 
 from __future__ import annotations
 
+import contextlib
 import difflib
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 
 
 class AnnealplanError(Exception):
@@ -107,3 +108,38 @@ def did_you_mean(name: str, known: Iterable[str]) -> str:
     if not close:
         return ""
     return "; did you mean " + " or ".join(repr(c) for c in close) + "?"
+
+
+#: how to install what the executors and the model-based source kinds need
+EXECUTOR_EXTRA = "pip install 'annealplan[executor]'"
+#: the import names the executor extra provides (``pip install annealplan`` has none)
+EXECUTOR_PACKAGES = frozenset(
+    {"torch", "transformers", "tokenizers", "datasets", "accelerate", "deepspeed", "lm_eval"}
+    | {"gguf", "sklearn"}
+)
+
+
+@contextlib.contextmanager
+def executor_extra(what: str) -> Iterator[None]:
+    """Turn a missing package of the executor extra into one error that names the extra.
+
+    A planner-only install (``pip install annealplan``) has no torch, transformers…; code
+    that needs them imports them inside this block::
+
+        with executor_extra("the synthetic kind's generator"):
+            import torch
+
+    Args:
+        what: what needs the package, for the message.
+
+    Raises:
+        ConfigError: a package of the extra is missing (other import errors pass through).
+    """
+    try:
+        yield
+    except ModuleNotFoundError as e:
+        if (e.name or "").split(".")[0] not in EXECUTOR_PACKAGES:
+            raise
+        raise ConfigError(
+            f"{what} needs {e.name}, which is not installed here; install it with {EXECUTOR_EXTRA}"
+        ) from e

@@ -16,11 +16,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from planner.domain import CostSpec, Source
-from planner.errors import ConfigError
+from planner.errors import ConfigError, executor_extra
 from planner.units import Rates, Unit, convert
-
-#: what to install when a tokenizer cannot be loaded for lack of transformers
-EXECUTOR_EXTRA = "pip install 'annealplan[executor]'"
 
 
 def absolute_paths(config: dict[str, Any], fields: Sequence[str]) -> dict[str, Any]:
@@ -45,13 +42,8 @@ def load_tokenizer(path: str | None) -> Any:
     """
     if path is None:
         return None
-    try:
+    with executor_extra(f"loading the tokenizer {path!r}"):
         from transformers import AutoTokenizer
-    except ModuleNotFoundError as e:
-        raise ConfigError(
-            f"loading the tokenizer {path!r} needs transformers ({e.name} is not installed); "
-            f"install it with {EXECUTOR_EXTRA}"
-        ) from e
 
     try:
         return AutoTokenizer.from_pretrained(path)
