@@ -4,7 +4,7 @@
 every entry point of the ``annealplan`` group (optionally narrowed by
 ``ANNEALPLAN_LOAD_PLUGINS``). ``collect()`` calls the hooks and returns the frozen
 :class:`plugins.registry.Registry`. A plugin that fails to import or to register becomes a
-:class:`~plugins.registry.Problem`, never a crash.
+:class:`~plugins.registry.LoadProblem`, never a crash.
 """
 
 from __future__ import annotations
@@ -19,14 +19,15 @@ import pluggy
 
 from plugins import hookspecs
 from plugins.errors import PluginError
-from plugins.registry import PluginInfo, Problem, Registry
+from plugins.registry import LoadProblem, PluginInfo, Registry
 
 ENTRY_POINT_GROUP = "annealplan"
 ENV_LOAD = "ANNEALPLAN_LOAD_PLUGINS"
 
 # Built-in plugins: registered through the same hooks as third-party packages.
 BUILTINS: tuple[str, ...] = (
-    "plugins.dispatch_backends",
+    "plugins.backends.http",
+    "plugins.backends.local",
     "plugins.costs.linear",
     "plugins.costs.generation",
     "plugins.costs.filtering",
@@ -67,7 +68,7 @@ def make_plugin_manager(
     entry_points: bool = True,
     only: Iterable[str] | None = None,
     builtins: Iterable[str] = BUILTINS,
-) -> tuple[PluginManager, list[Problem]]:
+) -> tuple[PluginManager, list[LoadProblem]]:
     """Build a plugin manager with the built-ins and the installed third-party plugins.
 
     Args:
@@ -89,7 +90,7 @@ def make_plugin_manager(
         pm.register(module, name=name)
         pm.dists[name] = ("annealplan", version, True)
     pm.check_pending()
-    problems: list[Problem] = []
+    problems: list[LoadProblem] = []
     if entry_points:
         if only is None and (env := os.environ.get(ENV_LOAD)) is not None:
             only = [p.strip() for p in env.split(",") if p.strip()]
@@ -97,8 +98,8 @@ def make_plugin_manager(
     return pm, problems
 
 
-def _load_entry_points(pm: PluginManager, only: set[str] | None) -> list[Problem]:
-    problems: list[Problem] = []
+def _load_entry_points(pm: PluginManager, only: set[str] | None) -> list[LoadProblem]:
+    problems: list[LoadProblem] = []
     found: set[str] = set()
     for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
         if only is not None and ep.name not in only:
@@ -110,9 +111,9 @@ def _load_entry_points(pm: PluginManager, only: set[str] | None) -> list[Problem
         version = ep.dist.version if ep.dist else "unknown"
         try:
             plugin = ep.load()
-        except Exception as e:  # any import-time failure of a third party is a Problem
+        except Exception as e:  # any import-time failure of a third party is a problem
             problems.append(
-                Problem(ep.name, f"cannot import {ep.value!r}: {type(e).__name__}: {e}")
+                LoadProblem(ep.name, f"cannot import {ep.value!r}: {type(e).__name__}: {e}")
             )
             continue
         try:
@@ -123,13 +124,15 @@ def _load_entry_points(pm: PluginManager, only: set[str] | None) -> list[Problem
             if pm.is_registered(plugin):
                 pm.unregister(plugin)
             problems.append(
-                Problem(ep.name, f"does not match the annealplan hooks: {e}; check its hook names")
+                LoadProblem(
+                    ep.name, f"does not match the annealplan hooks: {e}; check its hook names"
+                )
             )
             continue
         pm.dists[ep.name] = (dist, version, False)
     for missing in sorted((only or set()) - found):
         problems.append(
-            Problem(
+            LoadProblem(
                 missing,
                 f"{ENV_LOAD} names {missing!r} but no installed package provides it",
             )
@@ -141,7 +144,7 @@ def collect(
     pm: pluggy.PluginManager,
     plugin_settings: Mapping[str, Mapping[str, Any]] | None = None,
     *,
-    problems: Iterable[Problem] = (),
+    problems: Iterable[LoadProblem] = (),
 ) -> Registry:
     """Call every plugin's hooks and gather what they register.
 
@@ -179,7 +182,7 @@ def collect(
             try:
                 impl.function(**{a: kwargs[a] for a in impl.argnames})
             except Exception as e:  # a third party raising is reported, not fatal
-                all_problems.append(Problem(plugin, f"{type(e).__name__}: {e}", hook=hook_name))
+                all_problems.append(LoadProblem(plugin, f"{type(e).__name__}: {e}", hook=hook_name))
                 continue
             for key, value in staged:
                 if (category, key) in owners:

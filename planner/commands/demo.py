@@ -112,7 +112,7 @@ def demo(ctx: click.Context, budget: str, quick: bool, no_tui: bool, report_dir:
     )
 
     _say(console, "running the sweep on a local executor (DeepSpeed anneal + lm-eval per job)")
-    summary = _run(obj.store, project, console)
+    summary = _run(obj.store, project, console, obj.registry)
     console.print(
         f"  {summary.succeeded} succeeded ({summary.reused} reused), {len(summary.failed)} failed"
     )
@@ -194,7 +194,7 @@ def _register_sources(
     paths relative to the project (the executor's root)."""
     from transformers import AutoTokenizer
 
-    from planner.commands.sources import build_source
+    from planner.sources.session import build_source
 
     project = obj.settings.project_dir
     tokenizer = AutoTokenizer.from_pretrained(base)
@@ -202,7 +202,7 @@ def _register_sources(
         spec = specs[name]
         src = build_source(
             obj.registry,
-            obj.settings,
+            obj.settings.rates.as_rates(),
             kind_name=spec.kind,
             name=name,
             raw_config=spec.config,
@@ -357,7 +357,7 @@ class _quiet:
         return self._cm.__exit__(*exc)
 
 
-def _run(store, project: Path, console):
+def _run(store, project: Path, console, registry):
     """Run the sweep with a live progress bar per job (or a line per state change when
     stderr is not a terminal)."""
     import contextlib
@@ -394,24 +394,22 @@ def _run(store, project: Path, console):
         progress.update(tasks[jid], completed=done, state=f"{state}{extra}")
 
     with progress if live else contextlib.nullcontext():
-        return _sweep_on_local_executor(store, project, on_update)
+        return _sweep_on_local_executor(store, project, registry, on_update)
 
 
-def _sweep_on_local_executor(store, project: Path, on_update) -> Any:
+def _sweep_on_local_executor(store, project: Path, registry, on_update) -> Any:
     """Run the demo's sweep on the embedded local executor (a daemon on 127.0.0.1 rooted
-    at the project, two jobs at a time), through its client."""
-    from planner.dispatch.local import LocalExecutor
+    at the project, two jobs at a time), reached as any executor is: through the plugin
+    registry's ``local`` backend."""
+    from planner.dispatch.registry import embedded_entry, open_submitters
     from planner.dispatch.scheduler import run_sweep
 
-    async def go(ex):
-        client = ex.client()
-        try:
-            return await run_sweep(store, EXPERIMENT, [client], on_update=on_update)
-        finally:
-            await client.aclose()
+    async def go():
+        local = embedded_entry(registry, max_jobs=2)
+        async with open_submitters(project, registry, [local]) as clients:
+            return await run_sweep(store, EXPERIMENT, clients, on_update=on_update)
 
-    with LocalExecutor(project, max_jobs=2) as ex:
-        return asyncio.run(go(ex))
+    return asyncio.run(go())
 
 
 COMMANDS = [demo]

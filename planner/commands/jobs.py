@@ -112,7 +112,7 @@ def run(
     )
 
     async def go(on_update):
-        async with open_clients(obj.settings.project_dir, only=only) as clients:
+        async with open_clients(obj.settings.project_dir, obj.registry, only=only) as clients:
             return await run_sweep(
                 store,
                 experiment,
@@ -200,7 +200,7 @@ def _run(obj, only: str | None, fn):
     from planner.dispatch.registry import open_clients
 
     async def go():
-        async with open_clients(obj.settings.project_dir, only=only) as clients:
+        async with open_clients(obj.settings.project_dir, obj.registry, only=only) as clients:
             return await fn(clients)
 
     return asyncio.run(go())
@@ -208,8 +208,7 @@ def _run(obj, only: str | None, fn):
 
 async def _find(clients, job_id: str):
     """The client that knows ``job_id`` and its record."""
-    from planner.dispatch.client import ExecutorReplyError
-    from planner.errors import ExecutorError
+    from planner.errors import ExecutorError, ExecutorReplyError
 
     for c in clients:
         try:

@@ -11,26 +11,16 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any
 
-from executors.protocol import AnnealJobSpec, JobRecord, JobResult, JobState
-from planner.dispatch.client import ExecutorReplyError
+from executors.protocol import JobRecord, JobState
 from planner.dispatch.ingest import build_job, result_to_run
 from planner.domain import AnnealSpec
+from planner.errors import ExecutorReplyError
 
 if TYPE_CHECKING:
     from planner.store import Store
-
-
-class JobSubmitter(Protocol):
-    """What the scheduler needs from an executor (``ExecutorClient`` fits)."""
-
-    name: str
-
-    async def submit(self, spec: AnnealJobSpec) -> JobRecord: ...
-    async def job(self, job_id: str) -> JobRecord: ...
-    async def jobs(self, state: JobState | None = None) -> list[JobRecord]: ...
-    async def result(self, job_id: str) -> JobResult: ...
+    from plugins.contract import JobSubmitter
 
 
 @dataclass

@@ -9,7 +9,7 @@ import httpx
 from click.testing import CliRunner
 
 from planner.cli import cli
-from planner.dispatch.local import LocalExecutor
+from plugins.backends.local.launcher import LocalExecutor
 
 
 def _spec(job_id: str) -> dict:

@@ -31,10 +31,10 @@ import pytest
 from executors.journal import Journal
 from executors.protocol import CurationSpent, JobResult, JobState
 from executors.worker import JOURNAL_NAME
-from planner.dispatch.client import ExecutorClient
 from planner.dispatch.scheduler import run_sweep
 from planner.domain import AnnealSpec, Source
 from planner.store import open_store
+from plugins.backends.http.client import ExecutorClient
 from tests.helpers.tiny import build_causal_lm
 
 from .conftest import TOKEN, env_int

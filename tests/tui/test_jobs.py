@@ -15,13 +15,13 @@ from tests.tui.helpers import caught, settle
 
 
 def add_sources(store, registry, settings, docs):
-    from planner.commands.sources import build_source
+    from planner.sources.session import build_source
 
     for name, price in (("pubmed", 2e-6), ("textbooks", 5e-6)):
         store.add_source(
             build_source(
                 registry,
-                settings,
+                settings.rates.as_rates(),
                 kind_name="licensed",
                 name=name,
                 raw_config={

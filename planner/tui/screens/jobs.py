@@ -390,7 +390,7 @@ class JobsScreen(PlannerScreen):
     @work(exclusive=True, group="jobs-states", exit_on_error=False)
     async def refresh_states(self, name: str) -> None:
         """The executors' view of the sweep's jobs (``annealplan jobs list``), once."""
-        from planner.dispatch.client import ExecutorReplyError
+        from planner.errors import ExecutorReplyError
 
         ids = {s.job_id for s in self.specs}
         for client in self._clients():
@@ -488,7 +488,7 @@ class JobsScreen(PlannerScreen):
 
     async def _on_executor(self, job_id: str, call: Any) -> Any:
         """Run ``call(client)`` on the executor that knows ``job_id`` (None: none does)."""
-        from planner.dispatch.client import ExecutorReplyError
+        from planner.errors import ExecutorReplyError
 
         for client in self._clients():
             try:
