@@ -9,7 +9,7 @@ backends. Plugins are found as the planner finds them: the built-in kinds, then 
 modules or ``.py`` files the daemon was told to load (``--plugin``).
 
 A third-party plugin that cannot be imported, whose hooks do not match the specs, or whose
-hook raises is left out and reported as a :class:`~plugins.registry.Problem`; a broken
+hook raises is left out and reported as a :class:`~plugins.registry.LoadProblem`; a broken
 built-in or ``--plugin`` module raises (that is the operator's or our own mistake).
 """
 
@@ -28,7 +28,7 @@ import pluggy
 
 from plugins import hookspecs
 from plugins.errors import PluginError
-from plugins.registry import Problem
+from plugins.registry import LoadProblem
 
 if TYPE_CHECKING:
     from plugins.contract import SourceKind
@@ -58,7 +58,7 @@ class SourceKinds:
 
     kinds: Mapping[str, SourceKind] = field(default_factory=dict)
     owners: Mapping[str, str] = field(default_factory=dict)
-    problems: tuple[Problem, ...] = ()
+    problems: tuple[LoadProblem, ...] = ()
 
 
 def load_source_kinds(extra: Iterable[str] = (), *, entry_points: bool = True) -> SourceKinds:
@@ -93,7 +93,7 @@ def load_source_kinds(extra: Iterable[str] = (), *, entry_points: bool = True) -
         try:
             impl.function(**{a: args[a] for a in impl.argnames})
         except Exception as e:  # a third party raising is reported, not fatal
-            problems.append(Problem(impl.plugin_name, f"{type(e).__name__}: {e}", hook=_HOOK))
+            problems.append(LoadProblem(impl.plugin_name, f"{type(e).__name__}: {e}", hook=_HOOK))
             continue
         for kind in staged:
             if kind.name in owners:
@@ -124,11 +124,11 @@ def _stager(staged: list[SourceKind]) -> Any:
     return register
 
 
-def _load_entry_points(pm: pluggy.PluginManager) -> list[Problem]:
+def _load_entry_points(pm: pluggy.PluginManager) -> list[LoadProblem]:
     only: set[str] | None = None
     if (env := os.environ.get(ENV_LOAD)) is not None:
         only = {p.strip() for p in env.split(",") if p.strip()}
-    problems: list[Problem] = []
+    problems: list[LoadProblem] = []
     found: set[str] = set()
     for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
         if only is not None and ep.name not in only:
@@ -138,9 +138,9 @@ def _load_entry_points(pm: pluggy.PluginManager) -> list[Problem]:
             continue
         try:
             plugin = ep.load()
-        except Exception as e:  # any import-time failure of a third party is a Problem
+        except Exception as e:  # any import-time failure of a third party is a LoadProblem
             problems.append(
-                Problem(ep.name, f"cannot import {ep.value!r}: {type(e).__name__}: {e}")
+                LoadProblem(ep.name, f"cannot import {ep.value!r}: {type(e).__name__}: {e}")
             )
             continue
         try:
@@ -150,11 +150,15 @@ def _load_entry_points(pm: pluggy.PluginManager) -> list[Problem]:
             if pm.is_registered(plugin):
                 pm.unregister(plugin)
             problems.append(
-                Problem(ep.name, f"does not match the annealplan hooks: {e}; check its hook names")
+                LoadProblem(
+                    ep.name, f"does not match the annealplan hooks: {e}; check its hook names"
+                )
             )
     for missing in sorted((only or set()) - found):
         problems.append(
-            Problem(missing, f"{ENV_LOAD} names {missing!r} but no installed package provides it")
+            LoadProblem(
+                missing, f"{ENV_LOAD} names {missing!r} but no installed package provides it"
+            )
         )
     return problems
 
