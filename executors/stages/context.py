@@ -112,6 +112,9 @@ class WorkerConfig:
     heartbeat_timeout_s: float = 120.0
     peak_flops: float | None = None
     plugins: tuple[str, ...] = ()
+    #: False: no journal fences the attempt's checkpoints (a batch job's script, which
+    #: the per-job lock keeps alone and which has no journal)
+    fenced: bool = True
 
     @property
     def job_dir(self) -> Path:

@@ -106,7 +106,7 @@ def make_plan(spec: AnnealJobSpec, cfg: WorkerConfig, manifest: Manifest, world:
     return TrainPlan(
         job_id=spec.job_id,
         attempt_token=cfg.token,
-        journal=cfg.journal_path,
+        journal=cfg.journal_path if cfg.fenced else None,
         job_dir=files.folder,
         ckpt_dir=files.checkpoints,
         final_dir=files.final,
