@@ -249,7 +249,8 @@ class BackendSettings(BaseModel):
     """Base for an executor backend's settings (one ``[executors.<name>]`` table of
     ``executors.toml``, less its ``backend`` key): unknown keys are errors, not ignored."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # A number given for a text setting (``--account 1234``) is that text.
+    model_config = ConfigDict(extra="forbid", frozen=True, coerce_numbers_to_str=True)
 
 
 @runtime_checkable
@@ -272,6 +273,9 @@ class JobSubmitter(Protocol):
     name: str
     #: where it is, for people (a URL, a cluster)
     url: str
+    #: the name of the executor backend that runs its jobs (``http``, ``slurm``…), shown
+    #: beside them
+    backend: str
 
     async def health(self) -> Health:
         """The executor's health; raises when it speaks another protocol version."""

@@ -83,8 +83,34 @@ def register_executor_backends(
     :class:`~plugins.contract.ExecutorBackend` instance. Dispatch reaches every executor
     through one: an ``executors.toml`` entry names its backend and holds the settings the
     backend's ``Settings`` model validates, and ``connect`` returns the
-    :class:`~plugins.contract.JobSubmitter` that runs its jobs. The built-in ``http`` and
-    ``local`` backends register through this hook too.
+    :class:`~plugins.contract.JobSubmitter` that runs its jobs. The built-in backends
+    register through this hook too: ``http`` (a daemon), ``local`` (the embedded daemon),
+    ``slurm`` (a batch job per anneal) and ``ray`` (a Ray job per anneal).
+
+    Adding a backend (SkyPilot, Kubernetes…) in a package of your own:
+
+    1. subclass :class:`~plugins.contract.ExecutorBackend`: a unique ``name``, a
+       ``Settings`` model (a :class:`~plugins.contract.BackendSettings`; ``annealplan
+       executors add NAME --backend yours --some-setting V`` fills ``some_setting``),
+       ``check`` for what adding an executor should verify (raise
+       :class:`~plugins.errors.ConfigError` naming the setting and what to do), and
+       ``connect``;
+    2. return from ``connect`` an object with the :class:`~plugins.contract.JobSubmitter`
+       attributes and coroutines: ``submit`` under the spec's own ``job_id`` (submitting
+       it again is the same job; another spec under that id is a 409), ``job``/``jobs``,
+       ``log``, ``result``, ``cancel``, ``health``, ``aclose``; raise
+       :class:`~plugins.errors.ExecutorReplyError` with status 404 for an unknown job and
+       503 (or 0) while the scheduler cannot be reached;
+    3. run each job as ``python -m executors.batch --state S --root R --job-id ID``: it runs
+       the daemon's stages for one job and records the job's state and result in its
+       folder and its output (:class:`executors.batch.BatchFolder`), so your backend only
+       maps submit, status, logs and cancel to your scheduler's own commands
+       (``sky jobs launch/queue/logs/cancel``; a Kubernetes ``Job``, ``kubectl logs``);
+       :mod:`plugins.backends.scheduled` has the daemon's replies;
+    4. declare the module in your package's ``[project.entry-points."annealplan"]``.
+
+    ``examples/plugin-example`` is such a package (its ``background`` backend runs each job
+    as a local process).
 
     Args:
         register: the callback that records a backend.

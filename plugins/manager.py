@@ -28,6 +28,8 @@ ENV_LOAD = "ANNEALPLAN_LOAD_PLUGINS"
 BUILTINS: tuple[str, ...] = (
     "plugins.backends.http",
     "plugins.backends.local",
+    "plugins.backends.slurm",
+    "plugins.backends.ray",
     "plugins.costs.linear",
     "plugins.costs.generation",
     "plugins.costs.filtering",

@@ -51,6 +51,8 @@ def read_token(path: str | Path) -> str:
 class ExecutorClient:
     """Talks to one executor daemon."""
 
+    backend = "http"
+
     def __init__(
         self,
         url: str,

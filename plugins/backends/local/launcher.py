@@ -156,6 +156,8 @@ class LocalExecutor:
 class LocalClient(ExecutorClient):
     """A client that owns the daemon it talks to: ``aclose()`` also stops the daemon."""
 
+    backend = "local"
+
     def __init__(self, launcher: LocalExecutor, *, name: str = "", **kwargs: Any) -> None:
         super().__init__(launcher.url, launcher.token, name=name or launcher.name, **kwargs)
         self.launcher = launcher
