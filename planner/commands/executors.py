@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import click
 
@@ -12,7 +13,9 @@ def executors() -> None:
     """Executor daemons that run anneals (none registered: a local one is started)."""
 
 
-@executors.command("add")
+@executors.command(
+    "add", context_settings={"ignore_unknown_options": True, "allow_extra_args": True}
+)
 @click.argument("name")
 @click.option(
     "--backend",
@@ -27,9 +30,9 @@ def executors() -> None:
 )
 @click.option("--replace", is_flag=True, help="Overwrite an executor of that name.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-@click.pass_obj
+@click.pass_context
 def add(
-    obj,
+    ctx: click.Context,
     name: str,
     backend: str,
     url: str | None,
@@ -38,15 +41,25 @@ def add(
     replace: bool,
     as_json: bool,
 ) -> None:
-    """Register an executor (an http daemon's token file is read at each use, never
-    copied), e.g.
+    """Register an executor, e.g.
 
+    \b
     annealplan executors add box1 --url http://127.0.0.1:8765 --token-file ~/.annealplan-token
+    annealplan executors add hpc --backend slurm --root /shared/annealplan --partition gpu \\
+        --gpus-per-node 8 --nodes 1 --account A --time 04:00:00 --setup 'module load cuda'
+    annealplan executors add ray1 --backend ray --address http://127.0.0.1:8265 \\
+        --root /data/annealplan --gpus 1
+
+    Any other --some-setting VALUE is the backend's setting some_setting (as --set
+    some_setting=VALUE); `annealplan plugins` lists the backends. An http daemon's token
+    file is read at each use, never copied.
     """
     from planner.commands.sources import parse_assignments
     from planner.dispatch.registry import add_executor
 
+    obj = ctx.obj
     settings = parse_assignments(sets, "--set")
+    settings.update(backend_options(ctx.args))
     for key, value in (("url", url), ("token_file", token_file)):
         if value is not None:
             settings[key] = value
@@ -59,6 +72,45 @@ def add(
     else:
         where = registry.executor_backend(e.backend).where(e.settings)
         click.echo(f"added executor {e.name} at {where}")
+
+
+def backend_options(args: list[str]) -> dict[str, Any]:
+    """``--some-setting VALUE`` (or ``--some-setting=VALUE``; a bare ``--flag`` is true)
+    as settings: ``{"some_setting": VALUE}``. A value is JSON when it parses as a number,
+    list, table or boolean, else the text itself.
+
+    Raises:
+        ConfigError: a word that is not an option where one is expected.
+    """
+    from planner.errors import ConfigError
+
+    out: dict[str, Any] = {}
+    i = 0
+    while i < len(args):
+        word = args[i]
+        if not word.startswith("--") or len(word) < 3:
+            raise ConfigError(
+                f"executors add: unexpected {word!r}; write settings as --name VALUE "
+                "(or --set name=VALUE)"
+            )
+        key, sep, value = word[2:].partition("=")
+        if not sep:
+            if i + 1 < len(args) and not args[i + 1].startswith("--"):
+                value = args[i + 1]
+                i += 1
+            else:
+                value = "true"
+        out[key.replace("-", "_")] = _option_value(value)
+        i += 1
+    return out
+
+
+def _option_value(text: str) -> Any:
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError:
+        return text
+    return value if not isinstance(value, str) else text
 
 
 def _entry_dict(entry) -> dict:

@@ -219,8 +219,13 @@ async def _find(clients, job_id: str):
     raise ExecutorError(f"no executor knows job {job_id}; see `annealplan jobs list`")
 
 
-def _record_dict(record, executor: str) -> dict[str, Any]:
-    return {"executor": executor, **record.model_dump(mode="json")}
+def _record_dict(record, client) -> dict[str, Any]:
+    """A job's record with the executor and the backend it runs on."""
+    return {
+        "executor": client.name,
+        "backend": client.backend,
+        **record.model_dump(mode="json"),
+    }
 
 
 @jobs.command("list")
@@ -252,7 +257,7 @@ def list_(obj, only: str | None, state: str | None, as_json: bool) -> None:
         rows = []
         for c in clients:
             for r in await c.jobs(JobState(state) if state else None):
-                rows.append(_record_dict(r, c.name))
+                rows.append(_record_dict(r, c))
         return rows
 
     rows = _run(obj, only, fetch)
@@ -264,8 +269,9 @@ def list_(obj, only: str | None, state: str | None, as_json: bool) -> None:
     for r in rows:
         p = r["progress"]
         steps = f"{p['step']}/{p['total_steps']}" if p["total_steps"] else "-"
+        where = f"{r['executor']} ({r['backend']})"
         click.echo(
-            f"{r['job_id']:<28} {r['state']:<13} {steps:>11}  {r['executor']:<10} "
+            f"{r['job_id']:<28} {r['state']:<13} {steps:>11}  {where:<18} "
             f"{r['labels'].get('source', '')}"
         )
 
@@ -280,7 +286,7 @@ def show(obj, job_id: str, only: str | None, as_json: bool) -> None:
 
     async def fetch(clients):
         client, record = await _find(clients, job_id)
-        data = _record_dict(record, client.name)
+        data = _record_dict(record, client)
         if record.state.value == "succeeded":
             data["result"] = (await client.result(job_id)).model_dump(mode="json")
         return data
@@ -290,7 +296,7 @@ def show(obj, job_id: str, only: str | None, as_json: bool) -> None:
         click.echo(json.dumps(data))
         return
     p = data["progress"]
-    click.echo(f"{data['job_id']} on {data['executor']}: {data['state']}")
+    click.echo(f"{data['job_id']} on {data['executor']} ({data['backend']}): {data['state']}")
     click.echo(
         f"  attempts {data['attempts']}, step {p['step']}/{p['total_steps']}, "
         f"loss {p['loss']}, tokens/s {p['tokens_per_s']}"
@@ -337,7 +343,7 @@ def cancel(obj, job_id: str, only: str | None, as_json: bool) -> None:
 
     async def go(clients):
         client, _ = await _find(clients, job_id)
-        return _record_dict(await client.cancel(job_id), client.name)
+        return _record_dict(await client.cancel(job_id), client)
 
     data = _run(obj, only, go)
     if as_json:

@@ -130,23 +130,30 @@ def test_bad_entries_name_the_entry_and_the_setting(tmp_path: Path, table: str, 
 
 def test_add_refuses_an_unknown_backend_and_unknown_settings(tmp_path: Path):
     registry = load_registry(entry_points=False)
-    with pytest.raises(PluginError, match="unknown executor backend 'slurm'"):
-        add_executor(tmp_path, registry, "c", {}, backend="slurm")
+    with pytest.raises(PluginError, match="unknown executor backend 'kubernetes'"):
+        add_executor(tmp_path, registry, "c", {}, backend="kubernetes")
     with pytest.raises(ConfigError, match="url: Extra inputs"):
         add_executor(tmp_path, registry, "c", {"url": "http://h:1"}, backend="local")
     res = CliRunner().invoke(
         cli, ["--project", str(tmp_path), "executors", "add", "c", "--set", "max_jobs=2"]
     )
     assert res.exit_code == 2 and "url: Field required" in res.output
+    # a backend's setting as an option of its own (--max-jobs 2 is --set max_jobs=2)
     res = CliRunner().invoke(
         cli,
         ["--project", str(tmp_path), "executors", "add", "here", "--backend", "local",
-         "--set", "max_jobs=2", "--json"],
+         "--max-jobs", "2", "--json"],
     )  # fmt: skip
     assert res.exit_code == 0, res.output
     assert json.loads(res.stdout) == {"name": "here", "backend": "local", "max_jobs": 2}
     listed = CliRunner().invoke(cli, ["--project", str(tmp_path), "executors", "list"])
     assert "local: 127.0.0.1 (started by the planner) max_jobs=2" in listed.output
+    res = CliRunner().invoke(
+        cli,
+        ["--project", str(tmp_path), "executors", "add", "other", "--backend", "local",
+         "--max-jbos", "2"],
+    )  # fmt: skip
+    assert res.exit_code == 2 and "max_jbos: Extra inputs are not permitted" in res.output
 
 
 class InProcessSettings(BackendSettings):
