@@ -17,12 +17,15 @@ EXAMPLE = REPO / "examples" / "plugin-example"
 ANNEALPLAN = Path(sys.executable).with_name("annealplan")
 
 
+VERSION = "0.3.0"
+
+
 def _installed() -> bool:
     try:
         dist = importlib.metadata.distribution("annealplan-wordlist")
     except importlib.metadata.PackageNotFoundError:
         return False
-    return any(ep.group == "annealplan" for ep in dist.entry_points)
+    return dist.version == VERSION and any(ep.group == "annealplan" for ep in dist.entry_points)
 
 
 @pytest.fixture(scope="module")
@@ -70,7 +73,7 @@ def test_example_plugin_is_listed_and_usable(installed, tmp_path, tiny_tokenizer
     assert listed.returncode == 0, listed.stderr
     data = json.loads(listed.stdout)
     plugin = next(p for p in data["plugins"] if p["name"] == "wordlist")
-    assert plugin["version"] == "0.2.0" and not plugin["builtin"]
+    assert plugin["version"] == VERSION and not plugin["builtin"]
     assert plugin["hooks"] == ["register_source_kinds"]
     assert plugin["provides"] == ["source_kind:wordlist"]
     assert data["problems"] == []
@@ -93,7 +96,7 @@ def test_example_plugin_is_listed_and_usable(installed, tmp_path, tiny_tokenizer
     )
     assert added.returncode == 0, added.stderr
     src = json.loads(added.stdout)
-    assert src["plugin"] == "wordlist" and src["plugin_version"] == "0.2.0"
+    assert src["plugin"] == "wordlist" and src["plugin_version"] == VERSION
     out = annealplan(
         tmp_path,
         "sources",
@@ -123,3 +126,59 @@ def test_example_plugin_is_listed_and_usable(installed, tmp_path, tiny_tokenizer
     )
     assert narrowed.returncode == off.returncode == 0
     assert "wordlist" not in {p["name"] for p in json.loads(off.stdout)["plugins"]}
+
+
+def test_example_backend_runs_jobs_through_the_contract(installed, tmp_path, tiny_tokenizer_path):
+    """The example's ``background`` backend: listed, added with its own settings, and a
+    job through it (one that fails in its first stage, fast) reads as on any executor."""
+    listed = json.loads(annealplan(tmp_path, "plugins", "--json").stdout)
+    plugin = next(p for p in listed["plugins"] if p["name"] == "background")
+    assert plugin["hooks"] == ["register_executor_backends"]
+    assert plugin["provides"] == ["executor_backend:background"]
+    missing = annealplan(
+        tmp_path, "executors", "add", "bg", "--backend", "background", "--root", "nowhere"
+    )
+    assert missing.returncode == 2 and "root nowhere is not a folder" in missing.stderr
+    root = tmp_path / "root"
+    shutil.copytree(tiny_tokenizer_path, root / "model")
+    added = annealplan(
+        tmp_path, "executors", "add", "bg", "--backend", "background", "--root", str(root)
+    )
+    assert added.returncode == 0, added.stderr
+
+    import asyncio
+
+    from executors.protocol import AnnealJobSpec, JobState
+    from planner.dispatch.registry import open_clients
+    from plugins.manager import load_registry
+
+    spec = AnnealJobSpec.model_validate(
+        {
+            "job_id": "bg-job",
+            "base_model": "model",
+            # a kind no plugin provides: the job fails in its first stage, cleanly
+            "source": {"kind": "nonexistent", "config": {}, "tokens": 64},
+        }
+    )
+
+    async def run():
+        async with open_clients(tmp_path, load_registry()) as clients:
+            [client] = clients
+            assert client.backend == "background"
+            first = await client.submit(spec)
+            assert (await client.submit(spec)).job_id == first.job_id  # idempotent
+            for _ in range(600):
+                record = await client.job(spec.job_id)
+                if record.state.final:
+                    return record
+                await asyncio.sleep(0.2)
+            raise AssertionError(f"the job did not end: {record}")
+
+    record = asyncio.run(run())
+    assert record.state is JobState.FAILED and record.error.code == "unknown_source_kind"
+    jobs = json.loads(annealplan(tmp_path, "jobs", "list", "--json").stdout)
+    assert [(j["job_id"], j["backend"], j["state"]) for j in jobs] == [
+        ("bg-job", "background", "failed")
+    ]
+    log = annealplan(tmp_path, "jobs", "logs", "bg-job")
+    assert "job failed: unknown_source_kind" in log.stdout
