@@ -188,6 +188,8 @@ class JobView:
     state: str
     progress: float  # 0..1
     message: str = ""
+    #: where it runs, ``name (backend)``; empty when not known from this update
+    executor: str = ""
 
 
 class JobUpdated(Message):

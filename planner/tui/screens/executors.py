@@ -33,7 +33,15 @@ async def check_executors(clients: Sequence[JobSubmitter]) -> tuple[list[dict], 
             health = await client.health()
             records = await client.jobs()
         except ExecutorReplyError as e:
-            rows.append({"name": client.name, "url": client.url, "ok": False, "detail": e.msg})
+            rows.append(
+                {
+                    "name": client.name,
+                    "backend": client.backend,
+                    "url": client.url,
+                    "ok": False,
+                    "detail": e.msg,
+                }
+            )
             continue
         ms = (time.perf_counter() - started) * 1000
         counts: dict[str, int] = {}
@@ -44,6 +52,7 @@ async def check_executors(clients: Sequence[JobSubmitter]) -> tuple[list[dict], 
                 queue.append(
                     {
                         "executor": client.name,
+                        "backend": client.backend,
                         "job_id": r.job_id,
                         "state": state,
                         "step": f"{r.progress.step}/{r.progress.total_steps}"
@@ -56,6 +65,7 @@ async def check_executors(clients: Sequence[JobSubmitter]) -> tuple[list[dict], 
         rows.append(
             {
                 "name": client.name,
+                "backend": client.backend,
                 "url": client.url,
                 "ok": bool(health.ok),
                 "protocol": health.protocol,
@@ -85,10 +95,10 @@ class ExecutorsScreen(PlannerScreen):
 
     def on_mount(self) -> None:
         table = self.query_one("#executors-table", DataTable)
-        for col in ("executor", "url", "health", "protocol", "ms", "jobs"):
+        for col in ("executor", "backend", "url", "health", "protocol", "ms", "jobs"):
             table.add_column(col, key=col)
         queue = self.query_one("#executors-queue", DataTable)
-        for col in ("executor", "job", "state", "step", "experiment"):
+        for col in ("executor", "backend", "job", "state", "step", "experiment"):
             queue.add_column(col, key=col)
         if not self.planner.clients:
             self.query_one("#executors-status", Static).update(
@@ -119,6 +129,7 @@ class ExecutorsScreen(PlannerScreen):
         for r in event.rows:
             table.add_row(
                 r["name"],
+                r["backend"],
                 r["url"],
                 "ok" if r["ok"] else "DOWN",
                 r.get("protocol", ""),
@@ -129,7 +140,9 @@ class ExecutorsScreen(PlannerScreen):
         queue = self.query_one("#executors-queue", DataTable)
         queue.clear()
         for q in event.queue:
-            queue.add_row(q["executor"], q["job_id"], q["state"], q["step"], q["experiment"])
+            queue.add_row(
+                q["executor"], q["backend"], q["job_id"], q["state"], q["step"], q["experiment"]
+            )
         up = sum(1 for r in event.rows if r["ok"])
         self.query_one("#executors-status", Static).update(
             f"{up}/{len(event.rows)} executors answer · {len(event.queue)} unfinished jobs · "

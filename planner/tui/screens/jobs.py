@@ -194,7 +194,7 @@ class JobsScreen(PlannerScreen):
     def on_mount(self) -> None:
         table = self.query_one("#jobs-table", DataTable)
         # the long job id last, so a narrow terminal cuts it rather than the state
-        for col in ("source", "tokens", "seed", "state", "progress", "job"):
+        for col in ("source", "tokens", "seed", "state", "progress", "executor", "job"):
             table.add_column(col, key=col)
         self.specs: list[Any] = []
         self.meta: dict[str, Any] = {}
@@ -273,6 +273,7 @@ class JobsScreen(PlannerScreen):
                 str(s.seed),
                 "designed",
                 text_bar(0.0),
+                "",
                 s.job_id,
                 key=s.job_id,
             )
@@ -363,6 +364,12 @@ class JobsScreen(PlannerScreen):
 
     def on_sweep_dispatched(self, event: SweepDispatched) -> None:
         summary = event.summary
+        if summary is not None and event.experiment == self.experiment_name():
+            labels = {c.name: executor_label(c) for c in self.planner.clients}
+            table = self.query_one("#jobs-table", DataTable)
+            for job_id, name in summary.placement.items():
+                if job_id in table.rows:
+                    table.update_cell(job_id, "executor", labels.get(name, name))
         reused = f", {summary.reused} already in the store" if summary and summary.reused else ""
         self.notify(f"Dispatched {event.submitted} job(s) of {event.experiment}{reused}.")
         self.query_one("#jobs-status", Static).update(f"{event.experiment}: running")
@@ -400,7 +407,8 @@ class JobsScreen(PlannerScreen):
                 continue  # unreachable: the Executors screen says so
             for record in records:
                 if record.job_id in ids:
-                    self.post_message(JobUpdated(name, job_view(record)))
+                    view = job_view(record, executor=executor_label(client))
+                    self.post_message(JobUpdated(name, view))
         self.mark_ingested(name)
 
     @work(thread=True, group="jobs-ingested", exit_on_error=False)
@@ -424,6 +432,8 @@ class JobsScreen(PlannerScreen):
         if view.job_id in table.rows:
             table.update_cell(view.job_id, "state", view.state)
             table.update_cell(view.job_id, "progress", text_bar(view.progress))
+            if view.executor:
+                table.update_cell(view.job_id, "executor", view.executor)
         self.update_sweep_bar()
         if self.log_job == view.job_id:
             self.read_log(view.job_id, self.log_offset)
@@ -527,7 +537,12 @@ class JobsScreen(PlannerScreen):
         self.notify(f"Cancel requested for {event.job_id}.")
 
 
-def job_view(record: Any) -> JobView:
+def executor_label(client: Any) -> str:
+    """Where a job runs, for the table: the executor's name and its backend."""
+    return f"{client.name} ({client.backend})"
+
+
+def job_view(record: Any, *, executor: str = "") -> JobView:
     """A job record (``executors.protocol.JobRecord``) as the table shows it."""
     state = getattr(record.state, "value", str(record.state))
     p = record.progress
@@ -538,7 +553,7 @@ def job_view(record: Any) -> JobView:
     else:
         fraction = 0.0
     message = record.error.message if record.error else ""
-    return JobView(record.job_id, state, fraction, message)
+    return JobView(record.job_id, state, fraction, message, executor)
 
 
 class ModelFormScreen(ModalScreen[Any]):
