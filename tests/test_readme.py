@@ -40,8 +40,14 @@ ROOT = Path(__file__).resolve().parents[1]
 README = ROOT / "README.md"
 PROGRAMS = ("annealplan", "annealplan-executor")
 #: argv prefixes (after the program) that are parsed, not run: they need executors that
-#: train for minutes, or a terminal
-PARSE_ONLY = (("sweep", "run"), ("jobs",), ("tui",))
+#: train for minutes, a cluster (the Slurm and Ray executors), or a terminal
+PARSE_ONLY = (
+    ("sweep", "run"),
+    ("jobs",),
+    ("tui",),
+    ("executors", "add", "hpc"),
+    ("executors", "add", "ray1"),
+)
 #: the README's places on a GPU box and a laptop, and what they are here (see ``places``)
 PLACES = ("/data/annealplan", "~/", "8765")
 #: shell syntax that a checked line must not contain (one command per line)
@@ -112,6 +118,20 @@ def check_sweep_run(ctx: click.Context, project: Path) -> None:
     finally:
         store.close()
     assert jobs
+
+
+def check_executor_settings(ctx: click.Context) -> None:
+    """The settings an ``executors add`` line gives, validated by its backend's own model
+    (its checks against a live cluster are what the backends' tests run).
+
+    Raises:
+        ConfigError: an unknown or invalid setting.
+    """
+    from planner.commands.executors import backend_options
+    from plugins.manager import load_registry
+
+    backend = load_registry(entry_points=False).executor_backend(ctx.params["backend"])
+    backend.parse_settings(backend_options(ctx.args))
 
 
 def write_runs_table(path: Path) -> None:
@@ -254,11 +274,13 @@ def test_every_usage_line_runs_as_written(project: Path, places: dict[str, str])
                     ctx = parse(argv)
                 except click.UsageError as e:
                     pytest.fail(f"README: {line}: {e.format_message()}")
-                if argv[1:3] == ["sweep", "run"]:
-                    try:
+                try:
+                    if argv[1:3] == ["sweep", "run"]:
                         check_sweep_run(ctx, project)
-                    except AnnealplanError as e:
-                        pytest.fail(f"README: {line}: {e.msg}")
+                    elif argv[1:3] == ["executors", "add"]:
+                        check_executor_settings(ctx)
+                except AnnealplanError as e:
+                    pytest.fail(f"README: {line}: {e.msg}")
             else:
                 result = CliRunner().invoke(cli, argv[1:], catch_exceptions=False)
                 assert result.exit_code == 0, f"README: {line}\n{result.output}"
