@@ -458,7 +458,7 @@ def plain_loop(model_dir: Path, s: Sizes, data: Path) -> dict[str, float]:
     seconds = time.perf_counter() - first_done
     tps = (s.speed_steps - 1) * tokens_per_step / max(seconds, 1e-9)
     peak = torch.cuda.max_memory_allocated() / 2**20 if device == "cuda" else math.nan
-    return {"tokens_per_s": tps, "peak_gpu_mib": peak, "loss": float(loss.detach())}
+    return {"tokens_per_s": tps, "peak_allocated_mib": peak, "loss": float(loss.detach())}
 
 
 # -- the check -----------------------------------------------------------------------------
@@ -538,8 +538,13 @@ def check(work: Path, *, dry_run: bool, peak_tflops: float | None, sizes: Sizes)
         data = root / ".annealplan" / "gpu-check" / "jobs" / spec.job_id / "data" / "train.npy"
 
     with stage(report, "speed: plain PyTorch loop") as st:
-        plain = plain_loop(speed_model, sizes, data)
-        st.figures.update(plain, mfu=mfu(params, plain["tokens_per_s"], peak))
+        # the device's memory as nvidia-smi sees it, as for the executor's stage (whose
+        # trainer is another process); torch's own peak beside it
+        with GpuMemory() as memory:
+            plain = plain_loop(speed_model, sizes, data)
+        st.figures.update(
+            plain, mfu=mfu(params, plain["tokens_per_s"], peak), peak_gpu_mib=memory.peak_mib
+        )
 
     executor_mfu = mfu(params, executor_tps, peak)
     slower = overhead(executor_tps, plain["tokens_per_s"])
@@ -574,7 +579,7 @@ def print_summary(report: Report) -> None:
         f = st.figures
         print(
             f"  {label:<11} {f['tokens_per_s']:>12,.0f} tokens/s  MFU {f['mfu']:6.1%}  "
-            f"peak GPU memory {f['peak_gpu_mib']:,.0f} MiB"
+            f"peak GPU memory {f['peak_gpu_mib']:,.0f} MiB (nvidia-smi)"
         )
     print(
         f"goal MFU >= {g['mfu_goal']:.0%}: {'met' if g['mfu_met'] else 'MISSED'} "

@@ -177,3 +177,35 @@ def test_gpu_wheels_dry_run_lists_the_closure_without_torch_and_builds_nothing(t
     assert pins["deepspeed"] == deepspeed.__version__
     assert "pip wheel --no-deps" in proc.stdout and str(out / "requirements.txt") in proc.stdout
     assert not list(out.glob("*.whl"))
+
+
+def test_the_summary_prints_every_figure_the_check_promises(capsys):
+    report = check.Report("NVIDIA H100 80GB HBM3", False, 989.4, "the H100 datasheet")
+    speed = {"params": 1.0e9, "steps": 50, "peak_gpu_mib": 30000.0}
+    report.stages = [
+        check.Stage("convert", 20.0, {"params": 134_515_008}),
+        check.Stage("anneal", 120.0, {"steps": 300}),
+        check.Stage("speed: executor", 60.0, {**speed, "tokens_per_s": 70_000.0, "mfu": 0.42}),
+        check.Stage(
+            "speed: plain PyTorch loop", 30.0, {**speed, "tokens_per_s": 75_000.0, "mfu": 0.45}
+        ),
+    ]
+    report.goals = {
+        "mfu": 0.42,
+        "mfu_goal": check.MFU_GOAL,
+        "mfu_met": False,
+        "executor_vs_plain": check.overhead(70_000.0, 75_000.0),
+        "overhead_goal": check.OVERHEAD_GOAL,
+        "overhead_met": True,
+        "total_s": 230.0,
+    }
+    check.print_summary(report)
+    out = capsys.readouterr().out
+    assert "bf16 peak 989.4 TFLOP/s (the H100 datasheet)" in out
+    for name in ("convert", "anneal", "speed: executor", "speed: plain PyTorch loop", "total"):
+        assert name in out
+    assert "70,000 tokens/s  MFU  42.0%" in out and "75,000 tokens/s  MFU  45.0%" in out
+    assert "peak GPU memory 30,000 MiB" in out
+    assert "goal MFU >= 45%: MISSED (42.0%)" in out
+    assert "within 10% of the plain loop: met (+6.7% slower)" in out
+    assert "DRY RUN" not in out
