@@ -19,21 +19,23 @@ reach the routes as dependencies.
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Annotated, Any, NoReturn
 
+import anyio
 from fastapi import Depends, FastAPI, HTTPException, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from executors.admission import Refused, admit
 from executors.daemon.config import DaemonConfig
 from executors.daemon.guard import Guard, error_response
 from executors.daemon.supervisor import Supervisor
 from executors.journal import Journal, QueueFull, SpecConflict
-from executors.paths import PathRefused, check_spec_paths
 from executors.protocol import (
     PROTOCOL_VERSION,
     AnnealJobSpec,
@@ -47,6 +49,8 @@ from executors.protocol import (
 from executors.stages.context import JOURNAL_NAME, JobFiles, job_dir
 
 MAX_LOG_CHUNK = 256 * 1024
+#: submissions checked at once (each may walk the file system for up to a few seconds)
+SUBMIT_THREADS = 4
 
 
 # -- dependencies --------------------------------------------------------------------------
@@ -91,19 +95,35 @@ def health() -> Health:
     return Health()
 
 
-def submit(
+async def submit(
     spec: AnnealJobSpec,
+    request: Request,
     response: Response,
     journal: JournalDep,
     cfg: ConfigDep,
     supervisor: SupervisorDep,
 ) -> JobRecord:
+    # Checking a job walks the file system (its globs) and writes the journal: in threads
+    # of their own, so that slow submissions never hold the threads of the other routes.
+    rec, created = await anyio.to_thread.run_sync(
+        functools.partial(_admit_and_queue, spec, journal, cfg),
+        limiter=request.app.state.submit_limiter,
+    )
+    if not created:
+        response.status_code = 200
+    supervisor.wake()
+    return rec
+
+
+def _admit_and_queue(
+    spec: AnnealJobSpec, journal: Journal, cfg: DaemonConfig
+) -> tuple[JobRecord, bool]:
     try:
-        check_spec_paths(spec, cfg.root.resolve(), deny=(cfg.state_dir,), plugins=cfg.plugins)
-    except PathRefused as e:
-        _fail(422, "path_refused", e.message, e.field)
+        admit(spec, cfg.root.resolve(), deny=(cfg.state_dir,), plugins=cfg.plugins)
+    except Refused as e:
+        _fail(422, e.code, e.message, e.field)
     try:
-        rec, created = journal.submit(spec, max_queue=cfg.max_queue)
+        return journal.submit(spec, max_queue=cfg.max_queue)
     except SpecConflict:
         _fail(
             409,
@@ -119,10 +139,6 @@ def submit(
             None,
             **{"Retry-After": "30"},
         )
-    if not created:
-        response.status_code = 200
-    supervisor.wake()
-    return rec
 
 
 def list_jobs(journal: JournalDep, state: JobState | None = None) -> list[JobRecord]:
@@ -265,6 +281,7 @@ def create_app(cfg: DaemonConfig, *, start_supervisor: bool = True) -> tuple[Gua
     app.state.supervisor = supervisor
     app.state.config = cfg
     app.state.start_supervisor = start_supervisor
+    app.state.submit_limiter = anyio.CapacityLimiter(SUBMIT_THREADS)
     handlers: dict[Any, Any] = {
         RequestValidationError: _invalid,
         StarletteHTTPException: _http,

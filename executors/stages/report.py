@@ -51,7 +51,7 @@ def evaluate_and_report(
 
     ev = spec.evaluation
     task_dirs = [
-        resolve_under(cfg.root, d, field=f"evaluation.task_dirs.{i}")
+        resolve_under(cfg.root, d, field=f"evaluation.task_dirs.{i}", folder=True)
         for i, d in enumerate(ev.task_dirs)
     ]
     dtype = "bfloat16" if spec.training.bf16 and torch.cuda.is_available() else "float32"
