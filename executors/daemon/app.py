@@ -37,6 +37,7 @@ from executors.daemon.guard import Guard, error_response
 from executors.daemon.supervisor import Supervisor
 from executors.journal import Journal, QueueFull, SpecConflict
 from executors.protocol import (
+    MAX_JSON_DEPTH,
     PROTOCOL_VERSION,
     AnnealJobSpec,
     ErrorBody,
@@ -218,7 +219,7 @@ async def _invalid(request: Request, exc: Exception) -> JSONResponse:
     errors = exc.errors()
     first = errors[0] if errors else {}
     loc = [str(p) for p in first.get("loc", ()) if p not in ("body", "query", "path")]
-    msg = first.get("msg", "invalid request")
+    msg = first.get("msg", "invalid request").removeprefix("Value error, ")
     more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
     return error_response(422, "invalid", f"{msg}{more}", ".".join(loc) or None)
 
@@ -230,6 +231,13 @@ async def _http(request: Request, exc: Exception) -> JSONResponse:
     if isinstance(detail, dict):
         code, message = detail.get("code", "error"), detail.get("message", "")
         return error_response(exc.status_code, code, message, detail.get("field"), **headers)
+    if isinstance(exc.__cause__, RecursionError):
+        # the JSON parser's own limit, far above what a spec may nest
+        return error_response(
+            422,
+            "invalid",
+            f"the JSON body nests too deeply to parse; a config may nest {MAX_JSON_DEPTH} levels",
+        )
     code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "error")
     return error_response(exc.status_code, code, str(detail), None, **headers)
 

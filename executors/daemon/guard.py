@@ -23,9 +23,19 @@ _Send = Callable[[dict[str, Any]], Awaitable[None]]
 def error_response(
     status: int, code: str, message: str, field_: str | None = None, **headers: str
 ) -> JSONResponse:
-    """A JSON error answer with the body ``{code, field, message}``."""
-    body = ErrorBody(code=code, field=field_, message=message).model_dump()
+    """A JSON error answer with the body ``{code, field, message}``.
+
+    The field and message may quote what a client sent; a lone surrogate in it (which
+    cannot be encoded) is written as its escape instead.
+    """
+    body = ErrorBody(
+        code=code, field=None if field_ is None else _printable(field_), message=_printable(message)
+    ).model_dump()
     return JSONResponse(body, status_code=status, headers=headers or None)
+
+
+def _printable(text: str) -> str:
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 def host_name(host: str) -> str:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import copy
+import json
 import time
 from pathlib import Path
 
@@ -140,3 +141,81 @@ def test_a_model_folder_without_a_tokenizer_fails_once_and_is_not_retried(root, 
     finally:
         journal.close()
     wait_for(lambda: not job_processes(d.state, "tok"), 15)
+
+
+def _deep(levels: int) -> str:
+    return '{"a": ' * levels + "1" + "}" * levels
+
+
+def _raw(body: dict, **literals: str) -> str:
+    """``body`` as JSON with each ``"@name"`` string replaced by the raw text given."""
+    text = json.dumps(body)
+    for name, raw in literals.items():
+        text = text.replace(f'"@{name}"', raw)
+    return text
+
+
+def _cases() -> list[tuple[str, str, str]]:
+    """(what, raw JSON body, the field the answer must name; "" for none)."""
+    out = []
+    for levels in (33, 256, 900):
+        b = spec("deep")
+        b["training"] = {"ds_config_extra": {"x": "@deep"}}
+        out.append(
+            (
+                f"ds_config_extra {levels} deep",
+                _raw(b, deep=_deep(levels)),
+                "training.ds_config_extra",
+            )
+        )
+        b = spec("deep")
+        b["source"]["config"]["x"] = "@deep"
+        out.append((f"source.config {levels} deep", _raw(b, deep=_deep(levels)), "source.config"))
+    b = spec("deeper")
+    b["source"]["config"]["x"] = "@deep"
+    out.append(("beyond the parser's depth", _raw(b, deep="[" * 5000 + "]" * 5000), ""))
+    surrogate = '"a\\ud800b"'
+    for where, field in (
+        (("source", "config", "text_field"), "source.config"),
+        (("replay", "source", "config", "text_field"), "replay.source.config"),
+        (("labels", "note"), "labels.note"),
+        (("base_model",), "base_model"),
+        (("training", "ds_config_extra", "x"), "training.ds_config_extra"),
+    ):
+        b = copy.deepcopy(spec("sur"))
+        cur = b
+        for k in where[:-1]:
+            cur = cur.setdefault(k, {})
+        cur[where[-1]] = "@s"
+        out.append((f"lone surrogate in {field}", _raw(b, s=surrogate), field))
+    b = spec("sur")
+    b["source"]["config"]["@k"] = 1
+    out.append(("lone surrogate in a key", _raw(b, k='"\\udfff"'), "source.config"))
+    for lit in ("NaN", "-Infinity", "Infinity"):
+        b = spec("nan")
+        b["training"] = {"ds_config_extra": {"gradient_clipping": "@x"}}
+        out.append((f"{lit} in ds_config_extra", _raw(b, x=lit), "training.ds_config_extra"))
+        b = spec("nan")
+        b["replay"]["fraction"] = "@x"
+        out.append((f"{lit} as the replay fraction", _raw(b, x=lit), "replay.fraction"))
+    for value in ("true", '"100"', "100.0"):
+        b = spec("tok")
+        b["source"]["tokens"] = "@x"
+        out.append((f"tokens {value}", _raw(b, x=value), "source.tokens"))
+    for key, value in (("bf16", 1), ("seq_len", "128"), ("peak_lr", "0.1")):
+        b = spec("flag")
+        b["training"] = {key: value}
+        out.append((f"{key} {value!r}", json.dumps(b), f"training.{key}"))
+    return out
+
+
+async def test_valid_json_that_cannot_be_stored_is_a_422_naming_the_field(client):
+    for what, text, field in _cases():
+        r = await client.post(
+            "/v1/jobs", content=text, headers={"Content-Type": "application/json"}
+        )
+        assert r.status_code == 422, (what, r.status_code, r.text[:300])
+        err = r.json()
+        assert err["code"] == "invalid" and err["field"] == (field or None), (what, err)
+    assert (await client.get("/v1/jobs")).json() == []
+    assert (await client.post("/v1/jobs", json=spec("fine"))).status_code == 201
