@@ -7,6 +7,13 @@ from __future__ import annotations
 import concurrent.futures
 import copy
 import json
+import os
+import selectors
+import signal
+import socket
+import ssl
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -219,3 +226,210 @@ async def test_valid_json_that_cannot_be_stored_is_a_422_naming_the_field(client
         assert err["code"] == "invalid" and err["field"] == (field or None), (what, err)
     assert (await client.get("/v1/jobs")).json() == []
     assert (await client.post("/v1/jobs", json=spec("fine"))).status_code == 201
+
+
+async def test_the_bearer_scheme_is_case_insensitive(app):
+    """RFC 7235: the auth scheme is case-insensitive (and followed by one or more spaces)."""
+    asgi, _ = app
+    for header in (f"bearer {TOKEN}", f"BEARER {TOKEN}", f"BeArEr  {TOKEN}"):
+        async with httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=asgi),
+            base_url="http://127.0.0.1",
+            headers={"Authorization": header},
+        ) as c:
+            assert (await c.get("/v1/health")).status_code == 200, header
+            assert (await c.post("/v1/jobs", json=spec("case"))).status_code in (200, 201)
+
+
+# -- connections: idle, half-sent, beyond the limit ------------------------------------
+
+
+def _wait_closed(socks: list[socket.socket], timeout: float) -> dict[socket.socket, bytes]:
+    """What each socket received until the server closed it; fails if one stays open."""
+    got = {s: b"" for s in socks}
+    sel = selectors.DefaultSelector()
+    for s in socks:
+        s.setblocking(False)
+        sel.register(s, selectors.EVENT_READ)
+    deadline = time.monotonic() + timeout
+    while sel.get_map() and time.monotonic() < deadline:
+        for key, _ in sel.select(timeout=0.5):
+            s = key.fileobj
+            try:
+                data = s.recv(65536)
+            except ConnectionResetError:
+                data = b""
+            got[s] += data
+            if not data:
+                sel.unregister(s)
+    still_open = len(sel.get_map())
+    sel.close()
+    assert still_open == 0, f"{still_open} connections still open after {timeout} s"
+    return got
+
+
+def test_idle_and_half_sent_connections_are_closed(root, daemon):
+    d = daemon("--header-timeout", "2", "--body-timeout", "2", "--max-connections", "400")
+    addr = ("127.0.0.1", d.port)
+    auth = f"Authorization: Bearer {TOKEN}\r\n"
+    idle = [socket.create_connection(addr) for _ in range(150)]
+    half_headers = []
+    for _ in range(150):
+        s = socket.create_connection(addr)
+        s.sendall(b"GET /v1/health HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthoriz")
+        half_headers.append(s)
+    half_body = []
+    for _ in range(5):
+        s = socket.create_connection(addr)
+        head = f"POST /v1/jobs HTTP/1.1\r\nHost: 127.0.0.1\r\n{auth}Content-Length: 1000\r\n"
+        s.sendall(head.encode() + b"Content-Type: application/json\r\n\r\n" + b'{"job_id": ')
+        half_body.append(s)
+    # a request answered, then a next one dribbled in a byte at a time, never finished
+    slow = socket.create_connection(addr)
+    slow.sendall(f"GET /v1/health HTTP/1.1\r\nHost: 127.0.0.1\r\n{auth}\r\n".encode())
+    assert slow.recv(65536).startswith(b"HTTP/1.1 200")
+    for _ in range(3):
+        slow.sendall(b"G")
+        time.sleep(0.5)
+    got = _wait_closed([*idle, *half_headers, *half_body, slow], timeout=30)
+    assert all(got[s] == b"" for s in (*idle, *half_headers))
+    assert all(got[s].startswith(b"HTTP/1.1 408") for s in half_body), got[half_body[0]]
+    assert b"body_timeout" in got[half_body[0]]
+    for s in got:
+        s.close()
+    assert httpx.get(f"{d.url}/v1/health", headers=d.headers, timeout=10).status_code == 200
+
+
+def test_connections_beyond_the_limit_get_503_until_idle_ones_are_closed(root, daemon):
+    d = daemon("--max-connections", "4", "--header-timeout", "2")
+    idle = [socket.create_connection(("127.0.0.1", d.port)) for _ in range(4)]
+    time.sleep(0.5)
+    r = httpx.get(f"{d.url}/v1/health", headers=d.headers, timeout=10)
+    assert r.status_code == 503
+    _wait_closed(idle, timeout=15)
+    assert httpx.get(f"{d.url}/v1/health", headers=d.headers, timeout=10).status_code == 200
+    for s in idle:
+        s.close()
+
+
+def test_an_unfinished_header_block_is_not_buffered_past_its_cap(root, daemon):
+    d = daemon("--header-timeout", "60")
+    s = socket.create_connection(("127.0.0.1", d.port))
+    s.sendall(b"GET /v1/health HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Pad: " + b"x" * 40_000)
+    got = _wait_closed([s], timeout=15)  # answered and closed long before the header timeout
+    assert got[s].startswith(b"HTTP/1.1 400"), got[s][:100]
+    s.close()
+    assert httpx.get(f"{d.url}/v1/health", headers=d.headers, timeout=10).status_code == 200
+
+
+# -- --allow-remote: a warning, and TLS or an explicit --insecure ----------------------
+
+
+def _serve(tmp: Path, root: Path, token_file: Path, *args: str) -> tuple[subprocess.Popen, int]:
+    """``annealplan-executor serve`` as a user types it; its port once it listens."""
+    port_file = tmp / "port.json"
+    port_file.unlink(missing_ok=True)
+    exe = Path(sys.executable).with_name("annealplan-executor")
+    cmd = [str(exe), "serve", "--port", "0", "--port-file", str(port_file), "--root", str(root)]
+    cmd += ["--token-file", str(token_file), "--state", str(tmp / "state"), *args]
+    err = (tmp / "serve.stderr").open("wb")
+    proc = subprocess.Popen(cmd, stdout=err, stderr=err, stdin=subprocess.DEVNULL)
+    deadline = time.monotonic() + 60
+    while not port_file.is_file():
+        if proc.poll() is not None or time.monotonic() > deadline:
+            proc.kill()
+            raise AssertionError((tmp / "serve.stderr").read_text())
+        time.sleep(0.05)
+    return proc, json.loads(port_file.read_text())["port"]
+
+
+def _stop(proc: subprocess.Popen) -> None:
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(timeout=40)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(timeout=10)
+
+
+def _refused(root: Path, token_file: Path, *args: str) -> str:
+    exe = Path(sys.executable).with_name("annealplan-executor")
+    cmd = [str(exe), "serve", "--port", "0", "--root", str(root), "--token-file", str(token_file)]
+    out = subprocess.run([*cmd, *args], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 2, (args, out.returncode, out.stderr)
+    return out.stderr
+
+
+def test_allow_remote_needs_tls_or_insecure_and_says_what_it_exposes(tmp_path, root, token_file):
+    import trustme
+
+    says = _refused(root, token_file, "--allow-remote")
+    assert "--tls-cert" in says and "--insecure" in says and "clear text" in says
+    assert "both --tls-cert and --tls-key" in _refused(
+        root, token_file, "--tls-cert", str(token_file)
+    )
+    assert "only goes with --allow-remote" in _refused(root, token_file, "--insecure")
+    assert "cannot load the TLS certificate" in _refused(
+        root, token_file, "--allow-remote", "--tls-cert", str(token_file), "--tls-key",
+        str(token_file),
+    )  # fmt: skip
+
+    # --insecure: plain HTTP, any Host, and a warning naming what is exposed
+    proc, port = _serve(tmp_path, root, token_file, "--allow-remote", "--insecure")
+    try:
+        headers = {"Authorization": f"Bearer {TOKEN}", "Host": "gpu-box.example"}
+        r = httpx.get(f"http://127.0.0.1:{port}/v1/health", headers=headers, timeout=10)
+        assert r.status_code == 200
+    finally:
+        _stop(proc)
+    warning = (tmp_path / "serve.stderr").read_text()
+    assert "warning: --allow-remote" in warning and "any host name" in warning
+    assert "submit jobs" in warning and str(root) in warning and "clear text" in warning
+
+    # TLS: a certificate from a test CA
+    ca = trustme.CA()
+    cert = ca.issue_cert("127.0.0.1", "localhost")
+    cert.private_key_pem.write_to_path(str(tmp_path / "key.pem"))
+    cert.cert_chain_pems[0].write_to_path(str(tmp_path / "cert.pem"))
+    os.chmod(tmp_path / "key.pem", 0o600)
+    tls = ("--tls-cert", str(tmp_path / "cert.pem"), "--tls-key", str(tmp_path / "key.pem"))
+    proc, port = _serve(tmp_path, root, token_file, "--allow-remote", *tls)
+    try:
+        ctx = ssl.create_default_context()
+        ca.configure_trust(ctx)
+        with httpx.Client(verify=ctx, headers={"Authorization": f"Bearer {TOKEN}"}) as c:
+            assert c.get(f"https://127.0.0.1:{port}/v1/health", timeout=10).status_code == 200
+            assert c.post(f"https://127.0.0.1:{port}/v1/jobs", json=spec("tls")).status_code == 201
+        with pytest.raises(httpx.TransportError):  # the plain-HTTP port is gone
+            httpx.get(f"http://127.0.0.1:{port}/v1/health", timeout=10).raise_for_status()
+    finally:
+        _stop(proc)
+    warning = (tmp_path / "serve.stderr").read_text()  # this run's alone
+    assert "warning: --allow-remote: https://" in warning and "clear text" not in warning
+
+
+async def test_the_daemons_connections_have_tcp_nodelay():
+    """asyncio (which uvicorn serves on) sets TCP_NODELAY on an accepted connection only
+    when the listening socket says it is TCP; without it every response on a kept-alive
+    connection waited ~40 ms for a delayed ACK (``bench/keepalive.py`` measures it)."""
+    import asyncio
+
+    from executors.daemon.server import bind
+
+    sock = bind("127.0.0.1", 0)
+    accepted: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+
+    class Probe(asyncio.Protocol):
+        def connection_made(self, transport):
+            s = transport.get_extra_info("socket")
+            accepted.set_result(s.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY))
+            transport.close()
+
+    server = await asyncio.get_running_loop().create_server(Probe, sock=sock)
+    try:
+        _, writer = await asyncio.open_connection(*sock.getsockname()[:2])
+        assert await asyncio.wait_for(accepted, 10) != 0
+        writer.close()
+    finally:
+        server.close()
+        await server.wait_closed()
