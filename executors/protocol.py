@@ -379,7 +379,11 @@ class JobResult(_Model):
     tokens_per_s: float | None = None
     mfu: float | None = None
     train_seconds: float
+    """Training seconds of the attempt that finished training."""
     eval_seconds: float
+    train_seconds_total: float | None = None
+    """Training seconds of every attempt, those killed or crashed included (each loses at
+    most its last second); None from an executor that did not count them."""
     versions: dict[str, str]
     seeds: dict[str, int]
     data_hash: str

@@ -25,7 +25,7 @@ from executors.journal import Journal
 from executors.worker import JOURNAL_NAME
 
 from .conftest import HOSTS, TOKEN, spec
-from .proc_helpers import job, job_processes, make_root, wait_for
+from .proc_helpers import job, job_processes, make_root, run_spec, stub_env, wait_for
 
 
 def _loops(root: Path) -> None:
@@ -433,3 +433,25 @@ async def test_the_daemons_connections_have_tcp_nodelay():
     finally:
         server.close()
         await server.wait_closed()
+
+
+def test_a_result_counts_the_training_time_of_every_attempt(root, daemon):
+    """A trainer killed mid-run is retried and resumes from its checkpoint; the result's
+    ``train_seconds`` is the last attempt's, ``train_seconds_total`` every attempt's."""
+    make_root(root)
+    d = daemon(**stub_env(STUB_STEP_S="0.05"))
+    r = httpx.post(f"{d.url}/v1/jobs", json=run_spec("twice", steps=60), headers=d.headers)
+    assert r.status_code == 201, r.text
+    wait_for(lambda: job(d, "twice")["progress"]["step"] >= 30, 120)
+    trainers = [
+        p for p in job_processes(d.state, "twice") if "stub_trainer" in " ".join(p.cmdline())
+    ]
+    assert len(trainers) == 1
+    trainers[0].kill()
+    rec = wait_for(lambda: (j := job(d, "twice"))["state"] in ("succeeded", "failed") and j, 180)
+    assert rec["state"] == "succeeded" and rec["attempts"] == 2, rec
+    res = httpx.get(f"{d.url}/v1/jobs/twice/result", headers=d.headers).json()
+    first = res["train_seconds_total"] - res["train_seconds"]
+    # the killed attempt trained 30 steps of 0.05 s (its last second may be lost)
+    assert first >= 30 * 0.05 - 1.0, res
+    assert len(list((d.state / "jobs" / "twice" / "train_seconds").iterdir())) == 2
