@@ -63,7 +63,7 @@ class Budget:
             PathRefused: over the count or past the deadline.
         """
         self._left -= entries
-        if self._left < 0:
+        if entries and self._left < 0:
             raise PathRefused(
                 field,
                 f"the glob looks at more than {self.entries} files and folders; "
@@ -143,6 +143,7 @@ def _check_glob(root: Path, rel: str, field: str, deny: Sequence[Path], budget: 
     _inside(root, prefix, field, deny, parents_too=False)
     found = False
     for match in _expand(root, start, parts[fixed:], field, budget):
+        budget.spend(field, 0)  # the deadline: resolving many matches takes time too
         _inside(root, _real(match, field), field, deny)
         found = True
     if not found:
