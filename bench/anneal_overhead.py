@@ -83,13 +83,8 @@ def executor_anneal(
 ) -> dict:
     """Run executors/anneal.py under the deepspeed launcher; return its train_state.json."""
     from executors.protocol import AnnealJobSpec
-    from executors.worker import (
-        WorkerConfig,
-        _free_port,
-        _launch_command,
-        _trainer_env,
-        ds_config,
-    )
+    from executors.stages.context import WorkerConfig
+    from executors.stages.launch import ds_config, free_port, launch_command, trainer_env
 
     spec = AnnealJobSpec.model_validate(
         {
@@ -124,8 +119,8 @@ def executor_anneal(
     plan_path.write_text(json.dumps(plan))
     cfg = WorkerConfig(state_dir=work, root=work, job_id="bench", token="")
     out = subprocess.run(
-        _launch_command(cfg, plan_path, _free_port()),
-        env=_trainer_env(cfg, 1),
+        launch_command(cfg, plan_path, free_port()),
+        env=trainer_env(cfg, 1),
         cwd=str(job),
         capture_output=True,
         text=True,

@@ -127,7 +127,7 @@ def main() -> None:
         f"annealplan runs import, again:    {again['s']:8.2f} s  {again['rss_mib']:7.0f} MiB peak"
         " (nothing new)"
     )
-    print(f"import / read_csv: {ours['s'] / base['s']:.2f}x (goal: within 3x)")
+    print(f"ratio import / read_csv: {ours['s'] / base['s']:.2f}x (goal: within 3x)")
 
 
 if __name__ == "__main__":

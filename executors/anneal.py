@@ -29,7 +29,8 @@ from typing import Any
 
 import click
 
-from executors.stages.records import TrainPlan, TrainState
+from executors.stages.context import JobFiles
+from executors.stages.records import TrainPlan, TrainState, record_train_seconds
 
 PROGRESS_PREFIX = "@@progress "
 MARKER = "COMPLETE"
@@ -268,12 +269,26 @@ def _checkpoint(run: _Run, done_steps: int) -> bool:
     return True
 
 
+def _record_seconds(run: _Run, throughput: _Throughput) -> None:
+    """Rank 0 writes down this attempt's training seconds so far (see
+    :func:`~executors.stages.records.record_train_seconds`)."""
+    if run.rank == 0:
+        seconds = time.perf_counter() - throughput.started
+        record_train_seconds(
+            JobFiles(run.plan.job_dir).train_seconds, run.plan.attempt_token, seconds
+        )
+
+
 def _train(run: _Run, start_step: int, throughput: _Throughput) -> bool:
     """Steps ``start_step`` to the end, with progress and checkpoints; False when fenced."""
     plan = run.plan
+    recorded = time.perf_counter()
     for step in range(start_step, plan.total_steps):
         loss = _step(run, step)
         rate = throughput.step_done()
+        if time.perf_counter() - recorded >= 1.0:
+            _record_seconds(run, throughput)
+            recorded = time.perf_counter()
         run.emit(
             {
                 "step": step + 1,
@@ -352,6 +367,7 @@ def train(plan: TrainPlan) -> int:
     if not _train(run, start_step, throughput):
         return EXIT_FENCED
     train_seconds = time.perf_counter() - throughput.started
+    _record_seconds(run, throughput)
     _save_final(run, start_step, throughput, train_seconds)
     stop.set()
     return 0

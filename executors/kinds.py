@@ -18,7 +18,6 @@ from __future__ import annotations
 import importlib
 import importlib.metadata
 import importlib.util
-import os
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType, ModuleType
@@ -28,6 +27,7 @@ import pluggy
 
 from plugins import hookspecs
 from plugins.errors import PluginError
+from plugins.loading import ENV_LOAD, load_entry_points, plugins_to_load
 from plugins.registry import LoadProblem
 
 if TYPE_CHECKING:
@@ -41,8 +41,6 @@ BUILTIN_KIND_MODULES: tuple[str, ...] = (
     "plugins.sources.filtered",
     "plugins.sources.licensed",
 )
-ENTRY_POINT_GROUP = "annealplan"
-ENV_LOAD = "ANNEALPLAN_LOAD_PLUGINS"
 _HOOK = "register_source_kinds"
 
 
@@ -80,7 +78,7 @@ def load_source_kinds(extra: Iterable[str] = (), *, entry_points: bool = True) -
     for name in BUILTIN_KIND_MODULES:
         pm.register(importlib.import_module(name), name=name)
     pm.check_pending()
-    problems = _load_entry_points(pm) if entry_points else []
+    problems = load_entry_points(pm, plugins_to_load()) if entry_points else []
     for i, name in enumerate(extra):
         pm.register(_import_plugin(name, i), name=f"executor-extra-{i}:{name}")
     pm.check_pending()
@@ -122,45 +120,6 @@ def _stager(staged: list[SourceKind]) -> Any:
         staged.append(kind)
 
     return register
-
-
-def _load_entry_points(pm: pluggy.PluginManager) -> list[LoadProblem]:
-    only: set[str] | None = None
-    if (env := os.environ.get(ENV_LOAD)) is not None:
-        only = {p.strip() for p in env.split(",") if p.strip()}
-    problems: list[LoadProblem] = []
-    found: set[str] = set()
-    for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
-        if only is not None and ep.name not in only:
-            continue
-        found.add(ep.name)
-        if pm.get_plugin(ep.name) is not None or pm.is_blocked(ep.name):
-            continue
-        try:
-            plugin = ep.load()
-        except Exception as e:  # any import-time failure of a third party is a LoadProblem
-            problems.append(
-                LoadProblem(ep.name, f"cannot import {ep.value!r}: {type(e).__name__}: {e}")
-            )
-            continue
-        try:
-            pm.register(plugin, name=ep.name)
-            pm.check_pending()  # this plugin alone, so a misspelt hook is pinned on it
-        except Exception as e:
-            if pm.is_registered(plugin):
-                pm.unregister(plugin)
-            problems.append(
-                LoadProblem(
-                    ep.name, f"does not match the annealplan hooks: {e}; check its hook names"
-                )
-            )
-    for missing in sorted((only or set()) - found):
-        problems.append(
-            LoadProblem(
-                missing, f"{ENV_LOAD} names {missing!r} but no installed package provides it"
-            )
-        )
-    return problems
 
 
 def _import_plugin(name: str, index: int) -> ModuleType:

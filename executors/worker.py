@@ -38,8 +38,6 @@ from executors.stages.launch import (
     SHM_DIR,
     clean_up_launch,
     ds_config,
-    launch_command,
-    trainer_env,
 )
 from executors.stages.pipeline import run_stages
 
@@ -52,9 +50,6 @@ BEAT_S = 2.0
 #: the least time between two progress writes to the journal (the last step always goes)
 PROGRESS_EVERY_S = 0.5
 
-# Names other modules import from here (the daemon's helpers, the overhead bench).
-_launch_command = launch_command
-_trainer_env = trainer_env
 __all__ = [
     "EXIT_FAILED",
     "EXIT_FENCED",

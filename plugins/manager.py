@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import importlib
 import importlib.metadata
-import os
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
@@ -19,10 +18,8 @@ import pluggy
 
 from plugins import hookspecs
 from plugins.errors import PluginError
+from plugins.loading import ENV_LOAD, load_entry_points, plugins_to_load
 from plugins.registry import LoadProblem, PluginInfo, Registry
-
-ENTRY_POINT_GROUP = "annealplan"
-ENV_LOAD = "ANNEALPLAN_LOAD_PLUGINS"
 
 # Built-in plugins: registered through the same hooks as third-party packages.
 BUILTINS: tuple[str, ...] = (
@@ -94,52 +91,16 @@ def make_plugin_manager(
     pm.check_pending()
     problems: list[LoadProblem] = []
     if entry_points:
-        if only is None and (env := os.environ.get(ENV_LOAD)) is not None:
-            only = [p.strip() for p in env.split(",") if p.strip()]
-        problems.extend(_load_entry_points(pm, None if only is None else set(only)))
+        problems.extend(load_entry_points(pm, plugins_to_load(only), on_loaded=_record_dist(pm)))
     return pm, problems
 
 
-def _load_entry_points(pm: PluginManager, only: set[str] | None) -> list[LoadProblem]:
-    problems: list[LoadProblem] = []
-    found: set[str] = set()
-    for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
-        if only is not None and ep.name not in only:
-            continue
-        found.add(ep.name)
-        if pm.get_plugin(ep.name) is not None or pm.is_blocked(ep.name):
-            continue
+def _record_dist(pm: PluginManager) -> Callable[[importlib.metadata.EntryPoint], None]:
+    def record(ep: importlib.metadata.EntryPoint) -> None:
         dist = ep.dist.name if ep.dist else ep.name
-        version = ep.dist.version if ep.dist else "unknown"
-        try:
-            plugin = ep.load()
-        except Exception as e:  # any import-time failure of a third party is a problem
-            problems.append(
-                LoadProblem(ep.name, f"cannot import {ep.value!r}: {type(e).__name__}: {e}")
-            )
-            continue
-        try:
-            pm.register(plugin, name=ep.name)
-            # Check this plugin alone so a misspelt hook is pinned on the right package.
-            pm.check_pending()
-        except Exception as e:
-            if pm.is_registered(plugin):
-                pm.unregister(plugin)
-            problems.append(
-                LoadProblem(
-                    ep.name, f"does not match the annealplan hooks: {e}; check its hook names"
-                )
-            )
-            continue
-        pm.dists[ep.name] = (dist, version, False)
-    for missing in sorted((only or set()) - found):
-        problems.append(
-            LoadProblem(
-                missing,
-                f"{ENV_LOAD} names {missing!r} but no installed package provides it",
-            )
-        )
-    return problems
+        pm.dists[ep.name] = (dist, ep.dist.version if ep.dist else "unknown", False)
+
+    return record
 
 
 def collect(

@@ -19,22 +19,25 @@ reach the routes as dependencies.
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Annotated, Any, NoReturn
 
+import anyio
 from fastapi import Depends, FastAPI, HTTPException, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from executors.admission import Refused, admit
 from executors.daemon.config import DaemonConfig
 from executors.daemon.guard import Guard, error_response
 from executors.daemon.supervisor import Supervisor
 from executors.journal import Journal, QueueFull, SpecConflict
-from executors.paths import PathRefused, check_spec_paths
 from executors.protocol import (
+    MAX_JSON_DEPTH,
     PROTOCOL_VERSION,
     AnnealJobSpec,
     ErrorBody,
@@ -47,6 +50,8 @@ from executors.protocol import (
 from executors.stages.context import JOURNAL_NAME, JobFiles, job_dir
 
 MAX_LOG_CHUNK = 256 * 1024
+#: submissions checked at once (each may walk the file system for up to a few seconds)
+SUBMIT_THREADS = 4
 
 
 # -- dependencies --------------------------------------------------------------------------
@@ -91,19 +96,35 @@ def health() -> Health:
     return Health()
 
 
-def submit(
+async def submit(
     spec: AnnealJobSpec,
+    request: Request,
     response: Response,
     journal: JournalDep,
     cfg: ConfigDep,
     supervisor: SupervisorDep,
 ) -> JobRecord:
+    # Checking a job walks the file system (its globs) and writes the journal: in threads
+    # of their own, so that slow submissions never hold the threads of the other routes.
+    rec, created = await anyio.to_thread.run_sync(
+        functools.partial(_admit_and_queue, spec, journal, cfg),
+        limiter=request.app.state.submit_limiter,
+    )
+    if not created:
+        response.status_code = 200
+    supervisor.wake()
+    return rec
+
+
+def _admit_and_queue(
+    spec: AnnealJobSpec, journal: Journal, cfg: DaemonConfig
+) -> tuple[JobRecord, bool]:
     try:
-        check_spec_paths(spec, cfg.root.resolve(), deny=(cfg.state_dir,), plugins=cfg.plugins)
-    except PathRefused as e:
-        _fail(422, "path_refused", e.message, e.field)
+        admit(spec, cfg.root.resolve(), deny=(cfg.state_dir,), plugins=cfg.plugins)
+    except Refused as e:
+        _fail(422, e.code, e.message, e.field)
     try:
-        rec, created = journal.submit(spec, max_queue=cfg.max_queue)
+        return journal.submit(spec, max_queue=cfg.max_queue)
     except SpecConflict:
         _fail(
             409,
@@ -119,10 +140,6 @@ def submit(
             None,
             **{"Retry-After": "30"},
         )
-    if not created:
-        response.status_code = 200
-    supervisor.wake()
-    return rec
 
 
 def list_jobs(journal: JournalDep, state: JobState | None = None) -> list[JobRecord]:
@@ -202,7 +219,7 @@ async def _invalid(request: Request, exc: Exception) -> JSONResponse:
     errors = exc.errors()
     first = errors[0] if errors else {}
     loc = [str(p) for p in first.get("loc", ()) if p not in ("body", "query", "path")]
-    msg = first.get("msg", "invalid request")
+    msg = first.get("msg", "invalid request").removeprefix("Value error, ")
     more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
     return error_response(422, "invalid", f"{msg}{more}", ".".join(loc) or None)
 
@@ -214,6 +231,13 @@ async def _http(request: Request, exc: Exception) -> JSONResponse:
     if isinstance(detail, dict):
         code, message = detail.get("code", "error"), detail.get("message", "")
         return error_response(exc.status_code, code, message, detail.get("field"), **headers)
+    if isinstance(exc.__cause__, RecursionError):
+        # the JSON parser's own limit, far above what a spec may nest
+        return error_response(
+            422,
+            "invalid",
+            f"the JSON body nests too deeply to parse; a config may nest {MAX_JSON_DEPTH} levels",
+        )
     code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "error")
     return error_response(exc.status_code, code, str(detail), None, **headers)
 
@@ -265,6 +289,7 @@ def create_app(cfg: DaemonConfig, *, start_supervisor: bool = True) -> tuple[Gua
     app.state.supervisor = supervisor
     app.state.config = cfg
     app.state.start_supervisor = start_supervisor
+    app.state.submit_limiter = anyio.CapacityLimiter(SUBMIT_THREADS)
     handlers: dict[Any, Any] = {
         RequestValidationError: _invalid,
         StarletteHTTPException: _http,

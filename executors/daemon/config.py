@@ -7,6 +7,9 @@ import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 
+#: seconds a request body may take to arrive, by default
+BODY_TIMEOUT_S = 30.0
+
 
 class TokenFileError(Exception):
     """The token file is missing, empty, or readable by others."""
@@ -47,6 +50,8 @@ class DaemonConfig:
     max_jobs: int = 1
     max_queue: int = 256
     max_body_bytes: int = 1 << 20
+    body_timeout_s: float = BODY_TIMEOUT_S
+    """A request body must arrive within this (else 408 and the connection is closed)."""
     gpus: int = 1
     hostfile: Path | None = None
     launcher: str = "deepspeed"

@@ -1,4 +1,5 @@
-"""The HTTP guard: Host/Origin checks, the bearer token and the body limit, before routing.
+"""The HTTP guard: Host/Origin checks, the bearer token, the body's size and its arrival
+time, before routing.
 
 It is pure ASGI middleware around the whole app, so every route (the OpenAPI docs
 included) is covered, and a refused request never reaches a route. Every refusal has the
@@ -11,6 +12,7 @@ import hmac
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+import anyio
 from fastapi.responses import JSONResponse
 
 from executors.daemon.config import DaemonConfig
@@ -23,9 +25,19 @@ _Send = Callable[[dict[str, Any]], Awaitable[None]]
 def error_response(
     status: int, code: str, message: str, field_: str | None = None, **headers: str
 ) -> JSONResponse:
-    """A JSON error answer with the body ``{code, field, message}``."""
-    body = ErrorBody(code=code, field=field_, message=message).model_dump()
+    """A JSON error answer with the body ``{code, field, message}``.
+
+    The field and message may quote what a client sent; a lone surrogate in it (which
+    cannot be encoded) is written as its escape instead.
+    """
+    body = ErrorBody(
+        code=code, field=None if field_ is None else _printable(field_), message=_printable(message)
+    ).model_dump()
     return JSONResponse(body, status_code=status, headers=headers or None)
+
+
+def _printable(text: str) -> str:
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 def host_name(host: str) -> str:
@@ -41,7 +53,7 @@ class Guard:
     def __init__(self, app: Any, cfg: DaemonConfig) -> None:
         self.app = app
         self.cfg = cfg
-        self._expected = f"Bearer {cfg.token}".encode()
+        self._token = cfg.token.encode()
 
     async def __call__(self, scope: dict[str, Any], receive: _Receive, send: _Send) -> None:
         if scope["type"] != "http":
@@ -52,7 +64,15 @@ class Guard:
         if deny is not None:
             await deny(scope, receive, send)
             return
-        body = await self._read_body(receive)
+        try:
+            with anyio.fail_after(self.cfg.body_timeout_s):
+                body = await self._read_body(receive)
+        except TimeoutError:
+            timeout = self.cfg.body_timeout_s
+            await error_response(
+                408, "body_timeout", f"the request body did not arrive within {timeout:.0f} s"
+            )(scope, receive, send)
+            return
         if body is None:
             return  # the client went away
         if len(body) > self.cfg.max_body_bytes:
@@ -110,8 +130,7 @@ class Guard:
         host = headers.get("host", b"").decode("latin-1").lower()
         if self.cfg.allowed_hosts and host_name(host) not in self.cfg.allowed_hosts:
             return error_response(403, "host_refused", "this Host is not served here", "Host")
-        given = headers.get("authorization", b"")
-        if not hmac.compare_digest(given, self._expected):
+        if not self._authorized(headers.get("authorization", b"")):
             return error_response(
                 401,
                 "unauthorized",
@@ -120,3 +139,10 @@ class Guard:
                 **{"WWW-Authenticate": "Bearer"},
             )
         return None
+
+    def _authorized(self, header: bytes) -> bool:
+        """``Bearer <token>``, the scheme in any case (RFC 7235), the token compared in
+        constant time."""
+        scheme, _, credentials = header.partition(b" ")
+        token_ok = hmac.compare_digest(credentials.lstrip(b" "), self._token)
+        return scheme.lower() == b"bearer" and token_ok

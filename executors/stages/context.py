@@ -82,6 +82,11 @@ class JobFiles:
         return self.final / "train_state.json"
 
     @property
+    def train_seconds(self) -> Path:
+        """Each attempt's training seconds, one file per attempt (the job's total time)."""
+        return self.folder / "train_seconds"
+
+    @property
     def heartbeat(self) -> Path:
         """Touched by the trainer every second."""
         return self.folder / "heartbeat"

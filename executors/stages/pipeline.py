@@ -13,7 +13,7 @@ from collections.abc import Callable
 from executors.kinds import load_source_kinds
 from executors.paths import check_spec_paths, resolve_under
 from executors.protocol import AnnealJobSpec, JobResult, JobState
-from executors.stages.context import Fenced, WorkerConfig
+from executors.stages.context import Fenced, JobFailed, WorkerConfig
 from executors.stages.materialize import materialize
 from executors.stages.report import evaluate_and_report
 from executors.stages.train import OnProgress, train
@@ -46,8 +46,17 @@ def run_stages(
     os.chdir(cfg.root)
     from transformers import AutoTokenizer
 
-    tok_dir = resolve_under(cfg.root, spec.tokenizer or spec.base_model, field="tokenizer")
-    tokenizer = AutoTokenizer.from_pretrained(str(tok_dir))
+    field = "tokenizer" if spec.tokenizer else "base_model"
+    tok_dir = resolve_under(cfg.root, spec.tokenizer or spec.base_model, field=field, folder=True)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(str(tok_dir))
+    except (OSError, ValueError, TypeError, KeyError) as e:
+        # a folder without a readable tokenizer stays so: fail once, never retry
+        raise JobFailed(
+            "tokenizer_unreadable",
+            f"{field}: no tokenizer loads from {spec.tokenizer or spec.base_model!r} "
+            f"({type(e).__name__}: {e}); give a Hugging Face model or tokenizer folder",
+        ) from None
     found = load_source_kinds(cfg.plugins)
     for problem in found.problems:
         print(f"warning: plugin left out: {problem}", flush=True)

@@ -11,6 +11,8 @@ runs again from a clean folder instead of using it.
 
 from __future__ import annotations
 
+import contextlib
+import os
 from pathlib import Path
 from typing import Any, Self
 
@@ -105,3 +107,33 @@ class TrainState(_Record):
     world_size: int = 1
     checkpoint_hash: str
     mfu: float | None = None
+
+
+def record_train_seconds(ledger: Path, attempt: str, seconds: float) -> None:
+    """Write down how long this attempt has trained so far (replacing its last figure).
+
+    The trainer calls it about once a second and at the end, so an attempt that is killed
+    or crashes still leaves its time (but for the last second): the job's total training
+    time (:func:`total_train_seconds`) counts every attempt, not only the one that finished.
+
+    Args:
+        ledger: the job's ledger folder (``JobFiles.train_seconds``).
+        attempt: the attempt's token (a name of its own).
+        seconds: training seconds of this attempt so far.
+    """
+    ledger.mkdir(parents=True, exist_ok=True)
+    path = ledger / (attempt or "attempt")
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(f"{seconds:.3f}\n")
+    os.replace(tmp, path)
+
+
+def total_train_seconds(ledger: Path) -> float:
+    """Training seconds of every attempt of a job (0.0 when none was written down)."""
+    total = 0.0
+    if ledger.is_dir():
+        for f in ledger.iterdir():
+            if f.suffix != ".tmp":
+                with contextlib.suppress(OSError, ValueError):
+                    total += max(0.0, float(f.read_text()))
+    return total

@@ -10,7 +10,7 @@ from pathlib import Path
 from executors.paths import resolve_under
 from executors.protocol import AnnealJobSpec, JobResult
 from executors.stages.context import WorkerConfig
-from executors.stages.records import Manifest, TrainState
+from executors.stages.records import Manifest, TrainState, total_train_seconds
 
 
 def _git_sha() -> str:
@@ -51,7 +51,7 @@ def evaluate_and_report(
 
     ev = spec.evaluation
     task_dirs = [
-        resolve_under(cfg.root, d, field=f"evaluation.task_dirs.{i}")
+        resolve_under(cfg.root, d, field=f"evaluation.task_dirs.{i}", folder=True)
         for i, d in enumerate(ev.task_dirs)
     ]
     dtype = "bfloat16" if spec.training.bf16 and torch.cuda.is_available() else "float32"
@@ -79,6 +79,7 @@ def evaluate_and_report(
         tokens_per_s=state.tokens_per_s,
         mfu=state.mfu,
         train_seconds=state.train_seconds,
+        train_seconds_total=max(state.train_seconds, total_train_seconds(cfg.files.train_seconds)),
         eval_seconds=evaluation.seconds,
         versions=versions(),
         seeds={"training": spec.training.seed, "data": spec.training.seed, **evaluation.seeds},

@@ -112,8 +112,10 @@ def make_plan(spec: AnnealJobSpec, cfg: WorkerConfig, manifest: Manifest, world:
         final_dir=files.final,
         heartbeat=files.heartbeat,
         data=files.train_data,
-        model=resolve_under(cfg.root, spec.base_model, field="base_model"),
-        tokenizer=resolve_under(cfg.root, spec.tokenizer or spec.base_model, field="tokenizer"),
+        model=resolve_under(cfg.root, spec.base_model, field="base_model", folder=True),
+        tokenizer=resolve_under(
+            cfg.root, spec.tokenizer or spec.base_model, field="tokenizer", folder=True
+        ),
         micro_batch=t.micro_batch,
         grad_accum=t.grad_accum,
         total_steps=total_steps,

@@ -4,7 +4,7 @@ It keeps the real trainer's contract (plan file, ``@@progress`` lines, heartbeat
 fencing by attempt token, ``step_N`` checkpoints with a ``COMPLETE`` marker written last, a
 ``final`` folder with ``train_state.json``) and uses the real helpers for the parts under
 test (the typed ``TrainPlan`` and ``TrainState``, ``complete_checkpoints``, ``write_marker``,
-``_fenced``). Unlike DeepSpeed it writes
+``_fenced``, ``record_train_seconds``). Unlike DeepSpeed it writes
 each checkpoint shard by shard, slowly, so a test can kill it between two shard writes.
 
 It appends what it sees to ``<job_dir>/trace.txt``, one line per event:
@@ -41,7 +41,8 @@ from executors.anneal import (
     complete_checkpoints,
     write_marker,
 )
-from executors.stages.records import TrainPlan, TrainState
+from executors.stages.context import JobFiles
+from executors.stages.records import TrainPlan, TrainState, record_train_seconds
 
 SHARD_BYTES = 4096
 
@@ -112,8 +113,11 @@ def main() -> int:
                 _trace(job_dir, f"partial {start}")
                 return 1
     _trace(job_dir, f"start {me} {plan.attempt_token[:8]} {start}")
+    started = time.perf_counter()
+    ledger = JobFiles(job_dir).train_seconds
     for step in range(start, total):
         time.sleep(step_s)
+        record_train_seconds(ledger, plan.attempt_token, time.perf_counter() - started)
         done_steps = step + 1
         payload = {"step": done_steps, "total_steps": total, "tokens": done_steps, "loss": 1.0}
         print(PROGRESS_PREFIX + json.dumps(payload), flush=True)
@@ -152,7 +156,7 @@ def main() -> int:
         resumed_from=start,
         training_tokens=total * 8,
         tokens_per_s=None,
-        train_seconds=0.1,
+        train_seconds=time.perf_counter() - started,
         world_size=1,
         checkpoint_hash="stub-" + str(total),
     )

@@ -99,20 +99,22 @@ class SlurmBackend(ExecutorBackend):
         root = Path(settings.root).expanduser()
         state = scheduled.state_dir(root, settings.state, name)
 
-        def check_paths(spec: AnnealJobSpec) -> None:
-            from executors.paths import PathRefused, check_spec_paths
+        def check_admission(spec: AnnealJobSpec) -> None:
+            # the daemon's admission: the root is the nodes' and the planner's alike, so
+            # a job that would fail for certain is refused here, before sbatch
+            from executors.admission import Refused, admit
 
             try:
-                check_spec_paths(spec, root.resolve(), deny=(state.resolve(),))
-            except PathRefused as e:
+                admit(spec, root.resolve(), deny=(state.resolve(),))
+            except Refused as e:
                 raise ExecutorReplyError(
                     f"executor {name}: {e.message} ({e.field})",
                     status=422,
-                    code="path_refused",
+                    code=e.code,
                     field=e.field,
                 ) from None
 
-        return SlurmSubmitter(settings, name=name, state=state, check_paths=check_paths)
+        return SlurmSubmitter(settings, name=name, state=state, admit=check_admission)
 
 
 @hookimpl

@@ -163,14 +163,14 @@ class SlurmSubmitter:
         *,
         name: str,
         state: Path,
-        check_paths: Callable[[AnnealJobSpec], None] | None = None,
+        admit: Callable[[AnnealJobSpec], None] | None = None,
     ) -> None:
         self.settings = settings
         self.name = name
         self.state = state
         self.url = f"slurm:{settings.partition or '(default partition)'}"
         self.slurm = Slurm(settings.bin_dir)
-        self._check_paths = check_paths
+        self._admit = admit
 
     # -- plumbing -------------------------------------------------------------------------
 
@@ -260,8 +260,8 @@ class SlurmSubmitter:
         Raises:
             ConfigError: Slurm's commands are missing, the partition is unknown, or
                 ``sbatch`` refused the job (nothing is left behind).
-            ExecutorReplyError: 409 the id exists with another spec; 422 a path of the
-                job leaves the root.
+            ExecutorReplyError: 409 the id exists with another spec; 422 the job would
+                fail for certain (the daemon's admission: a path, a source kind or config).
         """
         folder = self.folder(spec.job_id)
         kept = folder.read_spec()
@@ -276,8 +276,8 @@ class SlurmSubmitter:
                 (folder.path / SLURM_ID_FILE).write_text(found[-1])
                 return await self.job(spec.job_id)
         else:
-            if self._check_paths is not None:
-                self._check_paths(spec)
+            if self._admit is not None:
+                self._admit(spec)
             await asyncio.to_thread(check_cluster, self.settings, self.slurm)
             self._stage(spec, folder)
         args = sbatch_args(self.settings, spec.job_id, folder)

@@ -8,7 +8,14 @@ from pathlib import Path
 
 import pytest
 
-from executors.stages.records import Manifest, RecordUnreadable, TrainPlan, TrainState
+from executors.stages.records import (
+    Manifest,
+    RecordUnreadable,
+    TrainPlan,
+    TrainState,
+    record_train_seconds,
+    total_train_seconds,
+)
 
 # Written by the executor before its records were typed (the same keys, as plain dicts).
 OLD_MANIFEST = {
@@ -110,3 +117,14 @@ def test_a_bad_record_names_its_file_and_first_problem(tmp_path: Path, text: str
 def test_a_missing_record_says_so(tmp_path: Path):
     with pytest.raises(RecordUnreadable, match=r"cannot read .*No such file"):
         TrainState.read(tmp_path / "nothing.json")
+
+
+def test_every_attempts_training_seconds_add_up(tmp_path: Path):
+    ledger = tmp_path / "train_seconds"
+    assert total_train_seconds(ledger) == 0.0
+    record_train_seconds(ledger, "attempt-a", 1.0)
+    record_train_seconds(ledger, "attempt-a", 2.5)  # the same attempt, later: replaced
+    record_train_seconds(ledger, "attempt-b", 4.0)
+    (ledger / "attempt-c.tmp").write_text("100")  # a write cut short is not counted
+    (ledger / "attempt-d").write_text("garbage")
+    assert total_train_seconds(ledger) == 6.5

@@ -25,7 +25,7 @@ from executors.stages.context import JobFailed, WorkerConfig
 from executors.stages.launch import launch_command, world_size
 from planner.dispatch.ingest import build_job
 from planner.domain import AnnealSpec, Source
-from planner.errors import ConfigError
+from planner.errors import ConfigError, ExecutorReplyError
 from plugins.backends.slurm.submitter import SLURM_ID_FILE
 from plugins.manager import load_registry
 from tests.dispatch.conftest import shm_buffers, sweep_meta
@@ -97,12 +97,13 @@ def test_bad_settings_are_one_clear_error_and_nothing_is_submitted(
 
     # Checked again before each submission: a partition that went away, then a job that
     # sbatch itself refuses (a time limit it cannot read); neither leaves a folder or a job.
+    replay = {"kind": "files", "config": {"paths": ["data/general.jsonl"]}}
     spec = AnnealJobSpec(job_id="never-sent", base_model="model", source=None,
-                         replay={"source": {"kind": "files", "config": {}}, "tokens": 64})  # fmt: skip
+                         replay={"source": replay, "tokens": 64})  # fmt: skip
 
-    async def submit(client):
+    async def submit(client, job=spec):
         try:
-            await client.submit(spec)
+            await client.submit(job)
         finally:
             await client.aclose()
 
@@ -114,6 +115,13 @@ def test_bad_settings_are_one_clear_error_and_nothing_is_submitted(
         ConfigError, match=r"sbatch refused job never-sent: .*nothing was submitted"
     ):
         asyncio.run(submit(refused))
+    assert not (refused.state / "jobs" / "never-sent").exists()
+    # A job that would fail for certain is refused as the daemon refuses it (its admission).
+    unknown = AnnealJobSpec(job_id="never-sent", base_model="model", source=None,
+                            replay={"source": {**replay, "kind": "filez"}, "tokens": 64})  # fmt: skip
+    with pytest.raises(ExecutorReplyError, match="source kind 'filez'") as e:
+        asyncio.run(submit(submitter(cluster_root, partition="debug"), unknown))
+    assert (e.value.status, e.value.code) == (422, "unknown_source_kind")
     assert not (refused.state / "jobs" / "never-sent").exists()
     assert not [n for n in slurm.job_names() if n.endswith("never-sent")]
 
