@@ -72,7 +72,7 @@ def test_the_base_install_has_no_model_stack_and_the_executor_extra_has_it():
 def test_the_make_install_still_installs_everything():
     makefile = (ROOT / "Makefile").read_text()
     torch_first = makefile.index("pip install --quiet torch==2.13.0")
-    assert torch_first < makefile.index("pip install --quiet -e '.[executor,dev]'")
+    assert torch_first < makefile.index("pip install --quiet -e '.[executor,ray,dev]'")
 
 
 #: prepended to each script: executor-extra packages cannot be imported (as in a base

@@ -29,15 +29,13 @@ from urllib.parse import urlparse
 
 from pydantic import Field, field_validator
 
+from plugins.backends.ray.client import job_client
 from plugins.contract import BackendSettings, ExecutorBackend
 from plugins.errors import ConfigError
 from plugins.hookspecs import hookimpl
 
 if TYPE_CHECKING:
     from plugins.backends.ray.submitter import RaySubmitter
-
-#: how to install what this backend needs
-RAY_EXTRA = "pip install 'annealplan[ray]'"
 
 
 class RaySettings(BackendSettings):
@@ -66,26 +64,6 @@ class RaySettings(BackendSettings):
     @classmethod
     def _no_trailing_slash(cls, value: str) -> str:
         return value.rstrip("/")
-
-
-def job_client(address: str) -> Any:
-    """Ray's ``JobSubmissionClient`` for ``address`` (it asks the head for its version).
-
-    Raises:
-        ConfigError: Ray is not installed here.
-        ConnectionError: the head does not answer.
-    """
-    try:
-        from ray.job_submission import JobSubmissionClient
-    except ModuleNotFoundError as e:
-        raise ConfigError(
-            f"the ray backend needs the ray package, which is not installed here; install it "
-            f"with {RAY_EXTRA}"
-        ) from e
-    try:
-        return JobSubmissionClient(address)
-    except (OSError, RuntimeError) as e:
-        raise ConnectionError(str(e).splitlines()[0] if str(e) else type(e).__name__) from e
 
 
 class RayBackend(ExecutorBackend):

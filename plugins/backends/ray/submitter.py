@@ -40,7 +40,7 @@ from executors.protocol import (
     LogChunk,
 )
 from plugins.backends import scheduled
-from plugins.backends.ray import job_client
+from plugins.backends.ray.client import job_client
 from plugins.errors import ConfigError, ExecutorReplyError
 
 if TYPE_CHECKING:
