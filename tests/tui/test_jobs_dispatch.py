@@ -82,6 +82,9 @@ async def test_run_watch_cancel_and_ingest(executor_root, registry):  # noqa: F8
             assert [jid for jid, _ in finished.summary.failed] == [QUEUED]
             assert table.get_cell(RUN, "state") in ("succeeded", "ingested")
             assert table.get_cell(QUEUED, "state") == "cancelled"
+            # where each job ran: the executor and its backend (an http client of the
+            # daemon this test started)
+            assert table.get_cell(RUN, "executor") == f"{client.name} (http)"
             assert app.screen.query_one("#jobs-progress", ProgressBar).percentage == 1.0
         await client.aclose()
     runs = store.runs(study="tiny")
