@@ -209,3 +209,33 @@ def test_the_summary_prints_every_figure_the_check_promises(capsys):
     assert "goal MFU >= 45%: MISSED (42.0%)" in out
     assert "within 10% of the plain loop: met (+6.7% slower)" in out
     assert "DRY RUN" not in out
+
+
+@pytest.mark.slow
+def test_the_dry_run_runs_every_stage_on_the_cpu(tmp_path: Path):
+    """``check.py --dry-run``: every stage at toy sizes through the real executor path
+    (executors.batch, DeepSpeed's launcher, lm-eval) and the plain loop; the figures mean
+    nothing, the stages running and reporting is what is checked."""
+    out = tmp_path / "figures.json"
+    proc = subprocess.run(
+        [sys.executable, str(GPU / "check.py"), "--dry-run", "--work", str(tmp_path / "work"),
+         "--json", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=900,
+        env={**os.environ, "HF_HUB_OFFLINE": "1"},
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert "DRY RUN on the CPU" in proc.stdout
+    report = json.loads(out.read_text())
+    assert report["dry_run"] is True
+    stages = {s["name"]: s for s in report["stages"]}
+    assert list(stages) == ["convert", "anneal", "speed: executor", "speed: plain PyTorch loop"]
+    assert all(s["seconds"] > 0 for s in stages.values())
+    anneal = stages["anneal"]["figures"]
+    assert anneal["steps"] == check.DRY_SIZES.anneal_steps
+    assert 0.0 <= anneal["metrics"]["gpucheck_domain_mc/acc"] <= 1.0
+    speed = stages["speed: executor"]["figures"]
+    assert speed["steps"] == check.DRY_SIZES.speed_steps and speed["tokens_per_s"] > 0
+    assert stages["speed: plain PyTorch loop"]["figures"]["tokens_per_s"] > 0
+    assert report["goals"]["total_s"] == pytest.approx(sum(s["seconds"] for s in stages.values()))
