@@ -146,11 +146,13 @@ class _Throughput:
         self.tokens_per_step = tokens_per_step
         self.started = time.perf_counter()
         self.first_done: float | None = None
+        self.last_done: float | None = None
         self.tokens_since_first = 0
 
     def step_done(self) -> float:
         """Count one optimizer step; the rate so far."""
         now = time.perf_counter()
+        self.last_done = now
         if self.first_done is None:
             self.first_done = now
             return self.tokens_per_step / max(now - self.started, 1e-9)
@@ -158,9 +160,10 @@ class _Throughput:
         return self.tokens_since_first / max(now - self.first_done, 1e-9)
 
     def overall(self, steps_run: int, train_seconds: float) -> float | None:
-        """The run's rate, up to now (None when it ran no step)."""
-        if self.first_done and self.tokens_since_first:
-            return self.tokens_since_first / (time.perf_counter() - self.first_done)
+        """The run's rate up to its last step (None when it ran no step): the final save
+        that follows is not training, and a plain training loop does not pay it."""
+        if self.first_done and self.last_done and self.tokens_since_first:
+            return self.tokens_since_first / max(self.last_done - self.first_done, 1e-9)
         return steps_run * self.tokens_per_step / train_seconds if steps_run else None
 
 
