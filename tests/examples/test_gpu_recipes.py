@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import ast
 import importlib
 import json
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -40,13 +42,17 @@ def task_index() -> set[str]:
 
 
 def test_every_file_parses() -> None:
-    files = [p for p in GPU.rglob("*") if p.is_file()]
-    assert {p.suffix for p in files} <= {".json", ".yaml", ".md", ""}
+    files = [p for p in GPU.rglob("*") if p.is_file() and "__pycache__" not in p.parts]
+    assert {p.suffix for p in files} <= {".json", ".yaml", ".md", ".py", ".sh", ""}
     for p in files:
         if p.suffix == ".json":
             json.loads(p.read_text())
         elif p.suffix == ".yaml":
             assert isinstance(yaml.safe_load(p.read_text()), dict)
+        elif p.suffix == ".py":
+            ast.parse(p.read_text(), filename=str(p))
+        elif p.suffix == ".sh":
+            subprocess.run(["bash", "-n", str(p)], check=True)
 
 
 def test_ds_config_is_zero3_bf16() -> None:
