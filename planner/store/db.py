@@ -216,7 +216,9 @@ class Store:
         run_rows = [self._run_row(r, table.compute_units.get(r.run_id), {}) for r in new_runs]
         have = self._existing_metric_keys([m.run_id for m in table.metrics])
         metric_rows = [
-            (m.run_id, m.name, m.value) for m in table.metrics if (m.run_id, m.name) not in have
+            (m.run_id, m.name, m.value, m.n_items, m.chance)
+            for m in table.metrics
+            if (m.run_id, m.name) not in have
         ]
         try:
             with self.transaction() as con:
@@ -243,8 +245,11 @@ class Store:
         )
 
     def _insert_metrics(
-        self, con: duckdb.DuckDBPyConnection, rows: list[tuple[str, str, float]]
+        self,
+        con: duckdb.DuckDBPyConnection,
+        rows: list[tuple[str, str, float, float | None, float | None]],
     ) -> None:
+        """Insert (run_id, name, value, n_items, chance) rows."""
         if len(rows) > 200:
             # executemany costs ~1 ms a row; a relation insert is bulk.
             import pyarrow as pa
@@ -254,15 +259,23 @@ class Store:
                     "run_id": [r[0] for r in rows],
                     "name": [r[1] for r in rows],
                     "value": [float(r[2]) for r in rows],
+                    "n_items": pa.array([r[3] for r in rows], type=pa.float64()),
+                    "chance": pa.array([r[4] for r in rows], type=pa.float64()),
                 }
             )
             con.register("_metric_batch", batch)
             try:
-                con.execute("INSERT INTO metrics SELECT run_id, name, value FROM _metric_batch")
+                con.execute(
+                    "INSERT INTO metrics (run_id, name, value, n_items, chance)"
+                    " SELECT run_id, name, value, n_items, chance FROM _metric_batch"
+                )
             finally:
                 con.unregister("_metric_batch")
         else:
-            con.executemany("INSERT INTO metrics VALUES (?, ?, ?)", rows)
+            con.executemany(
+                "INSERT INTO metrics (run_id, name, value, n_items, chance) VALUES (?, ?, ?, ?, ?)",
+                rows,
+            )
 
     def _existing_run_ids(self, ids: Sequence[str]) -> set[str]:
         if not ids:
@@ -326,7 +339,9 @@ class Store:
                         list(self._run_row(run, unit, meta)),
                     )
                     if metrics:
-                        self._insert_metrics(con, [(m.run_id, m.name, m.value) for m in metrics])
+                        self._insert_metrics(
+                            con, [(m.run_id, m.name, m.value, m.n_items, m.chance) for m in metrics]
+                        )
             except duckdb.ConstraintException:
                 return False  # a concurrent ingest of the same job won
             except duckdb.Error as e:
@@ -376,8 +391,8 @@ class Store:
         self, study: str | None = None, metric: str | None = None, source: str | None = None
     ) -> list[Observation]:
         sql = (
-            "SELECT r.study, m.name, r.source, r.compute, m.value, r.run_id, r.seed"
-            " FROM runs r JOIN metrics m USING (run_id)"
+            "SELECT r.study, m.name, r.source, r.compute, m.value, r.run_id, r.seed,"
+            " m.n_items, m.chance FROM runs r JOIN metrics m USING (run_id)"
             " WHERE (? IS NULL OR r.study = ?) AND (? IS NULL OR m.name = ?)"
             " AND (? IS NULL OR r.source = ?)"
             " ORDER BY r.study, m.name, r.source, r.compute, r.run_id"
@@ -391,6 +406,8 @@ class Store:
                 value=r[4],
                 run_id=r[5],
                 seed=r[6],
+                n_items=r[7],
+                chance=r[8],
             )
             for r in self._all(sql, [study, study, metric, metric, source, source])
         ]
@@ -437,8 +454,8 @@ class Store:
             raise StoreError(f"folder {p.parent} does not exist")
         query = (
             "SELECT r.source, r.compute, m.name AS metric, m.value, r.study, r.params, r.tokens,"
-            " r.seed, r.cost_curation, r.cost_training, r.compute_unit, r.run_id"
-            " FROM runs r JOIN metrics m USING (run_id) ORDER BY r.study, metric, r.source, r.compute, r.run_id"
+            " r.seed, r.cost_curation, r.cost_training, r.compute_unit, r.run_id, m.n_items,"
+            " m.chance FROM runs r JOIN metrics m USING (run_id) ORDER BY r.study, metric, r.source, r.compute, r.run_id"
         )
         n = int(self._all(f"SELECT count(*) FROM ({query})")[0][0])
         tmp = p.with_name(f".{p.name}.{uuid.uuid4().hex[:8]}.tmp")

@@ -1,8 +1,9 @@
 """The runs table: the file format every import and backtest uses.
 
 One row per (run, metric): required columns ``source, compute, metric, value``; optional
-``study, params, tokens, seed, cost_curation, cost_training, compute_unit, run_id``. Rows that
-share (study, source, compute, params, tokens, seed, run_id) are one run. ``compute`` is any
+``study, params, tokens, seed, cost_curation, cost_training, compute_unit, run_id`` (the run's
+cells) and ``n_items, chance`` (the metric's: the evaluation's size, and its value by chance).
+Rows that share (study, source, compute, params, tokens, seed, run_id) are one run. ``compute`` is any
 quantity that grows with cost; runs are compared only within one (study, metric).
 
 A bad file raises one :class:`ImportDataError` naming the row and the column; nothing is
@@ -35,8 +36,12 @@ OPTIONAL = (
     "cost_training",
     "compute_unit",
     "run_id",
+    "n_items",
+    "chance",
 )
 COLUMNS = REQUIRED + OPTIONAL
+#: the cells that belong to a metric row rather than to its run
+METRIC_COLUMNS = ("metric", "value", "n_items", "chance")
 COMPUTE_UNITS = ("flops", "gpu_hours", "usd", "tokens")
 
 
@@ -75,6 +80,8 @@ class RunsTable:
                     value=m.value,
                     run_id=r.run_id,
                     seed=r.seed,
+                    n_items=m.n_items,
+                    chance=m.chance,
                 )
             )
         return out
@@ -158,6 +165,7 @@ def parse_rows(
     parsed_runs: dict[Any, _RunCells] = {}
     run_ids: dict[tuple[Any, ...], str] = {}
     metric_at, value_at = index["metric"], index["value"]
+    n_items_at, chance_at = index.get("n_items"), index.get("chance")
     if not rows:
         raise ImportDataError(f"{source_name}: the table has no rows")
     for offset, row in enumerate(rows):
@@ -210,7 +218,14 @@ def parse_rows(
                     "give each run's cost_curation/cost_training once, consistently"
                 )
             raise ImportDataError(f"{ctx}, column compute_unit: differs between rows of one run")
-        metrics[(run_id, metric)] = Metric(run_id=run_id, name=metric, value=value)
+        n_items = chance = None
+        if n_items_at is not None or chance_at is not None:
+            n_items, chance = _metric_cells(
+                row, n_items_at, chance_at, source_name, row_word, row_numbers, offset
+            )
+        metrics[(run_id, metric)] = Metric(
+            run_id=run_id, name=metric, value=value, n_items=n_items, chance=chance
+        )
     return RunsTable(
         runs=tuple(runs.values()),
         metrics=tuple(metrics.values()),
@@ -220,8 +235,32 @@ def parse_rows(
     )
 
 
-#: the columns that describe a run: all but the metric's own two
-_RUN_COLUMNS = tuple(c for c in COLUMNS if c not in ("metric", "value"))
+#: the columns that describe a run: all but the metric's own
+_RUN_COLUMNS = tuple(c for c in COLUMNS if c not in METRIC_COLUMNS)
+
+
+def _metric_cells(
+    row: Sequence[Any],
+    n_items_at: int | None,
+    chance_at: int | None,
+    source_name: str,
+    row_word: str,
+    row_numbers: Sequence[int] | None,
+    offset: int,
+) -> tuple[float | None, float | None]:
+    """A metric row's evaluation size (a count of items, at least 1) and chance level."""
+    raw_n = _cell(row, n_items_at, "n_items")
+    raw_c = _cell(row, chance_at, "chance")
+    if raw_n is None and raw_c is None:
+        return None, None
+    ctx = _where(source_name, row_word, row_numbers, offset)
+    n_items = _number(raw_n, ctx, "n_items", positive=True)
+    if n_items is not None and n_items < 1:
+        raise ImportDataError(
+            f"{ctx}, column n_items: {raw_n!r} is not a count of evaluation items (>= 1)"
+        )
+    chance = _number(raw_c, ctx, "chance", signed=True)
+    return n_items, chance
 
 
 @dataclass(frozen=True, slots=True)
