@@ -241,14 +241,23 @@ def frontier_cmd(obj, budget_from, budget_to, points, as_json, **common):
 @_common
 @click.pass_obj
 def crossovers_cmd(obj, budget_from, budget_to, points, as_json, **common):
-    """Budgets at which the best single source changes, with probabilities."""
+    """Budgets at which the best single source changes, with probabilities, and for every
+    pair of sources P(a beats b) at the range's end (0.4–0.6: undecided, measure more)."""
+    from planner.allocate.beliefs import budget_beliefs
     from planner.allocate.plan import crossovers
     from planner.units import format_quantity
 
     unit, budgets, loaded = _range_problem(obj, budget_from, budget_to, points, common)
     res = crossovers(loaded.problem, budgets)
+    end = float(max(budgets))
+    beliefs = budget_beliefs(loaded.problem, end)
     if as_json:
-        click.echo(json.dumps(jsonable({"unit": unit, **res}), indent=2))
+        pairs = [
+            {"a": b.a, "b": b.b, "p_a_beats_b": b.p, "undecided": b.undecided} for b in beliefs
+        ]
+        click.echo(
+            json.dumps(jsonable({"unit": unit, **res, "pairs_at": end, "pairs": pairs}), indent=2)
+        )
         return
     if not res["crossovers"]:
         click.echo(
@@ -258,6 +267,9 @@ def crossovers_cmd(obj, budget_from, budget_to, points, as_json, **common):
     for c in res["crossovers"]:
         p = f" (probability {c['probability']:.2f})" if "probability" in c else ""
         click.echo(f"at {format_quantity(c['budget'], unit)}: {c['from']} → {c['to']}{p}")
+    where = format_quantity(end, unit)
+    for b in beliefs:
+        click.echo(b.describe(where))
 
 
 COMMANDS = [allocate_cmd, frontier_cmd, crossovers_cmd]

@@ -34,13 +34,28 @@ def _num(v: float) -> float | None:
 @click.option(
     "--bootstrap", "n_boot", type=click.IntRange(0, 100_000), default=1000, show_default=True
 )
+@click.option(
+    "--at",
+    "at",
+    type=float,
+    default=None,
+    help="Compare the sources at this compute (default: ten times each group's largest run).",
+)
 @jobs_option
 @click.option("--json", "as_json", is_flag=True, help="Print the fits as JSON.")
 @click.pass_obj
-def fit(obj, study, metric, family, method, n_boot, jobs, as_json) -> None:
-    """Fit laws of each metric against compute for every source, and save them."""
+def fit(obj, study, metric, family, method, n_boot, at, jobs, as_json) -> None:
+    """Fit laws of each metric against compute for every source, and save them.
+
+    For every pair of sources the fits also say how likely one beats the other at a
+    compute (from the group's joint bootstrap, with the uncertainty of which law is right
+    and the runs' own noise); a pair between 0.4 and 0.6 is undecided: measure more
+    (`annealplan next` targets those pairs).
+    """
     from planner.laws.session import describe_fit, fit_store
 
+    if at is not None and not at > 0:
+        raise FitError(f"--at must be a positive compute, got {at}.")
     ids, fits = fit_store(
         obj.store,
         study=study,
@@ -50,6 +65,7 @@ def fit(obj, study, metric, family, method, n_boot, jobs, as_json) -> None:
         n_boot=n_boot,
         jobs=jobs,
     )
+    beliefs = _beliefs(obj.store, fits, at)
     if as_json:
         click.echo(
             json.dumps(
@@ -68,6 +84,7 @@ def fit(obj, study, metric, family, method, n_boot, jobs, as_json) -> None:
                         "n_points": f.n_points,
                         "extrapolation_error": _num(f.extra.get("llo_error", math.nan)),
                         "bootstrap": 0 if f.boot is None else len(f.boot),
+                        **_beats(beliefs.get((f.study, f.metric)), f.source),
                     }
                     for i, f in zip(ids, fits, strict=True)
                 ],
@@ -92,7 +109,44 @@ def fit(obj, study, metric, family, method, n_boot, jobs, as_json) -> None:
             "yes" if f.success else f"no: {f.message}",
             f"{llo:.3f}" if isinstance(llo, float) and math.isfinite(llo) else "-",
         )
-    table_console().print(table)
+    console = table_console()
+    console.print(table)
+    for (st, me), (where, pairs) in beliefs.items():
+        if not pairs:
+            continue
+        console.print(f"{st}/{me}, measured at {where:.3g}:", markup=False, highlight=False)
+        for b in pairs:
+            console.print(f"  {b.describe(f'{where:.3g}')}", markup=False, highlight=False)
+
+
+def _beliefs(store, fits, at) -> dict:
+    """(study, metric) → (compute, P(a beats b) per pair) for the groups just fitted."""
+    from planner.laws.session import group_beliefs
+
+    groups: dict[tuple[str, str], list] = {}
+    for f in fits:
+        groups.setdefault((f.study, f.metric), []).append(f)
+    out = {}
+    for (st, me), group in groups.items():
+        try:
+            out[(st, me)] = group_beliefs(group, store.observations(study=st, metric=me), at=at)
+        except FitError:
+            out[(st, me)] = (math.nan, [])
+    return out
+
+
+def _beats(entry, source: str) -> dict:
+    """A fit's JSON fields for its pairs: where, and P(this source beats each other one)."""
+    if not entry or not entry[1]:
+        return {}
+    where, pairs = entry
+    beats = {}
+    for b in pairs:
+        if b.a == source:
+            beats[b.b] = b.p
+        elif b.b == source:
+            beats[b.a] = 1.0 - b.p
+    return {"beats_at": where, "beats": beats} if beats else {}
 
 
 @click.command("predict")

@@ -18,6 +18,8 @@ from planner.domain import LawFit
 from planner.errors import FitError
 
 if TYPE_CHECKING:
+    from planner.domain import Observation
+    from planner.laws.decision import PairBelief
     from planner.laws.joint import GroupData
 
 #: a law is drawn from its smallest run / BELOW to its largest run × BEYOND: far from its
@@ -112,6 +114,61 @@ def _fit_group(group: GroupData, *, family: str, method: str, n_boot: int) -> li
     if method == "independent":
         return fit_independent(group, family=None if family == "auto" else family, n_boot=n_boot)
     return list(fit_joint(group, candidates=family_candidates(family), n_boot=n_boot).fits)
+
+
+#: the names a control anneal's runs go by (no source: replay data only)
+CONTROL_NAMES = ("", "control")
+
+
+def group_beliefs(
+    fits: Sequence[LawFit],
+    observations: Sequence[Observation] = (),
+    *,
+    at: float | None = None,
+) -> tuple[float, list[PairBelief]]:
+    """P(a beats b) between the sources of one (study, metric) at one compute.
+
+    The probabilities come from the group's joint bootstrap with the model-averaging
+    uncertainty, and are of the values a measurement there would give (with the runs'
+    own noise: their evaluation size or seed spread where the runs say it, else each fit's
+    residual noise); see :func:`planner.laws.decision.pair_beliefs`.
+
+    Args:
+        fits: the group's fits (failed fits and the control anneal are left out).
+        observations: the group's runs (for their noise).
+        at: where to compare; default: the end of the drawn range, ten times the largest
+            fitted compute.
+
+    Returns:
+        (the compute compared at, one belief per pair of sources); no beliefs when fewer
+        than two sources have fits with bootstrap samples.
+    """
+    from planner.laws.decision import pair_beliefs
+    from planner.laws.noise import RunPoint, group_noise
+
+    usable = [
+        f
+        for f in fits
+        if f.success
+        and f.boot is not None
+        and len(f.boot)
+        and f.source.strip().lower() not in CONTROL_NAMES
+    ]
+    if len(usable) < 2:
+        return float("nan"), []
+    where = float(at) if at else max(f.x_max for f in usable) * DRAW_BEYOND
+    by_source: dict[str, list[RunPoint]] = {}
+    for o in observations:
+        by_source.setdefault(o.source, []).append(
+            RunPoint(float(o.compute), float(o.value), o.n_items, o.seed)
+        )
+    noise = group_noise(by_source)
+    var = None
+    if noise.known:
+        from planner.laws.fit import predict
+
+        var = {f.source: float(noise.run_variance(predict(f, [where])[0])) for f in usable}
+    return where, pair_beliefs(usable, where, measurement_var=var)
 
 
 def draw_range(computes: Iterable[float], fallback: float = float("nan")) -> tuple[float, float]:

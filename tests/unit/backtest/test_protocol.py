@@ -60,6 +60,25 @@ def test_scoring_pairs_ties_and_are():
     assert score_target(tt, {}).pairs == 0  # equal actual values are left out
 
 
+def test_a_predicted_tie_is_half_a_pair_for_every_method():
+    """A tie is a coin flip: half a pair ordered correctly, for a method and for the point
+    estimate alike, and counted in ``ties``."""
+    [t] = build_targets(_obs(ROWS), 0.1)
+    tied = score_target(t, {"a": Prediction(3.0), "b": Prediction(3.0)})
+    assert (tied.pairs, tied.correct, tied.ties) == (1, 0.5, 1)
+    missing = score_target(t, {"a": Prediction(3.0)})
+    assert (missing.correct, missing.ties) == (0, 0)  # no prediction is not a tie
+    # the point estimate ties when its two values at x_PE are equal
+    rows = [("a", 1, 0.3), ("a", 2, 0.3), ("a", 3, 0.4), ("a", 40, 0.5),
+            ("b", 1, 0.3), ("b", 2, 0.3), ("b", 3, 0.4), ("b", 40, 0.6)]  # fmt: skip
+    [pt] = build_targets(_obs(rows, metric="acc"), 0.1)
+    pe = score_target(pt, {"a": Prediction(0.5), "b": Prediction(0.6)})
+    assert (pe.pe_correct, pe.pe_ties, pe.correct, pe.ties) == (0.5, 1, 1, 0)
+    res = run_backtest(_obs(rows, metric="acc"), method="point-estimate")
+    assert res.point_estimate_decision_accuracy == 0.5 and res.point_estimate_ties == 1
+    assert res.ties == 1 and res.as_dict()["ties"] == 1
+
+
 def test_direction_does_not_break_accuracy():
     rows = [(s, c, v) for s, c, v in ROWS if s != "c"]
     acc = run_backtest(_obs(rows, metric="acc"), method="point-estimate")
@@ -111,9 +130,10 @@ def test_cli_json_object(tmp_path):
     assert out.exit_code == 0, out.output
     d = json.loads(out.output)
     assert set(d) >= {
-        "fraction", "method", "groups", "pairs", "decision_accuracy",
+        "fraction", "method", "groups", "pairs", "ties", "decision_accuracy",
         "point_estimate_decision_accuracy", "mean_are", "point_estimate_mean_are",
-        "interval_coverage", "per_group",
+        "interval_coverage", "brier", "calibration_error", "confident_share",
+        "confident_accuracy", "per_group",
     }  # fmt: skip
     text = CliRunner().invoke(cli, ["backtest", str(path)])
     assert "decision accuracy" in text.output
