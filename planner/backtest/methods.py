@@ -65,7 +65,16 @@ def point_estimate(target: Target) -> GroupPrediction:
 
 
 def _group(target: Target) -> GroupData:
-    return GroupData(target.study, target.metric, target.lower_is_better, dict(target.fit_data))
+    """The group as the joint laws see it, with each point's variance where every one is
+    known (the fits weigh points by its inverse)."""
+    points = target.fit_points
+    known = bool(points) and all(
+        bool(np.all(np.isfinite(p.var) & (p.var > 0))) for p in points.values()
+    )
+    var = {s: p.var for s, p in points.items()} if known else None
+    return GroupData(
+        target.study, target.metric, target.lower_is_better, dict(target.fit_data), var
+    )
 
 
 def independent(target: Target) -> GroupPrediction:

@@ -138,20 +138,15 @@ def recommend_runs(
         tol: a plan is wrong when it loses more than this share of the best gain.
         top: how many recommendations to return.
     """
-    from planner.allocate.beliefs import budget_beliefs
     from planner.allocate.loader import noise_levels
     from planner.allocate.session import load_for
-    from planner.design.voi import decision_state, default_candidates, recommend_next
+    from planner.design.voi import decision_state, recommend_next
 
     loaded = load_for(store, registry, rates, budget.unit, options)
     problem = loaded.problem
     noise = noise_levels(problem, loaded.observations)
     state = decision_state(problem, budget.value, tol=tol)
-    beliefs = tuple(budget_beliefs(problem, budget.value))
-    targeted = tuple(sorted({s for b in beliefs if b.undecided for s in (b.a, b.b)}))
-    candidates = default_candidates(problem, budget.value)
-    if targeted:
-        candidates = [c for c in candidates if c.source in targeted]
+    beliefs, targeted, candidates = undecided_candidates(problem, budget.value)
     recs = recommend_next(
         problem,
         budget.value,
@@ -162,3 +157,22 @@ def recommend_runs(
         state=state,
     )[:top]
     return NextRuns(state, recs, noise, beliefs, targeted)
+
+
+def undecided_candidates(problem: Any, budget: float) -> tuple[tuple, tuple[str, ...], list]:
+    """The candidate runs ``next`` weighs: those of the sources in undecided pairs.
+
+    Returns:
+        (P(a beats b) at ``budget`` for every pair, the sources of the pairs between 0.4
+        and 0.6, and the candidate runs: of those sources only, or of every source when no
+        pair is undecided).
+    """
+    from planner.allocate.beliefs import budget_beliefs
+    from planner.design.voi import default_candidates
+
+    beliefs = tuple(budget_beliefs(problem, budget))
+    targeted = tuple(sorted({s for b in beliefs if b.undecided for s in (b.a, b.b)}))
+    candidates = default_candidates(problem, budget)
+    if targeted:
+        candidates = [c for c in candidates if c.source in targeted]
+    return beliefs, targeted, candidates

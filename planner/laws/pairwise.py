@@ -6,24 +6,30 @@ evaluation's items, the common curve of the metric) cancels in it; an extrapolat
 source on its own adds independent errors instead. This module models the differences
 directly. Each run's value is
 
-    y_sk = c_k + l_s + t_s·(u_k − ū) + noise,    u = log(compute),
+    y_sk = c_k + l_s + g_s·(h_k − h̄) + t_s·(u_k − ū) + noise,    u = log(compute),
 
-with a free effect c_k per compute (what all sources share there), a level l_s per source
-and a trend t_s per source. The levels are estimated from every fit point, each weighed by
-its noise (so the largest computes count as much as their noise allows, not alone); the
-trends are shrunk toward zero by a normal prior t_s ~ N(0, τ²). With τ = 0 the prediction
-of a difference is the noise-weighted mean of its measured values: the point estimate,
-denoised. A trend is kept only as far as the prior lets it.
+with a free effect c_k per compute (what all sources share there; h_k is the common level
+it implies), a level l_s per source, a trend g_s along the common level (a source that
+gains more than the others for every unit the metric moves: differences that grow as a
+metric rises above chance, or shrink as a loss nears its floor) and a trend t_s in
+log-compute. The levels are estimated from every fit point, each weighed by its noise (so
+the largest computes count as much as their noise allows, not alone); both trends are
+shrunk toward zero by normal priors. With no trend the prediction of a difference is the
+noise-weighted mean of its measured values: the point estimate, denoised. A trend is kept
+only as far as the priors let it.
 
-The prior's variance is not a constant of the code. It is set per table by empirical Bayes
+Where the metric has a floor all sources share (an accuracy's chance level) the common
+level is measured from it and the sources' levels there are held at zero: at chance no
+source is better, so a difference can only grow with the common progress above it.
+
+The priors are not constants of the code. They are set per table by empirical Bayes
 (:func:`estimate_trend_prior`): each group's fit set is backtested inside itself — each
-source's largest fit compute is held out and extrapolated from the rest — and the prior is
-the one under which the outcomes of those held-out pairs (which source won) are most
-probable, pooled over every group and pair of the table. It scales with each group's own units: τ² = k_b²·b² + k_n²·(σ/U)²,
-where b is the group's common slope per unit of log-compute (sources of a metric that moves
-with compute may differ in how fast they move), σ a point's noise and U the span of
-log-compute of the fit set (a trend the noise alone could show); (k_b, k_n) is what the
-table estimates.
+source's largest fit compute (and, further, its two largest) held out and extrapolated
+from the rest — and the priors are those under which the outcomes of those held-out pairs
+(which source won) are most probable, pooled over every group and pair of the table. They
+are in each group's own units: g_s ~ N(0, k_level²) (a share of the common movement) and
+t_s ~ N(0, (k_log·σ/U)²) (σ a point's noise and U the fit set's span of log-compute: a
+trend the noise alone could show); (k_level, k_log) is what the table estimates.
 
 Everything here is a linear-Gaussian model, solved in closed form, batched over priors.
 """
@@ -46,7 +52,7 @@ FLAT = 1e6
 #: where a metric has a floor every source shares (an accuracy's chance level), the sources'
 #: difference there is held at zero: its prior variance is this share of the flat one
 ANCHOR = 1e-12
-#: the grid of (k_b, k_n) the table's prior is chosen on: none, and 0.01 to 10
+#: the grid the table's priors and excess variances are chosen on: none, and 0.01 to 10
 PRIOR_GRID = np.concatenate([[0.0], np.geomspace(0.01, 10.0, 19)])
 
 

@@ -10,7 +10,8 @@ with compute. The two-step prediction (``--proxy 'ACC_GLOB=PROXY_METRIC'``):
 2. a link maps proxy to accuracy: a sigmoid whose floor is the task's chance level,
    acc = c + (1 − c)·σ(a + b·proxy), fitted on every source's fit points of the group
    (each weighed by its noise). A per-source offset (a_s) is added only where it lowers the
-   error of held-out points (each source's largest fit compute, predicted from the rest).
+   error of held-out points (each source's largest fit compute, predicted from the rest) by
+   more than those points' own noise.
 
 Both steps are bootstrapped (the proxy's joint replicates; the link refitted on data
 redrawn from its fitted curve and noise), and each replicate pairs one of each, so the
@@ -364,7 +365,11 @@ def fit_link(
 
     use = offsets
     if use is None:
-        use = S > 1 and held_error(True) < held_error(False)
+        # the offsets must explain more of the held-out points than their own noise does
+        # (with a handful of held-out points, any extra parameter lowers their error by
+        # luck about as often as not)
+        noise = float(np.sum(w[held] * v[held])) if known.all() else 0.0
+        use = S > 1 and held_error(True) + noise < held_error(False)
     P = 2 + (S - 1 if use else 0)
     if y.size <= P:
         return None

@@ -8,7 +8,9 @@ face that plots laws.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
@@ -198,3 +200,111 @@ def draw_grid(
     if not (low > 0 and high > low):
         return np.empty(0)
     return np.geomspace(low, high, points)
+
+
+@dataclass(frozen=True)
+class ProxyView:
+    """An accuracy predicted through its continuous proxy at one compute.
+
+    Attributes:
+        metric, proxy: the accuracy and its proxy; compute: where.
+        sources: in order; value, low, high: per source, the two-step prediction and its
+            90% interval (with the measurement's own noise).
+        beliefs: P(a beats b) for every pair, from the same prediction.
+    """
+
+    metric: str
+    proxy: str
+    compute: float
+    sources: tuple[str, ...]
+    value: np.ndarray
+    low: np.ndarray
+    high: np.ndarray
+    beliefs: tuple[PairBelief, ...]
+
+
+def proxy_view(
+    observations: Sequence[Observation],
+    proxy_observations: Sequence[Observation],
+    *,
+    proxy: str,
+    lower_is_better: bool,
+    proxy_lower_is_better: bool,
+    chance: float | None = None,
+    at: float | None = None,
+    n_boot: int = 400,
+) -> ProxyView | None:
+    """The two-step prediction of one (study, metric) through its proxy (see
+    :mod:`planner.laws.proxy`), for ``annealplan fit --proxy``.
+
+    Args:
+        observations: the accuracy's runs (one study and metric).
+        proxy_observations: the proxy's runs of the same study.
+        proxy: the proxy's name; lower_is_better, proxy_lower_is_better: the directions.
+        chance: the accuracy's chance level (default: its runs' ``chance`` column, else 0).
+        at: where to predict (default: ten times the largest run).
+        n_boot: bootstrap replicates of both steps.
+
+    Returns:
+        None when the two-step prediction cannot be made (the metric is not a share of
+        items, too few shared runs, a fit that fails).
+    """
+    import math
+
+    from scipy import stats
+
+    from planner.laws.decision import PairBelief
+    from planner.laws.noise import RunPoint, averaged, group_noise
+    from planner.laws.proxy import proxy_prediction
+    from planner.laws.table import GroupInput, ProxyInput
+
+    def points(obs: Sequence[Observation]):
+        by: dict[str, list[RunPoint]] = {}
+        for o in obs:
+            if o.source.strip().lower() in CONTROL_NAMES:
+                continue
+            by.setdefault(o.source, []).append(
+                RunPoint(float(o.compute), float(o.value), o.n_items, o.seed)
+            )
+        noise = group_noise(by)
+        return {s: averaged(p, noise) for s, p in sorted(by.items())}, noise
+
+    acc, noise = points(observations)
+    prox, _ = points(proxy_observations)
+    acc = {s: p for s, p in acc.items() if s in prox and p.x.size >= 3}
+    if len(acc) < 2 or not observations:
+        return None
+    level = chance
+    if level is None:
+        cells = [o.chance for o in observations if o.chance is not None]
+        level = float(np.median(cells)) if cells else math.nan
+    first = observations[0]
+    group = GroupInput(
+        first.study,
+        first.metric,
+        lower_is_better,
+        acc,
+        noise,
+        level,
+        ProxyInput(proxy, proxy_lower_is_better, {s: prox[s] for s in acc}),
+    )
+    where = float(at) if at else max(float(np.max(p.x)) for p in acc.values()) * DRAW_BEYOND
+    g = proxy_prediction(group, acc, where, n_boot=n_boot)
+    if g is None:
+        return None
+    reps = float(np.median(np.concatenate([p.reps for p in acc.values()])))
+    var = noise.mean_variance(g.mean, reps) if noise.known else np.zeros(len(acc))
+    var = np.nan_to_num(var)
+    sd = np.sqrt(np.diag(g.cov) + var)
+    z = stats.norm.ppf(0.95)
+    low, high = np.clip(g.mean - z * sd, 0.0, 1.0), np.clip(g.mean + z * sd, 0.0, 1.0)
+    beliefs = []
+    for a, b in itertools.combinations(range(len(g.sources)), 2):
+        d, v = g.difference(a, b)
+        if lower_is_better:
+            d = -d
+        p = float(stats.norm.cdf(d / math.sqrt(max(v + var[a] + var[b], 1e-300))))
+        beliefs.append(
+            PairBelief(g.sources[a], g.sources[b], where, p, float(g.mean[a] - g.mean[b]))
+        )
+    return ProxyView(first.metric, proxy, where, g.sources, g.mean, low, high, tuple(beliefs))

@@ -121,6 +121,8 @@ class Case:
         difference: the difference model (its prediction depends on the table's prior).
         observed: per source, the held-out value (NaN where not held out here); None for
             a real target.
+        level_sd: per source, the joint laws' own predictive standard deviation (with
+            their held-out shape error and the noise); None when they have none.
     """
 
     sources: tuple[str, ...]
@@ -131,6 +133,7 @@ class Case:
     fixed: Mapping[str, Gaussian]
     difference: DifferenceModel | None
     observed: np.ndarray | None = None
+    level_sd: np.ndarray | None = None
 
     def pairs(self) -> list[tuple[int, int]]:
         """Pairs of sources, in order; in a nested case only the pairs both held out here."""
@@ -177,17 +180,45 @@ def _gaussian_from_draws(sources: tuple[str, ...], point: np.ndarray, draws: np.
 def _joint(group: GroupInput, points: Mapping[str, SourcePoints], compute: float, n_boot: int):
     """The averaged joint laws fitted on ``points``, predicted at ``compute``."""
     from planner.laws.decision import value_draws
-    from planner.laws.joint import GroupData, fit_joint
+    from planner.laws.joint import fit_joint
 
-    data = {s: (p.x, p.y) for s, p in points.items()}
-    res = fit_joint(
-        GroupData(group.study, group.metric, group.lower_is_better, data), n_boot=n_boot
-    )
+    res = fit_joint(noisy_group(group, points), n_boot=n_boot)
     fits = tuple(res.fits)
     if not fits or not all(f.success for f in fits) or any(f.boot is None for f in fits):
         return None, fits
     vd = value_draws(fits, [compute])
     return _gaussian_from_draws(group.sources, vd.point[:, 0], vd.draws[:, :, 0]), fits
+
+
+def noisy_group(group: GroupInput, points: Mapping[str, SourcePoints]):
+    """The joint laws' view of ``points``: with each point's variance where every one is
+    known (the fits then weigh points by its inverse)."""
+    from planner.laws.joint import GroupData
+
+    data = {s: (p.x, p.y) for s, p in points.items()}
+    known = all(bool(np.all(np.isfinite(p.var) & (p.var > 0))) for p in points.values())
+    var = {s: p.var for s, p in points.items()} if known else None
+    return GroupData(group.study, group.metric, group.lower_is_better, data, var)
+
+
+def _interval_sd(fits: Sequence[LawFit], sources: Sequence[str], compute: float):
+    """Per source, the joint laws' own prediction interval at ``compute`` as a standard
+    deviation (parameters, noise and their held-out shape error; see
+    :func:`planner.laws.fit.predict_interval`); None where a fit has none."""
+    from planner.laws.fit import DEFAULT_LEVEL, predict_interval
+
+    by = {f.source: f for f in fits}
+    z = float(stats.norm.ppf(0.5 + DEFAULT_LEVEL / 2.0))
+    out = []
+    for s in sources:
+        f = by.get(s)
+        if f is None or not f.success:
+            return None
+        _, low, high = predict_interval(f, [compute], DEFAULT_LEVEL)
+        if not (np.isfinite(low[0]) and np.isfinite(high[0])):
+            return None
+        out.append((float(high[0]) - float(low[0])) / (2.0 * z))
+    return np.array(out)
 
 
 def _levels_at(points: Mapping[str, SourcePoints], x: float, dm: DifferenceModel | None):
@@ -269,6 +300,7 @@ def gather(
         noise=noise,
         fixed=fixed,
         difference=dm,
+        level_sd=_interval_sd(fits, sources, compute) if "joint" in fixed else None,
     )
     nested = tuple(
         c
@@ -709,9 +741,11 @@ def predict(evidence: Evidence, table: TableModel) -> TablePrediction | None:
     """The table's prediction at the target: levels from the laws, differences from the
     weighted candidates.
 
-    The group's common level is the joint laws' (else the point estimate's) with the
-    table's level excess; each source's deviation from it is the weighted mixture of the
-    candidates' deviations, whose calibrated differences also give P(a beats b).
+    The group's common level is the joint laws' (else the point estimate's); each source's
+    deviation from it is the weighted mixture of the candidates' deviations, whose
+    calibrated differences also give P(a beats b). A source's interval has the joint laws'
+    own predictive spread for its level (else the common level's with the table's level
+    excess and the noise), plus the deviations' spread.
 
     Returns:
         None when no weighted candidate predicts this group.
@@ -723,6 +757,13 @@ def predict(evidence: Evidence, table: TableModel) -> TablePrediction | None:
     if not math.isfinite(level):
         return None
     level_var += table.level.variance(case)
+    noise = np.nan_to_num(case.noise)  # a measurement's own noise
+    if case.level_sd is not None:
+        # the joint laws' own intervals (their held-out shape error and the noise) carry
+        # each source's level; the deviations' uncertainty comes on top
+        level_var, noise = case.level_sd**2, np.zeros(S)
+    else:
+        level_var = np.full(S, level_var)
     comps = []
     for m, w in table.weights.items():
         g = candidate_prediction(case, m, table.prior)
@@ -738,11 +779,10 @@ def predict(evidence: Evidence, table: TableModel) -> TablePrediction | None:
     value = _inside(level, sum(w * dm for w, dm, _, _ in devs), lo_b, hi_b)
     low, high = np.empty(S), np.empty(S)
     tail = (1.0 - LEVEL) / 2.0
-    noise = np.nan_to_num(case.noise)  # a measurement's own noise
     for s in range(S):
         parts = []
         for w, dm, dc, e in devs:
-            var = level_var + dc[s, s] + noise[s] + e.variance(case) * (1.0 - 1.0 / S)
+            var = level_var[s] + dc[s, s] + noise[s] + e.variance(case) * (1.0 - 1.0 / S)
             parts.append((w, level + dm[s], math.sqrt(max(var, 1e-300))))
         low[s] = min(max(_mixture_quantile(parts, tail), lo_b), hi_b)
         high[s] = min(max(_mixture_quantile(parts, 1.0 - tail), lo_b), hi_b)

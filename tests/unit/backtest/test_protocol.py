@@ -7,6 +7,7 @@ import math
 import os
 from pathlib import Path
 
+import numpy as np
 import pytest
 from click.testing import CliRunner
 
@@ -139,6 +140,14 @@ def test_cli_json_object(tmp_path):
     assert "decision accuracy" in text.output
     bad = CliRunner().invoke(cli, ["backtest", str(path), "--method", "nope"])
     assert bad.exit_code == 2 and "unknown backtest method" in bad.output
+    # a bad proxy is one clear error before any fit: a proxy the runs do not have, a
+    # metric that would stand in for itself
+    for spec, needle in (
+        ("acc=los", "no metric 'los'; did you mean 'loss'"),
+        ("loss=loss", "circular"),
+    ):
+        bad = CliRunner().invoke(cli, ["backtest", str(path), "--proxy", spec])
+        assert bad.exit_code == 2 and needle in bad.output, bad.output
     serial = CliRunner().invoke(cli, ["backtest", str(path), "--json", "--jobs", "1"])
     assert json.loads(serial.output) == d
     # a column outside the format is left unread, said on stderr; stdout stays the JSON
@@ -179,3 +188,24 @@ def test_development_data_backtest():
         assert res.groups == 216 and res.pairs == 605
         assert res.decision_accuracy > res.point_estimate_decision_accuracy
         assert 0.80 <= res.interval_coverage <= 0.95
+
+
+@pytest.mark.slow
+def test_a_proxy_is_one_more_candidate_of_the_table():
+    """An accuracy with a continuous proxy (here the log-odds the accuracy is drawn from):
+    the two-step prediction joins the table's candidates, every pair is predicted, and
+    the figures stay honest (the proxy's runs are read for the accuracy, not scored)."""
+    from planner.backtest.synthetic import synthetic_table
+
+    obs = synthetic_table("emerging", groups=2, seed=1)
+    latent = [
+        Observation(o.study, "logodds", o.source, o.compute, float(np.log(o.value / (1 - o.value))))
+        for o in obs
+        if 0 < o.value < 1
+    ]
+    res = run_backtest(
+        obs + latent, fraction=0.25, method="table", metrics=["acc"], proxies={"acc": "logodds"}
+    )
+    assert res.groups == 2 and {g.metric for g in res.per_group} == {"acc"}
+    assert res.calibration.pairs == res.pairs
+    assert "proxy" in res.notes["held_out_log_score"]

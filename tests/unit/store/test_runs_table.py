@@ -122,11 +122,7 @@ def test_missing_and_unknown_format(tmp_path):
 def test_evaluation_size_and_chance_belong_to_the_metric_row(tmp_path):
     """n_items and chance describe a metric's evaluation, not its run: one run may have an
     accuracy on 100 items and a loss with neither, and both rows stay one run."""
-    text = (
-        "source,compute,metric,value,n_items,chance\n"
-        "a,1,acc,0.5,100,0.25\n"
-        "a,1,loss,3.0,,\n"
-    )
+    text = "source,compute,metric,value,n_items,chance\na,1,acc,0.5,100,0.25\na,1,loss,3.0,,\n"
     t = read_runs_table(write(tmp_path, text))
     assert len(t.runs) == 1
     by_metric = {o.metric: o for o in t.observations()}
