@@ -428,9 +428,18 @@ class Excess:
 
     k: tuple[float, float] = (0.0, 0.0)
     power: int = 2
+    #: for the intervals: a source's deviation from the group's mean, growth(d)·k²·(b² +
+    #: (σ/U)²) with its own power, chosen on the held-out deviations themselves
+    deviation: float = 0.0
+    deviation_power: int = 2
 
     def variance(self, case: Case) -> float:
         return float(growth(case.distance, self.power) * case.scale.variance(self.k))
+
+    def deviation_variance(self, case: Case) -> float:
+        return float(
+            growth(case.distance, self.deviation_power) * self.deviation**2 * case.scale.total
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -483,7 +492,15 @@ class TableModel:
                 "log_score": _round(self.prior.log_score),
                 "no_trend_log_score": _round(self.prior.no_trend_log_score),
             },
-            "excess": {k: {"k": list(e.k), "power": e.power} for k, e in self.excess.items()},
+            "excess": {
+                k: {
+                    "k": list(e.k),
+                    "power": e.power,
+                    "deviation": e.deviation,
+                    "deviation_power": e.deviation_power,
+                }
+                for k, e in self.excess.items()
+            },
             "level_excess": {"k": self.level.k, "power": self.level.power},
             "held_out_log_score": {k: _round(v) for k, v in self.log_score.items()},
             "held_out_pairs": self.pairs,
@@ -565,6 +582,29 @@ def _fit_excess(cases: Sequence[tuple[Case, Gaussian]]) -> Excess:
         # ties go to the first power and the smallest excess
         if total[i] > best_score + 1e-9:
             best, best_score = Excess((float(_GRID[i, 0]), float(_GRID[i, 1])), power), total[i]
+    return best
+
+
+def _fit_deviation_excess(cases: Sequence[tuple[Case, Gaussian]]) -> tuple[float, int]:
+    """The excess (multiplier, power) under which each held-out source's deviation from
+    its group's held-out mean is most probable under a candidate's predicted deviation."""
+    best, best_score = (0.0, GROWTH_POWERS[0]), -math.inf
+    for power in GROWTH_POWERS:
+        total = np.zeros(PRIOR_GRID.size)
+        for case, g in cases:
+            keep = np.isfinite(case.observed)
+            if not keep.all():
+                continue
+            S = len(case.sources)
+            D = np.eye(S) - 1.0 / S
+            r = D @ case.observed - D @ g.mean
+            noise = np.nan_to_num(case.noise)
+            own = np.diag(D @ (g.cov + np.diag(noise)) @ D.T)
+            add = growth(case.distance, power) * PRIOR_GRID**2 * case.scale.total * (1 - 1 / S)
+            total += _log_normal(r[None, :], own[None, :] + add[:, None]).sum(axis=1)
+        i = int(np.argmax(total))
+        if total[i] > best_score + 1e-9:
+            best, best_score = (float(PRIOR_GRID[i]), power), total[i]
     return best
 
 
@@ -670,7 +710,9 @@ def estimate_table(
             for c in nested
             if c.pairs() and (g := candidate_prediction(c, m, prior)) is not None
         ]
-        excess[m] = _fit_excess(own[m])
+        pair = _fit_excess(own[m])
+        k, power = _fit_deviation_excess(own[m])
+        excess[m] = Excess(pair.k, pair.power, k, power)
     names = [m for m in names if own[m]]
     # every held-out pair (that did not tie), with each candidate's probability of what
     # happened under its calibrated prediction
@@ -782,7 +824,7 @@ def predict(evidence: Evidence, table: TableModel) -> TablePrediction | None:
     for s in range(S):
         parts = []
         for w, dm, dc, e in devs:
-            var = level_var[s] + dc[s, s] + noise[s] + e.variance(case) * (1.0 - 1.0 / S)
+            var = level_var[s] + dc[s, s] + noise[s] + e.deviation_variance(case) * (1 - 1 / S)
             parts.append((w, level + dm[s], math.sqrt(max(var, 1e-300))))
         low[s] = min(max(_mixture_quantile(parts, tail), lo_b), hi_b)
         high[s] = min(max(_mixture_quantile(parts, 1.0 - tail), lo_b), hi_b)

@@ -150,6 +150,12 @@ def test_cli_json_object(tmp_path):
         assert bad.exit_code == 2 and needle in bad.output, bad.output
     serial = CliRunner().invoke(cli, ["backtest", str(path), "--json", "--jobs", "1"])
     assert json.loads(serial.output) == d
+    # the project file's proxy setting is read when no --proxy is given
+    project = tmp_path / "project"
+    project.mkdir()
+    (project / "annealplan.toml").write_text('proxy = ["acc=los"]\n')
+    bad = CliRunner().invoke(cli, ["--project", str(project), "backtest", str(path)])
+    assert bad.exit_code == 2 and "did you mean 'loss'" in bad.output, bad.output
     # a column outside the format is left unread, said on stderr; stdout stays the JSON
     extra = tmp_path / "extra.csv"
     extra.write_text(
