@@ -113,7 +113,9 @@ def test_worker_processes_give_the_same_result():
     assert 1 <= available_cores() <= (os.cpu_count() or 1)
 
 
-@pytest.mark.parametrize("method", ["joint", "independent", "point-estimate"])
+@pytest.mark.parametrize(
+    "method", ["table", "difference", "joint", "independent", "point-estimate"]
+)
 def test_methods_run_on_a_small_table(method):
     res = run_backtest(_obs(ROWS), fraction=0.1, method=method)
     assert res.groups == 1 and res.pairs == 1
