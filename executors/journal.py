@@ -364,6 +364,16 @@ class Journal:
                 self._event(con, job_id, state.value, error.message if error else "")
             return cur.rowcount == 1
 
+    def fail(self, job_id: str, code: str, message: str, *, token: str | None = None) -> bool:
+        """:meth:`finish` in ``FAILED`` with the error ``code: message``."""
+        error = JobError(code=code, message=message)
+        return self.finish(job_id, JobState.FAILED, token=token, error=error)
+
+    def cancelled(self, job_id: str, message: str) -> bool:
+        """:meth:`finish` in ``CANCELLED`` (error code ``cancelled``), by the daemon."""
+        error = JobError(code="cancelled", message=message)
+        return self.finish(job_id, JobState.CANCELLED, error=error)
+
     def request_cancel(self, job_id: str) -> JobRecord | None:
         """Mark a job for cancellation; a queued job is cancelled at once. Idempotent."""
         now = time.time()

@@ -4,6 +4,12 @@ Everything that crosses the wire is validated here, and unknown fields are error
 ignored (``extra="forbid"``). The planner's dispatcher imports this module and nothing else
 from ``executors``.
 
+A job spec is validated strictly: a number is a JSON number (``"100"`` and ``true`` are not
+tokens), a float is finite, a string is valid Unicode (no lone surrogates), and the free
+JSON of a source's config and of ``ds_config_extra`` nests at most :data:`MAX_JSON_DEPTH`
+levels, holding only JSON values. Everything a daemon accepts can be stored, hashed and
+sent back.
+
 Paths in a job are *relative* to the daemon's allow-listed root. This module rejects what is
 wrong whatever the root (absolute paths, ``..``, NUL, backslashes, leading dashes); the daemon
 then resolves each path against its root and rejects symlinks that escape it.
@@ -64,6 +70,65 @@ FORBIDDEN_DS_KEYS = frozenset(
 )
 
 
+#: how deep the free JSON of a job (a source's config, ``ds_config_extra``) may nest
+MAX_JSON_DEPTH = 32
+
+
+def check_text(value: str) -> str:
+    """Refuse a string that is not valid Unicode (a lone surrogate such as ``"\\ud800"``,
+    which JSON can spell but nothing can store or encode).
+
+    Raises:
+        ValueError: naming the first bad character.
+    """
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as e:
+        raise ValueError(
+            f"holds a lone surrogate (U+{ord(value[e.start]):04X} at character {e.start}); "
+            "send valid Unicode"
+        ) from None
+    return value
+
+
+def check_json_value(value: Any) -> Any:
+    """Refuse free JSON that nests deeper than :data:`MAX_JSON_DEPTH`, or holds anything
+    but JSON values: non-finite floats, lone surrogates, keys that are not strings.
+
+    Raises:
+        ValueError: naming where, as a dotted path inside the value.
+    """
+    pending: list[tuple[Any, str, int]] = [(value, "", 0)]
+    while pending:
+        item, where, depth = pending.pop()
+        at = f"at {where[:120]}: " if where else ""
+        if isinstance(item, dict | list | tuple) and depth >= MAX_JSON_DEPTH:
+            raise ValueError(f"{at}nests deeper than {MAX_JSON_DEPTH} levels; flatten it")
+        if isinstance(item, dict):
+            for k, v in item.items():
+                if not isinstance(k, str):
+                    raise ValueError(f"{at}a key is not a string")
+                try:
+                    check_text(k)
+                except ValueError as e:
+                    raise ValueError(f"{at}a key {e}") from None
+                pending.append((v, f"{where}.{k}" if where else k, depth + 1))
+        elif isinstance(item, list | tuple):
+            for i, v in enumerate(item):
+                pending.append((v, f"{where}.{i}" if where else str(i), depth + 1))
+        elif isinstance(item, str):
+            try:
+                check_text(item)
+            except ValueError as e:
+                raise ValueError(f"{at}{e}") from None
+        elif isinstance(item, float):
+            if not math.isfinite(item):
+                raise ValueError(f"{at}{item} is not a JSON number (send a finite number)")
+        elif item is not None and not isinstance(item, bool | int):
+            raise ValueError(f"{at}a {type(item).__name__} is not a JSON value")
+    return value
+
+
 def check_relative_path(value: str) -> str:
     """Reject paths that could leave an allow-listed root whatever the root is.
 
@@ -74,11 +139,12 @@ def check_relative_path(value: str) -> str:
         The path, normalised to forward slashes without ``.`` parts.
 
     Raises:
-        ValueError: absolute, contains ``..``, NUL, a backslash, a control character, starts
-            with ``-`` or ``~``, or is empty.
+        ValueError: absolute, contains ``..``, NUL, a backslash, a control character, a lone
+            surrogate, starts with ``-`` or ``~``, or is empty.
     """
     if not value or len(value) > 1024:
         raise ValueError("must be a non-empty path of at most 1024 characters")
+    check_text(value)
     if any(ord(c) < 32 or c == "\x7f" for c in value):
         raise ValueError("must not contain NUL or control characters")
     if "\\" in value:
@@ -96,6 +162,10 @@ def check_relative_path(value: str) -> str:
 
 
 RelPath = Annotated[str, AfterValidator(check_relative_path)]
+#: a JSON object given by a client: at most :data:`MAX_JSON_DEPTH` deep, JSON values only
+JSONObject = Annotated[dict[str, Any], AfterValidator(check_json_value)]
+#: free text: valid Unicode
+Text = Annotated[str, AfterValidator(check_text)]
 
 JSONScalar = str | int | float | bool | None
 
@@ -104,12 +174,19 @@ class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-class SourceRef(_Model):
+class _Spec(_Model):
+    """A part of a job spec: what a client sends, validated strictly (no coercion: a
+    number must be a JSON number, a flag a JSON boolean; floats finite)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True, allow_inf_nan=False)
+
+
+class SourceRef(_Spec):
     """A data source the executor materialises through its installed plugins."""
 
     kind: Name
     """The registered source kind (``files``, ``synthetic``…)."""
-    config: dict[str, Any] = Field(default_factory=dict)
+    config: JSONObject = Field(default_factory=dict)
     """The kind's configuration; the executor validates it with the kind's own model.
     Path-like values are relative to the executor's root."""
 
@@ -121,7 +198,7 @@ class SourceSpec(SourceRef):
     """Tokens of this source in the mixture."""
 
 
-class ReplaySpec(_Model):
+class ReplaySpec(_Spec):
     """Replay data mixed in to keep general ability (Llama 3 anneals used ~70 %)."""
 
     source: SourceRef
@@ -131,7 +208,7 @@ class ReplaySpec(_Model):
     """Replay tokens; required for a control job, derived from ``fraction`` otherwise."""
 
 
-class TrainingSpec(_Model):
+class TrainingSpec(_Spec):
     """How to anneal: the learning rate warms up, then decays linearly to zero."""
 
     seq_len: int = Field(default=128, ge=8, le=131072)
@@ -146,7 +223,7 @@ class TrainingSpec(_Model):
     bf16: bool = False
     seed: int = Field(default=0, ge=0, le=2**31 - 1)
     checkpoint_every_steps: int = Field(default=50, ge=1, le=10**9)
-    ds_config_extra: dict[str, Any] = Field(default_factory=dict)
+    ds_config_extra: JSONObject = Field(default_factory=dict)
     """Extra DeepSpeed config keys, passed through (keys the executor owns are refused)."""
 
     @model_validator(mode="after")
@@ -160,7 +237,7 @@ class TrainingSpec(_Model):
         return self
 
 
-class EvaluationSpec(_Model):
+class EvaluationSpec(_Spec):
     """lm-eval on the final model."""
 
     tasks: list[Name] = Field(default_factory=list, max_length=64)
@@ -171,7 +248,7 @@ class EvaluationSpec(_Model):
     batch_size: int = Field(default=8, ge=1, le=1024)
 
 
-class AnnealJobSpec(_Model):
+class AnnealJobSpec(_Spec):
     """One annealing job: continue pretraining ``base_model`` on source + replay, evaluate."""
 
     kind: Literal["anneal"] = "anneal"
@@ -185,7 +262,7 @@ class AnnealJobSpec(_Model):
     replay: ReplaySpec | None = None
     training: TrainingSpec = Field(default_factory=TrainingSpec)
     evaluation: EvaluationSpec = Field(default_factory=EvaluationSpec)
-    labels: dict[Name, Annotated[str, StringConstraints(max_length=256)]] = Field(
+    labels: dict[Name, Annotated[Text, StringConstraints(max_length=256)]] = Field(
         default_factory=dict, max_length=32
     )
     """Free labels for people and the planner (experiment, source name…); never executed."""
@@ -302,7 +379,11 @@ class JobResult(_Model):
     tokens_per_s: float | None = None
     mfu: float | None = None
     train_seconds: float
+    """Training seconds of the attempt that finished training."""
     eval_seconds: float
+    train_seconds_total: float | None = None
+    """Training seconds of every attempt, those killed or crashed included (each loses at
+    most its last second); None from an executor that did not count them."""
     versions: dict[str, str]
     seeds: dict[str, int]
     data_hash: str

@@ -10,6 +10,7 @@ from plugins.errors import (
     AnnealplanError,
     ConfigError,
     ExecutorError,
+    ExecutorReplyError,
     FitError,
     ImportDataError,
     PluginError,
@@ -17,12 +18,14 @@ from plugins.errors import (
     StoreError,
     UnitError,
     did_you_mean,
+    executor_extra,
 )
 
 __all__ = [
     "AnnealplanError",
     "ConfigError",
     "ExecutorError",
+    "ExecutorReplyError",
     "FitError",
     "ImportDataError",
     "PluginError",
@@ -30,4 +33,5 @@ __all__ = [
     "StoreError",
     "UnitError",
     "did_you_mean",
+    "executor_extra",
 ]

@@ -21,6 +21,7 @@ from plugins.errors import ConfigError
 if TYPE_CHECKING:
     import numpy as np
 
+    from executors.protocol import AnnealJobSpec, Health, JobRecord, JobResult, JobState, LogChunk
     from plugins.units import Unit
 
 
@@ -244,13 +245,128 @@ class LawFamily:
         return tuple(p.name for p in self.params)
 
 
+class BackendSettings(BaseModel):
+    """Base for an executor backend's settings (one ``[executors.<name>]`` table of
+    ``executors.toml``, less its ``backend`` key): unknown keys are errors, not ignored."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+@runtime_checkable
+class JobSubmitter(Protocol):
+    """One executor, as dispatch, the job commands and the TUI use it.
+
+    An :class:`ExecutorBackend` returns one from ``connect``. Jobs carry a client-chosen
+    id: submitting the same spec under the same id again is the same job, so a retried
+    submit never runs twice. Every call raises
+    :class:`~plugins.errors.ExecutorReplyError` when the executor refuses or cannot be
+    reached: ``status`` 404 means it does not know the job, ``unreachable`` that a later
+    try may succeed (dispatch then keeps the job where it is).
+
+    The job types are the executor protocol's pydantic models (``executors.protocol``),
+    named here for type checkers only: they are the one definition of a job on the wire,
+    and the contract stays importable without them.
+    """
+
+    #: the executor's name (``executors.toml``), shown beside its jobs
+    name: str
+    #: where it is, for people (a URL, a cluster)
+    url: str
+
+    async def health(self) -> Health:
+        """The executor's health; raises when it speaks another protocol version."""
+        ...
+
+    async def submit(self, spec: AnnealJobSpec) -> JobRecord:
+        """Queue a job under ``spec.job_id`` (idempotent)."""
+        ...
+
+    async def job(self, job_id: str) -> JobRecord:
+        """One job's state and progress."""
+        ...
+
+    async def jobs(self, state: JobState | None = None) -> list[JobRecord]:
+        """Every job the executor knows (only those in ``state`` when given)."""
+        ...
+
+    async def result(self, job_id: str) -> JobResult:
+        """A succeeded job's metrics, costs, versions and hashes."""
+        ...
+
+    async def log(self, job_id: str, offset: int = 0, limit: int = 65536) -> LogChunk:
+        """A job's log from byte ``offset`` on (at most ``limit`` bytes)."""
+        ...
+
+    async def cancel(self, job_id: str) -> JobRecord:
+        """Cancel a job (idempotent); returns its record."""
+        ...
+
+    async def aclose(self) -> None:
+        """Release what ``connect`` opened (connections, a daemon it started)."""
+        ...
+
+
 class ExecutorBackend(abc.ABC):
     """A way to run jobs (``http``, ``local``…). Register through
-    ``register_executor_backends``; the planner's dispatcher builds clients from it."""
+    ``register_executor_backends``; dispatch reaches every executor through one.
+
+    An ``executors.toml`` entry names its backend (``backend = "http"`` when absent) and
+    holds that backend's settings, validated by :attr:`Settings`.
+    """
 
     name: ClassVar[str]
     description: ClassVar[str] = ""
+    #: the pydantic model of this backend's settings
+    Settings: ClassVar[type[BackendSettings]] = BackendSettings
+
+    def parse_settings(self, raw: Mapping[str, Any]) -> BackendSettings:
+        """Validate an entry's settings into :attr:`Settings`.
+
+        Raises:
+            ConfigError: one ``setting: problem`` per invalid or unknown setting.
+        """
+        return validate_model(
+            self.Settings, raw, what=f"settings of executor backend {self.name!r}"
+        )
+
+    def check(self, settings: BackendSettings) -> None:
+        """Checks worth making when an executor is added (a URL's scheme, a token file
+        that exists…); loading a saved entry does not repeat them. Default: none.
+
+        Raises:
+            ConfigError: what is wrong and what to do.
+        """
+        return None
+
+    def where(self, settings: BackendSettings) -> str:
+        """Where an executor of these settings is, for people (a URL, a cluster)."""
+        return self.name
+
+    def describe(self, settings: BackendSettings) -> str:
+        """One line for ``annealplan executors list``: the backend, where, the settings."""
+        given = settings.model_dump(mode="json", exclude_unset=True, exclude_none=True)
+        rest = " ".join(f"{k}={v}" for k, v in given.items())
+        return f"{self.name}: {self.where(settings)} {rest}".rstrip()
 
     @abc.abstractmethod
-    def connect(self, settings: Mapping[str, Any]) -> Any:
-        """Return a job submitter for these settings (see planner.dispatch)."""
+    def connect(
+        self,
+        settings: BackendSettings,
+        *,
+        name: str,
+        project_dir: Path,
+        retries: int | None = None,
+    ) -> JobSubmitter:
+        """Open a job submitter for one executor; the caller awaits its ``aclose()``.
+
+        Args:
+            settings: validated by :meth:`parse_settings`.
+            name: the executor's name (its ``executors.toml`` key).
+            project_dir: the project folder (relative paths, local state).
+            retries: how often a failed call is retried (None: the backend's default;
+                health checks pass 1 to fail fast).
+
+        Raises:
+            ConfigError: the settings cannot be used (an unreadable token file…).
+            ExecutorError: the executor cannot be started or reached.
+        """

@@ -10,8 +10,9 @@ them without importing the planner; :mod:`planner.errors` re-exports them.
 
 from __future__ import annotations
 
+import contextlib
 import difflib
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 
 
 class AnnealplanError(Exception):
@@ -60,6 +61,44 @@ class ExecutorError(AnnealplanError):
     default_title = "Executor problem"
 
 
+#: reply statuses that mean "try again later" (the executor is busy or briefly away)
+RETRY_STATUSES = frozenset({408, 425, 429, 500, 502, 503, 504})
+
+
+class ExecutorReplyError(ExecutorError):
+    """An executor answered with an error, or could not be reached.
+
+    Every executor backend raises it, so dispatch can tell "this executor does not know
+    the job" (``status`` 404) and "it is away for now" (:attr:`unreachable`) from a
+    refusal, whatever transport the backend uses. The statuses are HTTP's.
+
+    Attributes:
+        status: the reply's status (0: no reply at all).
+        code, field: the executor's error code and the field it names, if any.
+        retry_after: seconds the executor asked the caller to wait (0: none).
+    """
+
+    def __init__(
+        self,
+        msg: str,
+        *,
+        status: int = 0,
+        code: str = "",
+        field: str | None = None,
+        retry_after: float = 0.0,
+    ) -> None:
+        super().__init__(msg)
+        self.status = status
+        self.code = code
+        self.field = field
+        self.retry_after = retry_after
+
+    @property
+    def unreachable(self) -> bool:
+        """True when trying again later may succeed (no reply, or a busy/away status)."""
+        return self.status == 0 or self.status in RETRY_STATUSES
+
+
 def did_you_mean(name: str, known: Iterable[str]) -> str:
     """A ``"; did you mean 'x'?"`` suffix for an unknown ``name`` (empty when nothing is close).
 
@@ -69,3 +108,38 @@ def did_you_mean(name: str, known: Iterable[str]) -> str:
     if not close:
         return ""
     return "; did you mean " + " or ".join(repr(c) for c in close) + "?"
+
+
+#: how to install what the executors and the model-based source kinds need
+EXECUTOR_EXTRA = "pip install 'annealplan[executor]'"
+#: the import names the executor extra provides (``pip install annealplan`` has none)
+EXECUTOR_PACKAGES = frozenset(
+    {"torch", "transformers", "tokenizers", "datasets", "accelerate", "deepspeed", "lm_eval"}
+    | {"gguf", "sklearn"}
+)
+
+
+@contextlib.contextmanager
+def executor_extra(what: str) -> Iterator[None]:
+    """Turn a missing package of the executor extra into one error that names the extra.
+
+    A planner-only install (``pip install annealplan``) has no torch, transformers…; code
+    that needs them imports them inside this block::
+
+        with executor_extra("the synthetic kind's generator"):
+            import torch
+
+    Args:
+        what: what needs the package, for the message.
+
+    Raises:
+        ConfigError: a package of the extra is missing (other import errors pass through).
+    """
+    try:
+        yield
+    except ModuleNotFoundError as e:
+        if (e.name or "").split(".")[0] not in EXECUTOR_PACKAGES:
+            raise
+        raise ConfigError(
+            f"{what} needs {e.name}, which is not installed here; install it with {EXECUTOR_EXTRA}"
+        ) from e

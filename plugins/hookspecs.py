@@ -49,7 +49,7 @@ def register_cost_models(
 
     Called once per collection, for every plugin. Call ``register(name, factory)`` where
     ``factory(**params)`` returns a :class:`~plugins.contract.CostModel` (and raises
-    ``planner.errors.ConfigError`` on bad parameters); sources refer to cost models by this
+    ``plugins.errors.ConfigError`` on bad parameters); sources refer to cost models by this
     name. Two plugins registering the same name is an error naming both.
 
     Args:
@@ -80,7 +80,11 @@ def register_executor_backends(
     """Register executor backends (how jobs reach GPUs).
 
     Called once per collection, for every plugin. Call ``register(backend)`` once per
-    :class:`~plugins.contract.ExecutorBackend` instance.
+    :class:`~plugins.contract.ExecutorBackend` instance. Dispatch reaches every executor
+    through one: an ``executors.toml`` entry names its backend and holds the settings the
+    backend's ``Settings`` model validates, and ``connect`` returns the
+    :class:`~plugins.contract.JobSubmitter` that runs its jobs. The built-in ``http`` and
+    ``local`` backends register through this hook too.
 
     Args:
         register: the callback that records a backend.

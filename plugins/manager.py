@@ -4,14 +4,13 @@
 every entry point of the ``annealplan`` group (optionally narrowed by
 ``ANNEALPLAN_LOAD_PLUGINS``). ``collect()`` calls the hooks and returns the frozen
 :class:`plugins.registry.Registry`. A plugin that fails to import or to register becomes a
-:class:`~plugins.registry.Problem`, never a crash.
+:class:`~plugins.registry.LoadProblem`, never a crash.
 """
 
 from __future__ import annotations
 
 import importlib
 import importlib.metadata
-import os
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
@@ -19,14 +18,13 @@ import pluggy
 
 from plugins import hookspecs
 from plugins.errors import PluginError
-from plugins.registry import PluginInfo, Problem, Registry
-
-ENTRY_POINT_GROUP = "annealplan"
-ENV_LOAD = "ANNEALPLAN_LOAD_PLUGINS"
+from plugins.loading import ENV_LOAD, load_entry_points, plugins_to_load
+from plugins.registry import LoadProblem, PluginInfo, Registry
 
 # Built-in plugins: registered through the same hooks as third-party packages.
 BUILTINS: tuple[str, ...] = (
-    "plugins.dispatch_backends",
+    "plugins.backends.http",
+    "plugins.backends.local",
     "plugins.costs.linear",
     "plugins.costs.generation",
     "plugins.costs.filtering",
@@ -67,7 +65,7 @@ def make_plugin_manager(
     entry_points: bool = True,
     only: Iterable[str] | None = None,
     builtins: Iterable[str] = BUILTINS,
-) -> tuple[PluginManager, list[Problem]]:
+) -> tuple[PluginManager, list[LoadProblem]]:
     """Build a plugin manager with the built-ins and the installed third-party plugins.
 
     Args:
@@ -89,59 +87,25 @@ def make_plugin_manager(
         pm.register(module, name=name)
         pm.dists[name] = ("annealplan", version, True)
     pm.check_pending()
-    problems: list[Problem] = []
+    problems: list[LoadProblem] = []
     if entry_points:
-        if only is None and (env := os.environ.get(ENV_LOAD)) is not None:
-            only = [p.strip() for p in env.split(",") if p.strip()]
-        problems.extend(_load_entry_points(pm, None if only is None else set(only)))
+        problems.extend(load_entry_points(pm, plugins_to_load(only), on_loaded=_record_dist(pm)))
     return pm, problems
 
 
-def _load_entry_points(pm: PluginManager, only: set[str] | None) -> list[Problem]:
-    problems: list[Problem] = []
-    found: set[str] = set()
-    for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
-        if only is not None and ep.name not in only:
-            continue
-        found.add(ep.name)
-        if pm.get_plugin(ep.name) is not None or pm.is_blocked(ep.name):
-            continue
+def _record_dist(pm: PluginManager) -> Callable[[importlib.metadata.EntryPoint], None]:
+    def record(ep: importlib.metadata.EntryPoint) -> None:
         dist = ep.dist.name if ep.dist else ep.name
-        version = ep.dist.version if ep.dist else "unknown"
-        try:
-            plugin = ep.load()
-        except Exception as e:  # any import-time failure of a third party is a Problem
-            problems.append(
-                Problem(ep.name, f"cannot import {ep.value!r}: {type(e).__name__}: {e}")
-            )
-            continue
-        try:
-            pm.register(plugin, name=ep.name)
-            # Check this plugin alone so a misspelt hook is pinned on the right package.
-            pm.check_pending()
-        except Exception as e:
-            if pm.is_registered(plugin):
-                pm.unregister(plugin)
-            problems.append(
-                Problem(ep.name, f"does not match the annealplan hooks: {e}; check its hook names")
-            )
-            continue
-        pm.dists[ep.name] = (dist, version, False)
-    for missing in sorted((only or set()) - found):
-        problems.append(
-            Problem(
-                missing,
-                f"{ENV_LOAD} names {missing!r} but no installed package provides it",
-            )
-        )
-    return problems
+        pm.dists[ep.name] = (dist, ep.dist.version if ep.dist else "unknown", False)
+
+    return record
 
 
 def collect(
     pm: pluggy.PluginManager,
     plugin_settings: Mapping[str, Mapping[str, Any]] | None = None,
     *,
-    problems: Iterable[Problem] = (),
+    problems: Iterable[LoadProblem] = (),
 ) -> Registry:
     """Call every plugin's hooks and gather what they register.
 
@@ -179,7 +143,7 @@ def collect(
             try:
                 impl.function(**{a: kwargs[a] for a in impl.argnames})
             except Exception as e:  # a third party raising is reported, not fatal
-                all_problems.append(Problem(plugin, f"{type(e).__name__}: {e}", hook=hook_name))
+                all_problems.append(LoadProblem(plugin, f"{type(e).__name__}: {e}", hook=hook_name))
                 continue
             for key, value in staged:
                 if (category, key) in owners:

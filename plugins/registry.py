@@ -19,7 +19,7 @@ if TYPE_CHECKING:
 
 
 @dataclass(frozen=True, slots=True)
-class Problem:
+class LoadProblem:
     """A plugin that could not be loaded or could not register (reported, never fatal).
 
     Attributes:
@@ -79,7 +79,7 @@ class Registry:
     law_families: Mapping[str, LawFamily] = field(default_factory=dict)
     executor_backends: Mapping[str, ExecutorBackend] = field(default_factory=dict)
     plugins: tuple[PluginInfo, ...] = ()
-    problems: tuple[Problem, ...] = ()
+    problems: tuple[LoadProblem, ...] = ()
     owners: Mapping[tuple[str, str], str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:

@@ -28,13 +28,11 @@ KIND_MODULES = (
 
 
 def source_kinds() -> dict[str, Any]:
-    """The built-in source kinds that import here, by name (missing ones are left out)."""
+    """The built-in source kinds the demo uses, by name (a module that fails to import
+    raises: a renamed kind must not silently drop out of the demo)."""
     kinds: dict[str, Any] = {}
     for name in KIND_MODULES:
-        try:
-            module = importlib.import_module(name)
-        except ImportError:
-            continue
+        module = importlib.import_module(name)
         module.register_source_kinds(lambda kind: kinds.__setitem__(kind.name, kind))
     return kinds
 

@@ -161,7 +161,6 @@ def source_specs(
             return str(Path(path).resolve())
         return Path(path).resolve().relative_to(Path(relative_to).resolve()).as_posix()
 
-    gen = place(gen_path)
     return {
         "replay": SourceSpec(
             "replay",
@@ -178,43 +177,51 @@ def source_specs(
         "textbook": SourceSpec(
             "textbook",
             "licensed",
-            {
-                "paths": [place(data.textbook)],
-                "usd_per_token": TEXTBOOK_USD_PER_TOKEN,
-                "fixed_fee_usd": TEXTBOOK_FIXED_FEE_USD,
-                "max_tokens": TEXTBOOK_MAX_TOKENS,
-            },
+            _textbook_config(place(data.textbook)),
             "licensed monographs and worked questions: every drug, correct; priced, capped",
         ),
         "synthetic": SourceSpec(
             "synthetic",
             "synthetic",
-            {
-                "generator": gen,
-                "seeds": [place(data.seeds)],
-                "styles": list(kbm.SYNTHETIC_STYLES),
-                "template": kbm.SYNTHETIC_TEMPLATE,
-                "max_new_tokens": 72,
-                "batch_size": 32,
-                "temperature": 0.7,
-                "top_p": 0.95,
-                "device": "cpu",
-                "dtype": "float32",
-                # One cache for every budget: a budget's batches are a prefix of the larger
-                # budgets' (batch b is a function of the seed and b), so a sweep generates the
-                # largest budget once. Each run is still charged for all the tokens it uses.
-                "cache_dir": place(Path(cache_dir) / "synthetic-batches"),
-            },
+            _synthetic_config(
+                place(gen_path), place(data.seeds), place(Path(cache_dir) / "synthetic-batches")
+            ),
             "notes written by a small generator from one fact card per drug",
         ),
         "filtered": SourceSpec(
             "filtered",
             "filtered",
-            {
-                "pool": [place(data.pool)],
-                "labelled": [place(data.labels)],
-                "threshold": 0.5,
-            },
+            {"pool": [place(data.pool)], "labelled": [place(data.labels)], "threshold": 0.5},
             "a mixed pool filtered by a quality classifier trained on a labelled sample",
         ),
+    }
+
+
+def _textbook_config(path: str) -> dict[str, Any]:
+    """The licensed textbook: a price per token and a hard cap below what the file holds."""
+    return {
+        "paths": [path],
+        "usd_per_token": TEXTBOOK_USD_PER_TOKEN,
+        "fixed_fee_usd": TEXTBOOK_FIXED_FEE_USD,
+        "max_tokens": TEXTBOOK_MAX_TOKENS,
+    }
+
+
+def _synthetic_config(generator: str, seeds: str, cache: str) -> dict[str, Any]:
+    """The synthetic source: the small generator writes notes from the seed cards."""
+    return {
+        "generator": generator,
+        "seeds": [seeds],
+        "styles": list(kbm.SYNTHETIC_STYLES),
+        "template": kbm.SYNTHETIC_TEMPLATE,
+        "max_new_tokens": 72,
+        "batch_size": 32,
+        "temperature": 0.7,
+        "top_p": 0.95,
+        "device": "cpu",
+        "dtype": "float32",
+        # One cache for every budget: a budget's batches are a prefix of the larger
+        # budgets' (batch b is a function of the seed and b), so a sweep generates the
+        # largest budget once. Each run is still charged for all the tokens it uses.
+        "cache_dir": cache,
     }

@@ -12,12 +12,14 @@ import itertools
 
 import numpy as np
 
-from planner.allocate.problem import Problem
+from planner.allocate.problem import AllocationProblem
 from planner.allocate.solve import Batch, single_gains
 from planner.laws.decision import PairBelief
 
 
-def budget_beliefs(problem: Problem, budget: float, *, max_boot: int = 200) -> list[PairBelief]:
+def budget_beliefs(
+    problem: AllocationProblem, budget: float, *, max_boot: int = 200
+) -> list[PairBelief]:
     """P(a beats b) at ``budget`` for every pair of the problem's sources.
 
     Args:
@@ -35,11 +37,8 @@ def budget_beliefs(problem: Problem, budget: float, *, max_boot: int = 200) -> l
     avail = max(float(budget) - problem.setup.eval_cost, 0.0)
 
     def gains(rows: int, sample: np.ndarray | None) -> np.ndarray:
-        th = problem.thetas(rows, sample)
         # each source on its own, without the guard rails' multipliers (as crossovers)
-        for k in range(len(problem.curves)):
-            for g in range(len(problem.guards)):
-                th[k][:, problem.mu_index(k, g)] = 0.0
+        th = problem.objective_thetas(rows, sample)
         _, gs = single_gains(Batch(problem.curves, th, np.full(rows, avail)))
         return gs
 

@@ -18,18 +18,17 @@ from typing import Any
 import numpy as np
 import sympy
 
-from planner.allocate.plan import parse_mixture
+from planner.allocate.mixture import parse_mixture
 from planner.allocate.problem import (
+    AllocationProblem,
     Control,
     CostSetup,
     Guard,
-    Problem,
     SourceInput,
     build_problem,
     control_from_values,
-    is_control,
 )
-from planner.domain import DEFAULT_STUDY, LawFit
+from planner.domain import CONTROL_SOURCE, DEFAULT_STUDY, LawFit, Observation, Run, is_control
 from planner.errors import SolveError
 from planner.units import Rates, Unit
 
@@ -38,7 +37,7 @@ from planner.units import Rates, Unit
 class Loaded:
     """A problem plus what the CLI reports alongside it."""
 
-    problem: Problem
+    problem: AllocationProblem
     notes: tuple[str, ...]
     mixed_runs: tuple[tuple[str, float, float], ...]
     observations: tuple[Any, ...]
@@ -101,110 +100,24 @@ def load_problem(
         SolveError: nothing fitted, ambiguous metric, missing control or model size.
     """
     notes: list[str] = []
-    fits = [(i, f) for i, f in store.fits(study=study) if f.success]
-    if study is None:
-        studies = sorted({f.study for _, f in fits})
-        if len(studies) > 1:
-            study = DEFAULT_STUDY if DEFAULT_STUDY in studies else None
-            if study is None:
-                raise SolveError(
-                    f"fits from several studies ({', '.join(studies)}); choose one with --study"
-                )
-            fits = [(i, f) for i, f in fits if f.study == study]
-        elif studies:
-            study = studies[0]
-    by_source: dict[str, dict[str, tuple[str, LawFit]]] = defaultdict(dict)
-    for fid, f in fits:
-        if is_control(f.source) or parse_mixture(f.source) is not None:
-            continue
-        by_source[f.source][f.metric] = (fid, f)
+    study, by_source = _latest_fits(store, study)
     metrics = sorted({m for d in by_source.values() for m in d})
-    if weights:
-        for m in weights:
-            pick_metric(metrics, m)
-        weights = dict(weights)
-    else:
-        weights = {pick_metric(metrics, metric): 1.0}
-    for g in guards:
-        pick_metric(metrics, g.metric)
-    needed = list(dict.fromkeys([*weights, *(g.metric for g in guards)]))
-    names = [s for s in sorted(by_source) if all(m in by_source[s] for m in needed)]
-    if sources:
-        unknown = [s for s in sources if s not in by_source]
-        if unknown:
-            raise SolveError(
-                f"no fits for source(s) {', '.join(unknown)}; fitted: {', '.join(sorted(by_source))}"
-            )
-        names = [s for s in names if s in sources]
-    skipped = sorted(set(by_source) - set(names))
-    if skipped:
-        notes.append(f"left out (no fit for every metric used): {', '.join(skipped)}")
-    if not names:
-        raise SolveError(
-            "no source has fits for every metric used; fit them first (`annealplan fit`)"
-        )
-
+    weights, needed = _objective(metrics, metric, weights, guards)
+    names = _chosen_sources(by_source, needed, sources, notes)
     registered = {s.name: s for s in store.sources()}
     obs = store.observations(study=study)
     runs = store.runs(study=study)
     if model_params is None:
-        sizes = [r.params for r in runs if r.params]
-        if not sizes:
-            raise SolveError(
-                "the annealing model's size is unknown; pass --model-params (e.g. 135M)"
-            )
-        model_params = float(np.median(sizes))
+        model_params = _model_size(runs)
     setup = CostSetup(unit, float(model_params), rates, replay_fraction, eval_cost)
-
-    inputs = []
-    for name in names:
-        src = registered.get(name)
-        curation = (
-            registry.cost_model_for(src) if (src is not None and registry is not None) else None
-        )
-        if src is None:
-            notes.append(
-                f"{name} is not a registered source: its curation is taken as free and uncapped"
-            )
-        inputs.append(
-            SourceInput(
-                name=name,
-                fits={m: f for m, (_, f) in by_source[name].items()},
-                curation=curation,
-                cap_tokens=None if src is None else src.cap_tokens,
-                fit_ids=tuple(fid for _, (fid, _) in by_source[name].items()),
-            )
-        )
-    n_boot = min(
-        (
-            f.boot.shape[0]
-            for s in inputs
-            for m, f in s.fits.items()
-            if m in needed and f.boot is not None
-        ),
-        default=0,
-    )
-    controls: dict[str, Control] = {}
-    for m in needed:
-        values = [o.value for o in obs if o.metric == m and is_control(o.source)]
-        if values:
-            controls[m] = control_from_values(values, n_boot)
-        elif control is not None and m == next(iter(weights)):
-            controls[m] = Control(
-                float(control), None if n_boot == 0 else np.full(n_boot, float(control))
-            )
-            notes.append(f"control value of {m} given by hand: {control:g}")
+    inputs = _source_inputs(names, by_source, registered, registry, notes)
+    controls = _controls(inputs, needed, weights, obs, control, notes)
     units = store.compute_units(study) if hasattr(store, "compute_units") else {}
     cu = units.get(study) if study else None
     compute_units: dict[str, Unit] = {}
     for m in needed:
         fit_unit = next(
-            (
-                f.extra.get("compute_unit")
-                for s in inputs
-                for mm, f in s.fits.items()
-                if mm == m and f.extra
-            ),
+            (f.compute_unit for s in inputs for mm, f in s.fits.items() if mm == m),
             None,
         )
         u = fit_unit or cu
@@ -235,8 +148,171 @@ def load_problem(
             f"each source is capped at {max_extrapolation:g}× its largest measured budget "
             "(the laws are not trusted further)"
         )
-    main = next(iter(weights))
-    mixed = tuple(
+    mixed = _mixed_runs(obs, next(iter(weights)), compute_units)
+    return Loaded(problem, tuple(notes), mixed, tuple(obs))
+
+
+def _latest_fits(
+    store: Any, study: str | None
+) -> tuple[str | None, dict[str, dict[str, tuple[str, LawFit]]]]:
+    """The study (the only one, or ``default`` among several) and its successful fits by
+    source and metric; the control's and mixed runs' fits are left out.
+
+    Raises:
+        SolveError: fits from several studies, none of them ``default``, and none chosen.
+    """
+    fits = [(i, f) for i, f in store.fits(study=study) if f.success]
+    if study is None:
+        studies = sorted({f.study for _, f in fits})
+        if len(studies) > 1:
+            study = DEFAULT_STUDY if DEFAULT_STUDY in studies else None
+            if study is None:
+                raise SolveError(
+                    f"fits from several studies ({', '.join(studies)}); choose one with --study"
+                )
+            fits = [(i, f) for i, f in fits if f.study == study]
+        elif studies:
+            study = studies[0]
+    by_source: dict[str, dict[str, tuple[str, LawFit]]] = defaultdict(dict)
+    for fid, f in fits:
+        if is_control(f.source) or parse_mixture(f.source) is not None:
+            continue
+        by_source[f.source][f.metric] = (fid, f)
+    return study, by_source
+
+
+def _objective(
+    metrics: Sequence[str],
+    metric: str | None,
+    weights: Mapping[str, float] | None,
+    guards: Sequence[Guard],
+) -> tuple[dict[str, float], list[str]]:
+    """The objective's weights and every metric the problem needs (weighted, then guarded).
+
+    Raises:
+        SolveError: as :func:`pick_metric`, for any metric named.
+    """
+    if weights:
+        for m in weights:
+            pick_metric(metrics, m)
+        weights = dict(weights)
+    else:
+        weights = {pick_metric(metrics, metric): 1.0}
+    for g in guards:
+        pick_metric(metrics, g.metric)
+    return weights, list(dict.fromkeys([*weights, *(g.metric for g in guards)]))
+
+
+def _chosen_sources(
+    by_source: Mapping[str, Mapping[str, Any]],
+    needed: Sequence[str],
+    sources: Sequence[str] | None,
+    notes: list[str],
+) -> list[str]:
+    """The sources with a fit for every needed metric (of ``sources`` when given).
+
+    Raises:
+        SolveError: an unknown source asked for, or no source with every fit.
+    """
+    names = [s for s in sorted(by_source) if all(m in by_source[s] for m in needed)]
+    if sources:
+        unknown = [s for s in sources if s not in by_source]
+        if unknown:
+            raise SolveError(
+                f"no fits for source(s) {', '.join(unknown)}; fitted: {', '.join(sorted(by_source))}"
+            )
+        names = [s for s in names if s in sources]
+    skipped = sorted(set(by_source) - set(names))
+    if skipped:
+        notes.append(f"left out (no fit for every metric used): {', '.join(skipped)}")
+    if not names:
+        raise SolveError(
+            "no source has fits for every metric used; fit them first (`annealplan fit`)"
+        )
+    return names
+
+
+def _model_size(runs: Sequence[Run]) -> float:
+    """The annealing model's size: the median of the runs' parameter counts.
+
+    Raises:
+        SolveError: no run records it.
+    """
+    sizes = [r.params for r in runs if r.params]
+    if not sizes:
+        raise SolveError("the annealing model's size is unknown; pass --model-params (e.g. 135M)")
+    return float(np.median(sizes))
+
+
+def _source_inputs(
+    names: Sequence[str],
+    by_source: Mapping[str, Mapping[str, tuple[str, LawFit]]],
+    registered: Mapping[str, Any],
+    registry: Any,
+    notes: list[str],
+) -> list[SourceInput]:
+    """Each chosen source with its fits, cost model and cap (a source that is not
+    registered is free and uncapped, and a note says so)."""
+    inputs = []
+    for name in names:
+        src = registered.get(name)
+        curation = (
+            registry.cost_model_for(src) if (src is not None and registry is not None) else None
+        )
+        if src is None:
+            notes.append(
+                f"{name} is not a registered source: its curation is taken as free and uncapped"
+            )
+        inputs.append(
+            SourceInput(
+                name=name,
+                fits={m: f for m, (_, f) in by_source[name].items()},
+                curation=curation,
+                cap_tokens=None if src is None else src.cap_tokens,
+                fit_ids=tuple(fid for _, (fid, _) in by_source[name].items()),
+            )
+        )
+    return inputs
+
+
+def _controls(
+    inputs: Sequence[SourceInput],
+    needed: Sequence[str],
+    weights: Mapping[str, float],
+    obs: Sequence[Observation],
+    control: float | None,
+    notes: list[str],
+) -> dict[str, Control]:
+    """Per needed metric, the control anneal's value from its runs, with as many bootstrap
+    means as the fits have samples; the main metric may take a value given by hand."""
+    n_boot = min(
+        (
+            f.boot.shape[0]
+            for s in inputs
+            for m, f in s.fits.items()
+            if m in needed and f.boot is not None
+        ),
+        default=0,
+    )
+    controls: dict[str, Control] = {}
+    for m in needed:
+        values = [o.value for o in obs if o.metric == m and is_control(o.source)]
+        if values:
+            controls[m] = control_from_values(values, n_boot)
+        elif control is not None and m == next(iter(weights)):
+            controls[m] = Control(
+                float(control), None if n_boot == 0 else np.full(n_boot, float(control))
+            )
+            notes.append(f"control value of {m} given by hand: {control:g}")
+    return controls
+
+
+def _mixed_runs(
+    obs: Sequence[Observation], main: str, compute_units: Mapping[str, Unit]
+) -> tuple[tuple[str, float, float], ...]:
+    """The mixed runs (``a+b``) of the main metric as (source, tokens, value), when the
+    runs' compute is in tokens."""
+    return tuple(
         (o.source, float(o.compute), float(o.value))
         for o in obs
         if o.metric == main
@@ -244,12 +320,14 @@ def load_problem(
         and parse_mixture(o.source) is not None
         and compute_units.get(main) is Unit.TOKENS
     )
-    return Loaded(problem, tuple(notes), mixed, tuple(obs))
 
 
 def _with_min_tokens(
-    problem: Problem, runs: Sequence[Any], unit: Unit | None, max_extrapolation: float | None = None
-) -> Problem:
+    problem: AllocationProblem,
+    runs: Sequence[Any],
+    unit: Unit | None,
+    max_extrapolation: float | None = None,
+) -> AllocationProblem:
     """Give each curve the smallest token budget its source was measured at (see
     ``Curve.min_tokens``): the law is not extrapolated below its data; with
     ``max_extrapolation`` also cap its tokens at that multiple of its largest budget."""
@@ -282,7 +360,7 @@ def _with_min_tokens(
 
 
 def noise_levels(
-    problem: Problem, observations: Sequence[Any], metric: str | None = None
+    problem: AllocationProblem, observations: Sequence[Any], metric: str | None = None
 ) -> dict[str, float]:
     """Per source, the residual standard deviation of its runs around its point law.
 
@@ -315,5 +393,7 @@ def noise_levels(
     for s in problem.names:
         if not (np.isfinite(out.get(s, np.nan)) and out[s] > 0):
             out[s] = fallback
-    out["control"] = float(np.std(ctrl, ddof=1)) if len(ctrl) > 1 and np.std(ctrl) > 0 else fallback
+    out[CONTROL_SOURCE] = (
+        float(np.std(ctrl, ddof=1)) if len(ctrl) > 1 and np.std(ctrl) > 0 else fallback
+    )
     return out

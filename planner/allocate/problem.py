@@ -31,14 +31,6 @@ from planner.domain import LawFit
 from planner.errors import SolveError
 from planner.units import Rates, Unit, convert
 
-#: names a run's source may carry to mark the control anneal (replay data only)
-CONTROL_NAMES = ("control", "")
-
-
-def is_control(source: str | None) -> bool:
-    """True for the control anneal's runs (source None, empty or ``control``)."""
-    return source is None or source.strip().lower() in CONTROL_NAMES
-
 
 @dataclass(frozen=True, slots=True)
 class Guard:
@@ -171,7 +163,7 @@ class Control:
 
 
 @dataclass(frozen=True)
-class Problem:
+class AllocationProblem:
     """The allocation problem ready for the solver.
 
     Attributes:
@@ -216,6 +208,23 @@ class Problem:
 
     def guard_thetas(self, g: int, rows: int, sample: np.ndarray | None = None) -> list[np.ndarray]:
         return _thetas(self.guard_curves[g], rows, sample)
+
+    def set_multipliers(self, thetas: Sequence[np.ndarray], mu: np.ndarray | None) -> None:
+        """Write the guard multipliers into per-source parameter rows, in place.
+
+        Args:
+            thetas: per source an (R, P) array, as :meth:`thetas` gives.
+            mu: (G, R) multipliers per guard and row; None writes 0 (the objective alone).
+        """
+        for k in range(len(self.curves)):
+            for g in range(len(self.guards)):
+                thetas[k][:, self.mu_index(k, g)] = 0.0 if mu is None else mu[g]
+
+    def objective_thetas(self, rows: int, sample: np.ndarray | None = None) -> list[np.ndarray]:
+        """Like :meth:`thetas`, with every guard multiplier at 0: the objective alone."""
+        thetas = self.thetas(rows, sample)
+        self.set_multipliers(thetas, None)
+        return thetas
 
 
 def _thetas(curves: Sequence[Curve], rows: int, sample: np.ndarray | None) -> list[np.ndarray]:
@@ -290,7 +299,7 @@ def build_problem(
     guards: Sequence[Guard] = (),
     compute_units: Mapping[str, Unit] | None = None,
     extra_values: Mapping[str, float] | None = None,
-) -> Problem:
+) -> AllocationProblem:
     """Assemble the objective and guard curves of every source.
 
     Args:
@@ -308,7 +317,6 @@ def build_problem(
     """
     if not inputs:
         raise SolveError("no sources to allocate over; fit laws first (`annealplan fit`)")
-    n = N_TOKENS
     compute_units = compute_units or {}
     metrics = list(dict.fromkeys([*weights, *(g.metric for g in guards)]))
     for m in metrics:
@@ -317,73 +325,27 @@ def build_problem(
                 f"no control anneal value for metric {m!r}; run the control anneal "
                 "(`annealplan design` includes it) or pass --control VALUE"
             )
-    # one bootstrap length for all: row b of every source is one joint sample
-    lengths = [
-        fit.boot.shape[0]
-        for s in inputs
-        for m, fit in s.fits.items()
-        if m in metrics and fit.boot is not None and np.ndim(fit.boot) == 2
-    ]
-    n_boot = min(lengths) if lengths else 0
+    n_boot = _joint_boot_length(inputs, metrics)
     curves, guard_curves = [], [[] for _ in guards]
     xmax = []
     for s in inputs:
-        exprs: dict[str, tuple[sympy.Expr, dict]] = {}
-        for t, m in enumerate(metrics):
-            fit = s.fits.get(m)
-            if fit is None:
-                raise SolveError(
-                    f"source {s.name!r} has no fitted law for metric {m!r}; "
-                    f"fit it (`annealplan fit --metric {m}`) or leave the source out"
-                )
-            if fit.family not in families:
-                raise SolveError(
-                    f"unknown law family {fit.family!r} in the fit of {s.name}/{m}; "
-                    "install the plugin that provides it"
-                )
-            unit = compute_units.get(m, Unit.TOKENS)
-            law, vals = law_expr(
-                fit, families[fit.family], n, setup, s.curation, f"m{t}", unit, extra_values
-            )
-            ctrl = sympy.Symbol(f"ctrl__m{t}", real=True)
-            c = controls[m]
-            vals[ctrl] = c.value if c.boot is None else np.asarray(c.boot, dtype=float)
-            if c.boot is not None:
-                vals[(ctrl, "point")] = c.value  # type: ignore[index]
-            sign = -1.0 if fit.lower_is_better else 1.0
-            exprs[m] = (sympy.Float(sign) * (law - ctrl), vals)
-        total_cost = cost_expr(n, s.curation, setup)
-        gain = sympy.Integer(0)
-        values: dict = {}
-        for m, w in weights.items():
-            e, v = exprs[m]
-            gain = gain + sympy.Float(w) * e
-            values.update(v)
+        gains = _metric_gains(s, metrics, families, controls, setup, compute_units, extra_values)
+        total_cost = cost_expr(N_TOKENS, s.curation, setup)
+        curves.append(_objective_curve(s, gains, weights, guards, total_cost, n_boot))
         for g, guard in enumerate(guards):
-            mu = sympy.Symbol(f"mu_{g}", nonnegative=True)
-            e, v = exprs[guard.metric]
-            # exprs are direction-adjusted; the guard is on the raw change
-            raw = e * (-1 if s.fits[guard.metric].lower_is_better else 1)
-            gain = gain + mu * sympy.Float(guard.sign) * raw
-            values.update(v)
-            values[mu] = 0.0
-        values = _trim(values, n_boot)
-        curves.append(make_curve(s.name, gain, total_cost, values, cap_tokens=s.cap_tokens))
-        for g, guard in enumerate(guards):
-            e, v = exprs[guard.metric]
-            raw = e * (-1 if s.fits[guard.metric].lower_is_better else 1)
+            e, v = gains[guard.metric]
             guard_curves[g].append(
                 make_curve(
                     s.name,
-                    sympy.Float(guard.sign) * raw,
+                    sympy.Float(guard.sign) * _raw_change(s, e, guard.metric),
                     total_cost,
-                    _trim(dict(v), n_boot),
+                    trim_to_boot(dict(v), n_boot),
                     cap_tokens=s.cap_tokens,
                 )
             )
         xmax.append(_x_max_tokens(s, metrics, compute_units))
     fit_ids = tuple(i for s in inputs for i in s.fit_ids)
-    return Problem(
+    return AllocationProblem(
         names=tuple(s.name for s in inputs),
         curves=tuple(curves),
         guard_curves=tuple(tuple(g) for g in guard_curves),
@@ -399,7 +361,89 @@ def build_problem(
     )
 
 
-def _trim(values: dict, n_boot: int) -> dict:
+def _joint_boot_length(inputs: Sequence[SourceInput], metrics: Sequence[str]) -> int:
+    """One bootstrap length for all: row b of every source is one joint sample."""
+    lengths = [
+        fit.boot.shape[0]
+        for s in inputs
+        for m, fit in s.fits.items()
+        if m in metrics and fit.boot is not None and np.ndim(fit.boot) == 2
+    ]
+    return min(lengths) if lengths else 0
+
+
+def _metric_gains(
+    s: SourceInput,
+    metrics: Sequence[str],
+    families: Mapping[str, object],
+    controls: Mapping[str, Control],
+    setup: CostSetup,
+    compute_units: Mapping[str, Unit],
+    extra_values: Mapping[str, float] | None,
+) -> dict[str, tuple[sympy.Expr, dict]]:
+    """Per metric, the source's direction-adjusted gain over control in tokens, with the
+    values of its parameters (point values or bootstrap columns)."""
+    exprs: dict[str, tuple[sympy.Expr, dict]] = {}
+    for t, m in enumerate(metrics):
+        fit = s.fits.get(m)
+        if fit is None:
+            raise SolveError(
+                f"source {s.name!r} has no fitted law for metric {m!r}; "
+                f"fit it (`annealplan fit --metric {m}`) or leave the source out"
+            )
+        if fit.family not in families:
+            raise SolveError(
+                f"unknown law family {fit.family!r} in the fit of {s.name}/{m}; "
+                "install the plugin that provides it"
+            )
+        unit = compute_units.get(m, Unit.TOKENS)
+        law, vals = law_expr(
+            fit, families[fit.family], N_TOKENS, setup, s.curation, f"m{t}", unit, extra_values
+        )
+        ctrl = sympy.Symbol(f"ctrl__m{t}", real=True)
+        c = controls[m]
+        vals[ctrl] = c.value if c.boot is None else np.asarray(c.boot, dtype=float)
+        if c.boot is not None:
+            vals[(ctrl, "point")] = c.value  # type: ignore[index]
+        sign = -1.0 if fit.lower_is_better else 1.0
+        exprs[m] = (sympy.Float(sign) * (law - ctrl), vals)
+    return exprs
+
+
+def _raw_change(s: SourceInput, gain: sympy.Expr, metric: str) -> sympy.Expr:
+    """The metric's raw change over control from its direction-adjusted gain."""
+    return gain * (-1 if s.fits[metric].lower_is_better else 1)
+
+
+def _objective_curve(
+    s: SourceInput,
+    gains: Mapping[str, tuple[sympy.Expr, dict]],
+    weights: Mapping[str, float],
+    guards: Sequence[Guard],
+    total_cost: sympy.Expr,
+    n_boot: int,
+) -> Curve:
+    """The weighted gain plus ``mu_g·guard_g`` per guard-rail (multiplier symbols at 0)."""
+    gain = sympy.Integer(0)
+    values: dict = {}
+    for m, w in weights.items():
+        e, v = gains[m]
+        gain = gain + sympy.Float(w) * e
+        values.update(v)
+    for g, guard in enumerate(guards):
+        mu = sympy.Symbol(f"mu_{g}", nonnegative=True)
+        e, v = gains[guard.metric]
+        # gains are direction-adjusted; the guard is on the raw change
+        gain = gain + mu * sympy.Float(guard.sign) * _raw_change(s, e, guard.metric)
+        values.update(v)
+        values[mu] = 0.0
+    values = trim_to_boot(values, n_boot)
+    return make_curve(s.name, gain, total_cost, values, cap_tokens=s.cap_tokens)
+
+
+def trim_to_boot(values: dict, n_boot: int) -> dict:
+    """Parameter values with every bootstrap column cut (or cycled) to ``n_boot`` rows; with
+    no bootstrap, the point values alone."""
     out = {}
     for k, v in values.items():
         if isinstance(v, np.ndarray) and v.ndim == 1:

@@ -8,46 +8,16 @@ screen all start from text (a budget like ``2000gpuh``, ``--model-params 135M``,
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
 
 from planner.allocate.loader import Loaded, load_problem
 from planner.allocate.problem import parse_guard, parse_weights
-from planner.domain import Plan
+from planner.domain import Plan, ProblemOptions
 from planner.errors import SolveError
 from planner.units import Quantity, Rates, Unit, convert, parse_quantity, parse_tokens
-
-
-@dataclass(frozen=True, slots=True)
-class ProblemOptions:
-    """The options the allocation verbs share, as typed (see ``annealplan allocate --help``).
-
-    Attributes:
-        metric: metric to maximise (None: the only fitted one).
-        weights: a weighted objective, ``metric=w[,metric=w…]``.
-        guards: guard-rails on the summed change over control, ``general_acc>=-0.01``.
-        model_params: the annealing model's size N, ``135M`` (None: from the runs).
-        control: the control anneal's value when no control run is stored.
-        study: the study whose fits to use (None: the only one).
-        sources: comma-separated sources to consider (None: every fitted one).
-        replay_fraction: replay share trained alongside a source's tokens.
-        eval_cost: evaluation cost of the final plan, ``5gpuh``.
-        max_extrapolation: trust each law up to this multiple of its largest budget.
-    """
-
-    metric: str | None = None
-    weights: str | None = None
-    guards: Sequence[str] = ()
-    model_params: str | None = None
-    control: float | None = None
-    study: str | None = None
-    sources: str | None = None
-    replay_fraction: float = 0.0
-    eval_cost: str | None = None
-    max_extrapolation: float | None = None
 
 
 def load_for(
@@ -124,7 +94,7 @@ def plan_for(
 ) -> Plan:
     """The plan for ``budget`` (in the problem's unit), with the loader's notes appended.
 
-    The options it was solved with are kept in ``extra["options"]``, so whoever shows the
+    The options it was solved with are kept in ``plan.options``, so whoever shows the
     stored plan later (its frontier, a report) rebuilds the same problem.
     """
     from planner.allocate.plan import make_plan
@@ -132,21 +102,12 @@ def plan_for(
     plan = make_plan(
         loaded.problem, budget, micro_fraction=micro_fraction, mixed_runs=loaded.mixed_runs
     )
-    extra = dict(plan.extra or {})
-    if options is not None:
-        extra["options"] = {**asdict(options), "guards": list(options.guards)}
-    return replace(plan, notes=plan.notes + loaded.notes, extra=extra)
+    return replace(plan, notes=plan.notes + loaded.notes, options=options)
 
 
 def options_of(plan: Plan, **fallback: Any) -> ProblemOptions:
     """The options a stored plan was solved with (``fallback`` for a plan that has none)."""
-    stored = (plan.extra or {}).get("options")
-    if isinstance(stored, dict):
-        known = {f.name for f in fields(ProblemOptions)}
-        kept = {k: v for k, v in stored.items() if k in known}
-        kept["guards"] = tuple(kept.get("guards") or ())
-        return ProblemOptions(**kept)
-    return ProblemOptions(**fallback)
+    return plan.options if plan.options is not None else ProblemOptions(**fallback)
 
 
 def solve_budget(

@@ -24,12 +24,13 @@ several it is a well-tested heuristic (see tests/unit/allocate).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
 from planner.allocate.model import Curve
+from planner.allocate.problem import AllocationProblem
 
 _BISECT_LAMBDA = 64
 _BISECT_TOKENS = 52
@@ -38,11 +39,14 @@ _REPAIR_ROUNDS = 2
 _SCAN_GRID = 24
 _SCAN_REFINE = 16
 _TOL = 1e-9
+_MU_SWEEPS = 3
+_MU_BISECT = 32
+_MU_BRACKET = 40
 
 
 @dataclass(frozen=True, slots=True)
-class Solution:
-    """Solutions of a batch of rows.
+class BatchSolution:
+    """Solutions of a batch of rows (:func:`solve_batch`).
 
     Attributes:
         tokens: (R, K) tokens per source.
@@ -320,7 +324,7 @@ class Batch:
 
 def waterfill(
     batch: Batch, off: np.ndarray | None = None, on: np.ndarray | None = None, depth: int = 0
-) -> Solution:
+) -> BatchSolution:
     """Solve every row of ``batch`` by bisection on λ with non-concave repair.
 
     Args:
@@ -384,7 +388,7 @@ def waterfill(
                 br.total[better],
             )
             g[r] = br.gain[better]
-    return Solution(
+    return BatchSolution(
         tokens=d,
         cost=batch.cost(d),
         gain=g,
@@ -395,7 +399,7 @@ def waterfill(
     )
 
 
-def _scan(batch: Batch, j: np.ndarray, off_j: np.ndarray, depth: int) -> Solution:
+def _scan(batch: Batch, j: np.ndarray, off_j: np.ndarray, depth: int) -> BatchSolution:
     """Best plan with source ``j[r]`` at a scanned token count and the others water-filled.
 
     A source whose gain is convex over part of its range may sit anywhere in it at the
@@ -409,7 +413,7 @@ def _scan(batch: Batch, j: np.ndarray, off_j: np.ndarray, depth: int) -> Solutio
     frac = np.concatenate([[0.0], 10.0 ** np.linspace(-4.0, 0.0, _SCAN_GRID)])
     G = frac.size
 
-    def value(dj: np.ndarray, rows: np.ndarray) -> Solution:
+    def value(dj: np.ndarray, rows: np.ndarray) -> BatchSolution:
         # dj: (len(rows),) tokens of source j for these batch rows
         cj = np.zeros((rows.size, K))
         cj[np.arange(rows.size), j[rows]] = dj
@@ -422,7 +426,7 @@ def _scan(batch: Batch, j: np.ndarray, off_j: np.ndarray, depth: int) -> Solutio
         tokens[np.arange(rows.size), j[rows]] = dj
         gain = sub.gain(tokens)
         total = np.where(ok, gain.sum(axis=1), -np.inf)
-        return Solution(
+        return BatchSolution(
             tokens, sub.cost(tokens), gain, total, others.lam, sub.cost(tokens).sum(axis=1), ok
         )
 
@@ -457,7 +461,7 @@ def _scan(batch: Batch, j: np.ndarray, off_j: np.ndarray, depth: int) -> Solutio
         fv = getattr(fine, name)
         mask = use_fine.reshape((R,) + (1,) * (np.ndim(fv) - 1))
         out[name] = np.where(mask, fv, gv)
-    return Solution(**out)
+    return BatchSolution(**out)
 
 
 def best_single(batch: Batch) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -481,7 +485,7 @@ def single_gains(batch: Batch) -> tuple[np.ndarray, np.ndarray]:
     return d, np.where(on, g, -np.inf)
 
 
-def solve(batch: Batch, *, repair: bool = True) -> Solution:
+def solve_batch(batch: Batch, *, repair: bool = True) -> BatchSolution:
     """Water-filling, then the safeguard against the best single-source plan and doing nothing.
 
     Args:
@@ -510,7 +514,7 @@ def solve(batch: Batch, *, repair: bool = True) -> Solution:
     total = np.where(none, 0.0, total)
     cost = batch.cost(d)
     feasible = batch.capb.max(axis=1, initial=0.0) > 0
-    return Solution(
+    return BatchSolution(
         tokens=d,
         cost=cost,
         gain=g,
@@ -519,3 +523,134 @@ def solve(batch: Batch, *, repair: bool = True) -> Solution:
         spent=cost.sum(axis=1),
         feasible=feasible,
     )
+
+
+# ---- the problem's rows: guard-rails, and the objective alone ---------------------------
+@dataclass(frozen=True)
+class GuardedSolution:
+    """A solve of R rows with the objective separated from the guard terms.
+
+    Attributes:
+        sol: the batch solution (its ``gain`` is the objective's gain per source).
+        guard: (G, R) the guarded quantity per guard.
+        mu: (G, R) the multipliers used.
+        guard_ok: (R,) every guard holds.
+    """
+
+    sol: BatchSolution
+    guard: np.ndarray
+    mu: np.ndarray
+    guard_ok: np.ndarray
+
+
+def objective_batch(
+    problem: AllocationProblem,
+    budgets: np.ndarray,
+    sample: np.ndarray | None = None,
+    *,
+    prepare: bool = True,
+) -> Batch:
+    """The problem's objective alone (every guard multiplier at 0) as a batch.
+
+    Args:
+        problem: the allocation problem.
+        budgets: (R,) budgets, one per row.
+        sample: (R,) bootstrap row per row, or None for the point values.
+        prepare: as :class:`Batch` (not needed to evaluate gains and costs).
+    """
+    budgets = np.asarray(budgets, dtype=float)
+    thetas = problem.objective_thetas(budgets.shape[0], sample)
+    return Batch(problem.curves, thetas, budgets, prepare=prepare)
+
+
+def evaluate_plan(
+    problem: AllocationProblem, tokens: np.ndarray, sample: np.ndarray | None
+) -> np.ndarray:
+    """Objective gain per source of fixed ``tokens`` (R, K) under point or bootstrap rows."""
+    return objective_batch(problem, np.ones(tokens.shape[0]), sample, prepare=False).gain(tokens)
+
+
+def solve_rows(
+    problem: AllocationProblem, budgets: np.ndarray, sample: np.ndarray | None = None
+) -> GuardedSolution:
+    """Solve rows (one budget each, bootstrap row ``sample`` each or the point fit), with
+    the problem's guard-rails enforced by their multipliers.
+
+    Args:
+        problem: the allocation problem.
+        budgets: (R,) budgets in the problem's unit, before the evaluation cost.
+        sample: (R,) bootstrap row per row, or None for the point values.
+    """
+    budgets = np.maximum(np.asarray(budgets, dtype=float) - problem.setup.eval_cost, 0.0)
+    R = budgets.shape[0]
+    thetas = problem.thetas(R, sample)
+    G = len(problem.guards)
+    gbatches = [
+        Batch(problem.guard_curves[g], problem.guard_thetas(g, R, sample), budgets, prepare=False)
+        for g in range(G)
+    ]
+
+    def run(mu: np.ndarray, repair: bool = False) -> tuple[BatchSolution, np.ndarray]:
+        problem.set_multipliers(thetas, mu)
+        sol = solve_batch(Batch(problem.curves, thetas, budgets), repair=repair)
+        gv = np.array([gb.gain(sol.tokens).sum(axis=1) for gb in gbatches]).reshape(G, R)
+        return sol, gv
+
+    mu = np.zeros((G, R))
+    sol, gv = run(mu, repair=not G)
+    thr = np.array([g.sign * g.threshold for g in problem.guards]).reshape(G, 1)
+    if G:
+        for _ in range(_MU_SWEEPS if G > 1 else 1):
+            for g in range(G):
+                need = gv[g] < thr[g, 0] - 1e-12
+                if not need.any():
+                    continue
+                mu[g] = _bisect_multiplier(run, mu, g, need, thr[g, 0])
+                sol, gv = run(mu)
+        sol, gv = run(mu, repair=True)
+    # report the objective alone: take the μ·guard terms back out, per source
+    gain = sol.gain.copy()
+    for g, gb in enumerate(gbatches):
+        gain -= mu[g][:, None] * gb.gain(sol.tokens)
+    total = np.where(sol.tokens.sum(axis=1) > 0, gain.sum(axis=1), 0.0)
+    sol = BatchSolution(sol.tokens, sol.cost, gain, total, sol.lam, sol.spent, sol.feasible)
+    ok = np.all(gv >= thr - 1e-9 * np.maximum(1.0, np.abs(thr)), axis=0) if G else np.ones(R, bool)
+    return GuardedSolution(sol, gv, mu, ok)
+
+
+def _bisect_multiplier(
+    run: Callable[[np.ndarray], tuple[BatchSolution, np.ndarray]],
+    mu: np.ndarray,
+    g: int,
+    need: np.ndarray,
+    threshold: float,
+) -> np.ndarray:
+    """The smallest multiplier ``mu[g]`` per row that makes guard ``g`` hold where ``need``.
+
+    Args:
+        run: solves the rows for multipliers (G, R) and gives the guards' values (G, R).
+        mu: the multipliers now (the other guards' stay as they are).
+        g: the guard whose multiplier is searched.
+        need: (R,) rows where the guard does not hold now (the others keep ``mu[g]``).
+        threshold: the guard's signed threshold.
+    """
+    # bracket μ_g: grow until the guard holds (or give up at a huge μ)
+    lo = np.where(need, 0.0, mu[g])
+    hi = np.where(need, 1.0, mu[g])
+    for _ in range(_MU_BRACKET):
+        trial = mu.copy()
+        trial[g] = hi
+        _, gt = run(trial)
+        short = need & (gt[g] < threshold - 1e-12)
+        if not short.any():
+            break
+        hi = np.where(short, hi * 4.0, hi)
+    for _ in range(_MU_BISECT):
+        mid = np.where(need, 0.5 * (lo + hi), mu[g])
+        trial = mu.copy()
+        trial[g] = mid
+        _, gt = run(trial)
+        ok = gt[g] >= threshold - 1e-12
+        hi = np.where(need & ok, mid, hi)
+        lo = np.where(need & ~ok, mid, lo)
+    return np.where(need, hi, mu[g])

@@ -55,7 +55,7 @@ def run_backtest(
     from planner.errors import FitError
 
     get_method(method)  # an unknown name fails before any work
-    from planner.laws.fit import blas_limit
+    from planner.laws.blas import blas_limit
 
     blas_limit()  # so does a bad ANNEALPLAN_BLAS_THREADS, before workers are spawned
     if jobs < 0:

@@ -16,9 +16,10 @@ import numpy as np
 
 from planner.backtest.protocol import GroupPrediction, Prediction, Target
 from planner.errors import FitError, did_you_mean
-from planner.laws.fit import DEFAULT_LEVEL, predict_interval
 from planner.laws.joint import GroupData, fit_independent, fit_joint
-from planner.laws.table import Evidence, GroupInput, ProxyInput, TableModel
+from planner.laws.predict import DEFAULT_LEVEL, predict_interval
+from planner.laws.proxy import ProxyInput
+from planner.laws.table import Evidence, GroupInput, TableModel
 
 # Replicates per group in the backtest; enough for stable 5%/95% quantiles.
 BACKTEST_BOOTSTRAP = 400
@@ -38,7 +39,7 @@ def _from_fits(fits, target: Target, *, beliefs: bool = False) -> GroupPredictio
             continue
         point, low, high = predict_interval(f, [x_target], DEFAULT_LEVEL)
         out[f.source] = Prediction(float(point[0]), float(low[0]), float(high[0]))
-        laws.add(str(f.extra.get("candidate", f.family)))
+        laws.add(f.law)
     p_beats = {}
     ok = [f for f in fits if f.success and f.boot is not None and len(f.boot)]
     if beliefs and len(ok) == len(fits) and len(ok) > 1:

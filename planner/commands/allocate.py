@@ -111,29 +111,28 @@ def render_plan(plan) -> str:
             f"  {a.source:<24}{format_quantity(a.tokens, _tokens()):>12}"
             f"{format_quantity(a.cost, plan.unit):>16}{a.gain:>+10.4g}{p:>11}{cap}"
         )
-    ex = plan.extra or {}
-    if bs := ex.get("best_single"):
-        lines.append(f"  best single source: {bs['source']} (gain {bs['gain']:+.4g})")
-    if pe := ex.get("point_estimate"):
+    if bs := plan.best_single:
+        lines.append(f"  best single source: {bs.source} (gain {bs.gain:+.4g})")
+    if pe := plan.point_estimate:
         lines.append(
-            f"  the laws read at a micro budget of {format_quantity(pe['micro_budget'], plan.unit)}"
-            f" pick {pe['choice']}; following it loses {pe['gain_lost']:+.4g} of predicted gain"
+            f"  the laws read at a micro budget of {format_quantity(pe.micro_budget, plan.unit)}"
+            f" pick {pe.choice}; following it loses {pe.gain_lost:+.4g} of predicted gain"
         )
-    if u := ex.get("uncertainty"):
+    if u := plan.uncertainty:
         lines.append(
-            f"  over {u['samples']} bootstrap fits: P(plan within 5% of optimal) "
-            f"{u['p_plan_near_optimal']:.2f}, P(beats best single) {u['p_beats_best_single']:.2f}"
+            f"  over {u.samples} bootstrap fits: P(plan within 5% of optimal) "
+            f"{u.p_plan_near_optimal:.2f}, P(beats best single) {u.p_beats_best_single:.2f}"
         )
-    if conf := ex.get("confirmation"):
+    if conf := plan.confirmation:
         lines.append(
-            f"  confirm with one mixed anneal: {conf['source']} at "
-            f"{format_quantity(conf['tokens'], _tokens())} (predicted gain {conf['predicted_gain']:+.4g})"
+            f"  confirm with one mixed anneal: {conf.source} at "
+            f"{format_quantity(conf.tokens, _tokens())} (predicted gain {conf.predicted_gain:+.4g})"
         )
-    for m in ex.get("mixed_runs", []):
-        if "measured_gain" in m:
+    for m in plan.mixed_runs:
+        if not m.skipped:
             lines.append(
-                f"  mixed run {m['source']}: measured {m['measured_gain']:+.4g}, "
-                f"predicted {m['predicted_gain']:+.4g}"
+                f"  mixed run {m.source}: measured {m.measured_gain:+.4g}, "
+                f"predicted {m.predicted_gain:+.4g}"
             )
     for n in plan.notes:
         lines.append(f"  note: {n}")
@@ -197,15 +196,32 @@ def _range_problem(obj, budget_from, budget_to, points, common: dict):
     )
 
 
+def _budget_range(smallest: str, points: int):
+    """Options of the verbs that scan a range of budgets (``frontier``, ``crossovers``),
+    plus the shared ones."""
+    opts = [
+        click.option(
+            "--from", "budget_from", required=True, help=f"Smallest budget (e.g. {smallest})."
+        ),
+        click.option("--to", "budget_to", required=True, help="Largest budget (e.g. 10000gpuh)."),
+        click.option("--points", type=int, default=points, show_default=True),
+        _common,
+        click.pass_obj,
+    ]
+
+    def wrap(f):
+        for o in reversed(opts):
+            f = o(f)
+        return f
+
+    return wrap
+
+
 @click.command("frontier")
-@click.option("--from", "budget_from", required=True, help="Smallest budget (e.g. 10gpuh).")
-@click.option("--to", "budget_to", required=True, help="Largest budget (e.g. 10000gpuh).")
-@click.option("--points", type=int, default=12, show_default=True)
-@_common
-@click.pass_obj
+@_budget_range("10gpuh", points=12)
 def frontier_cmd(obj, budget_from, budget_to, points, as_json, **common):
     """The optimal plan's gain (with interval) across a range of budgets."""
-    from planner.allocate.plan import frontier
+    from planner.allocate.frontier import frontier
     from planner.units import format_quantity
 
     unit, budgets, loaded = _range_problem(obj, budget_from, budget_to, points, common)
@@ -225,30 +241,25 @@ def frontier_cmd(obj, budget_from, budget_to, points, as_json, **common):
     )
     for r in rows:
         toks = " ".join(
-            f"{format_quantity(r['tokens'][n], _tokens()).replace(' tokens', ''):>10}"
-            for n in names
+            f"{format_quantity(r.tokens[n], _tokens()).replace(' tokens', ''):>10}" for n in names
         )
         click.echo(
-            f"{format_quantity(r['budget'], unit):>14}{r['gain']:>+10.4g}{r['gain_low']:>10.4g}"
-            f"{r['gain_high']:>10.4g}  {r['best_single']!s:<13}{toks}"
+            f"{format_quantity(r.budget, unit):>14}{r.gain:>+10.4g}{r.gain_low:>10.4g}"
+            f"{r.gain_high:>10.4g}  {r.best_single!s:<13}{toks}"
         )
 
 
 @click.command("crossovers")
-@click.option("--from", "budget_from", required=True, help="Smallest budget (e.g. 1gpuh).")
-@click.option("--to", "budget_to", required=True, help="Largest budget (e.g. 10000gpuh).")
-@click.option("--points", type=int, default=25, show_default=True)
-@_common
-@click.pass_obj
+@_budget_range("1gpuh", points=25)
 def crossovers_cmd(obj, budget_from, budget_to, points, as_json, **common):
     """Budgets at which the best single source changes, with probabilities, and for every
     pair of sources P(a beats b) at the range's end (0.4–0.6: undecided, measure more)."""
     from planner.allocate.beliefs import budget_beliefs
-    from planner.allocate.plan import crossovers
+    from planner.allocate.frontier import crossovers
     from planner.units import format_quantity
 
     unit, budgets, loaded = _range_problem(obj, budget_from, budget_to, points, common)
-    res = crossovers(loaded.problem, budgets)
+    scan = crossovers(loaded.problem, budgets)
     end = float(max(budgets))
     beliefs = budget_beliefs(loaded.problem, end)
     if as_json:
@@ -256,17 +267,20 @@ def crossovers_cmd(obj, budget_from, budget_to, points, as_json, **common):
             {"a": b.a, "b": b.b, "p_a_beats_b": b.p, "undecided": b.undecided} for b in beliefs
         ]
         click.echo(
-            json.dumps(jsonable({"unit": unit, **res, "pairs_at": end, "pairs": pairs}), indent=2)
+            json.dumps(
+                jsonable({"unit": unit, **scan.to_json(), "pairs_at": end, "pairs": pairs}),
+                indent=2,
+            )
         )
         return
-    if not res["crossovers"]:
+    if not scan.crossovers:
         click.echo(
             f"no crossover between {format_quantity(budgets[0], unit)} and "
-            f"{format_quantity(budgets[-1], unit)}: the best single source is {res['best'][0]} throughout"
+            f"{format_quantity(budgets[-1], unit)}: the best single source is {scan.best[0]} throughout"
         )
-    for c in res["crossovers"]:
-        p = f" (probability {c['probability']:.2f})" if "probability" in c else ""
-        click.echo(f"at {format_quantity(c['budget'], unit)}: {c['from']} → {c['to']}{p}")
+    for c in scan.crossovers:
+        p = f" (probability {c.probability:.2f})" if c.probability is not None else ""
+        click.echo(f"at {format_quantity(c.budget, unit)}: {c.before} → {c.after}{p}")
     where = format_quantity(end, unit)
     for b in beliefs:
         click.echo(b.describe(where))

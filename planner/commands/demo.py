@@ -24,6 +24,7 @@ import dataclasses
 import math
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -83,27 +84,89 @@ def demo(ctx: click.Context, budget: str, quick: bool, no_tui: bool, report_dir:
     """Run the main job end to end on the example domain in examples/."""
     from rich.console import Console
 
-    from planner.commands.sources import build_source
-    from planner.dispatch.local import LocalExecutor
-    from planner.dispatch.scheduler import run_sweep
-    from planner.domain import AnnealSpec, stable_id
     from planner.units import parse_quantity
 
     obj = ctx.obj
     console = Console(stderr=True)
     started = time.perf_counter()
     project = obj.settings.project_dir
-    examples = _repo_examples(project)
-    if str(examples.parents[1]) not in sys.path:
-        sys.path.insert(0, str(examples.parents[1]))
-    from examples.domain import base_model as bm
-    from examples.domain import data as dm
-    from examples.domain import evaluation as ev
-
+    bm, dm, ev = _example_domain(project)
     target = parse_quantity(budget)
     cache = project / ".annealplan" / "cache"
 
     _say(console, "preparing the example domain (cached after the first run)")
+    base, gen = _prepare(bm, dm, cache, quick, console)
+
+    _say(console, "registering the candidate sources through their plugin kinds")
+    candidates = QUICK_CANDIDATES if quick else CANDIDATES
+    _register_sources(obj, dm.source_specs(cache, generator=gen), base, candidates, console)
+
+    _say(console, "designing the sweep: 3 budgets per source (a decade) + the control anneal")
+    grid = QUICK_GRID_TOKENS if quick else GRID_TOKENS
+    params = _param_count(base)
+    anneals = _anneals(candidates, grid, quick)
+    meta = _experiment_meta(obj, bm, ev, base, params, grid, target, quick)
+    obj.store.save_experiment(EXPERIMENT, anneals, meta)
+    console.print(
+        f"  {len(anneals)} anneals: {len(candidates)} sources × {len(grid)} budgets + control"
+    )
+
+    _say(console, "running the sweep on a local executor (DeepSpeed anneal + lm-eval per job)")
+    summary = _run(obj.store, project, console, obj.registry)
+    console.print(
+        f"  {summary.succeeded} succeeded ({summary.reused} reused), {len(summary.failed)} failed"
+    )
+    for f in summary.failed:
+        console.print(f"  [red]failed[/] {f}")
+
+    _say(console, "fitting the laws with bootstrap intervals")
+    from planner.commands.laws import fit
+
+    with _quiet():
+        ctx.invoke(
+            fit, study=STUDY, metric=None, family="auto", method="joint", n_boot=400, as_json=True
+        )
+
+    metric = _decision_metric(obj.store)
+    _say(console, f"allocating {target} on {metric} and writing the report")
+    from planner.commands.report import make_report
+
+    files = make_report(
+        obj,
+        out=project / report_dir,
+        budget=budget,
+        metric=metric,
+        model_params=str(int(params)),
+        title="annealplan demo: a fictional pharmacology domain",
+        # The example's laws come from tiny runs; do not trust them beyond 10x the largest.
+        max_extrapolation=10.0,
+    )
+    console.print(f"  report: {files.markdown} and {files.html}")
+    console.print(f"  the main job took {time.perf_counter() - started:.0f} s")
+
+    plan = obj.store.plans(limit=1)[0][1]
+    if sys.stdout.isatty() and not no_tui and "tui" in ctx.parent.command.commands:
+        ctx.invoke(ctx.parent.command.commands["tui"])
+        return
+    _print_summary(plan, files)
+
+
+def _example_domain(project: Path) -> tuple[Any, Any, Any]:
+    """The example domain's modules (base model, data, evaluation), from the checkout."""
+    examples = _repo_examples(project)
+    if str(examples.parents[1]) not in sys.path:
+        sys.path.insert(0, str(examples.parents[1]))
+    from examples.domain import base_model, data, evaluation
+
+    return base_model, data, evaluation
+
+
+def _prepare(bm: Any, dm: Any, cache: Path, quick: bool, console) -> tuple[Path, Path]:
+    """The data files, the base model and the synthetic source's generator (cached).
+
+    Returns:
+        The base model's and the generator's folders.
+    """
     t0 = time.perf_counter()
     dm.prepare_data(cache)
     if quick:
@@ -121,19 +184,25 @@ def demo(ctx: click.Context, budget: str, quick: bool, no_tui: bool, report_dir:
         base = bm.prepare_base_model(cache)
         gen = bm.prepare_generator_model(cache)
     console.print(f"  data, base model and generator ready in {time.perf_counter() - t0:.1f} s")
+    return base, gen
 
-    _say(console, "registering the candidate sources through their plugin kinds")
+
+def _register_sources(
+    obj: Any, specs: dict[str, Any], base: Path, candidates: Sequence[str], console
+) -> None:
+    """Register the candidates and the replay source through their plugin kinds, with
+    paths relative to the project (the executor's root)."""
     from transformers import AutoTokenizer
 
+    from planner.sources.session import build_source
+
+    project = obj.settings.project_dir
     tokenizer = AutoTokenizer.from_pretrained(base)
-    specs = dm.source_specs(cache, generator=gen)
-    store = obj.store
-    candidates = QUICK_CANDIDATES if quick else CANDIDATES
     for name in (*candidates, "replay"):
         spec = specs[name]
         src = build_source(
             obj.registry,
-            obj.settings,
+            obj.settings.rates.as_rates(),
             kind_name=spec.kind,
             name=name,
             raw_config=spec.config,
@@ -141,16 +210,18 @@ def demo(ctx: click.Context, budget: str, quick: bool, no_tui: bool, report_dir:
             description=spec.description,
         )
         src = dataclasses.replace(src, config=_relative(dict(src.config), project))
-        store.add_source(src, replace=True)
+        obj.store.add_source(src, replace=True)
         cost = obj.registry.cost_model_for(src)
         console.print(
             f"  {name:<10} {src.kind:<10} cap {src.cap_tokens or math.inf:.3g} tokens, "
             f"curation {cost.describe() if cost else 'free'}"
         )
 
-    _say(console, "designing the sweep: 3 budgets per source (a decade) + the control anneal")
-    grid = QUICK_GRID_TOKENS if quick else GRID_TOKENS
-    params = _param_count(base)
+
+def _anneals(candidates: Sequence[str], grid: Sequence[int], quick: bool) -> list[Any]:
+    """Every candidate at every grid budget, plus the control anneal at the middle one."""
+    from planner.domain import AnnealSpec, stable_id
+
     anneals = []
     for name in candidates:
         for tokens in grid:
@@ -167,9 +238,25 @@ def demo(ctx: click.Context, budget: str, quick: bool, no_tui: bool, report_dir:
             0,
         )
     )
-    replay = store.source("replay")
+    return anneals
+
+
+def _experiment_meta(
+    obj: Any,
+    bm: Any,
+    ev: Any,
+    base: Path,
+    params: float,
+    grid: Sequence[int],
+    target: Any,
+    quick: bool,
+) -> dict[str, Any]:
+    """What every job of the sweep shares: the study, base model, replay source, training
+    and evaluation settings, compute unit and rates."""
+    project = obj.settings.project_dir
+    replay = obj.store.source("replay")
     rates = obj.settings.rates
-    meta = {
+    return {
         "study": STUDY,
         "base_model": base.relative_to(project).as_posix(),
         "replay": {"kind": replay.kind, "config": dict(replay.config)},
@@ -198,66 +285,25 @@ def demo(ctx: click.Context, budget: str, quick: bool, no_tui: bool, report_dir:
         "grid_tokens": list(grid),
         "replay_fraction": REPLAY_FRACTION,
     }
-    store.save_experiment(EXPERIMENT, anneals, meta)
-    console.print(
-        f"  {len(anneals)} anneals: {len(candidates)} sources × {len(grid)} budgets + control"
-    )
 
-    _say(console, "running the sweep on a local executor (DeepSpeed anneal + lm-eval per job)")
-    summary = _run(store, project, console, run_sweep, LocalExecutor)
-    console.print(
-        f"  {summary.succeeded} succeeded ({summary.reused} reused), {len(summary.failed)} failed"
-    )
-    for f in summary.failed:
-        console.print(f"  [red]failed[/] {f}")
 
-    _say(console, "fitting the laws with bootstrap intervals")
-    from planner.commands.laws import fit
-
-    with _quiet():
-        ctx.invoke(
-            fit, study=STUDY, metric=None, family="auto", method="joint", n_boot=400, as_json=True
-        )
-
-    metric = _decision_metric(store)
-    _say(console, f"allocating {target} on {metric} and writing the report")
-    from planner.commands.report import make_report
-
-    files = make_report(
-        obj,
-        out=project / report_dir,
-        budget=budget,
-        metric=metric,
-        model_params=str(int(params)),
-        title="annealplan demo: a fictional pharmacology domain",
-        # The example's laws come from tiny runs; do not trust them beyond 10x the largest.
-        max_extrapolation=10.0,
-    )
-    console.print(f"  report: {files.markdown} and {files.html}")
-    console.print(f"  the main job took {time.perf_counter() - started:.0f} s")
-
+def _print_summary(plan: Any, files: Any) -> None:
+    """The plan and the report's findings, on stdout."""
     from planner.commands.allocate import render_plan
 
-    plan = store.plans(limit=1)[0][1]
-    if sys.stdout.isatty() and not no_tui and "tui" in ctx.parent.command.commands:
-        ctx.invoke(ctx.parent.command.commands["tui"])
-        return
     click.echo(render_plan(plan))
     f = files.findings
     click.echo("")
-    if f.get("ranking_at_smallest_budget"):
-        click.echo("ranking at the smallest budget: " + " > ".join(f["ranking_at_smallest_budget"]))
+    if f.ranking_at_smallest_budget:
+        click.echo("ranking at the smallest budget: " + " > ".join(f.ranking_at_smallest_budget))
         click.echo(
-            "ranking the laws predict at the target: "
-            + " > ".join(f["ranking_predicted_at_target"])
+            "ranking the laws predict at the target: " + " > ".join(f.ranking_predicted_at_target)
         )
+        click.echo("the ranking changes" if f.ranking_changes else "no crossing in this example")
+    if m := f.measured_point_estimate:
         click.echo(
-            "the ranking changes" if f.get("ranking_changes") else "no crossing in this example"
-        )
-    if m := f.get("measured_point_estimate"):
-        click.echo(
-            f"following the smallest-budget winner ({m['choice']}) alone: predicted gain "
-            f"{m['gain_if_followed']:+.4g}, {m['gain_lost']:.4g} less than the plan"
+            f"following the smallest-budget winner ({m.choice}) alone: predicted gain "
+            f"{m.gain_if_followed:+.4g}, {m.gain_lost:.4g} less than the plan"
         )
     click.echo(f"report: {files.markdown}")
 
@@ -274,8 +320,10 @@ def _decision_metric(store) -> str:
     else the multiple-choice task's probability of the right answer, else its accuracy —
     the first of these that has fitted laws for at least two sources."""
     fitted: dict[str, int] = {}
+    from planner.domain import is_control
+
     for _, f in store.fits(study=STUDY):
-        if f.success and f.source != "control":
+        if f.success and not is_control(f.source):
             fitted[f.metric] = fitted.get(f.metric, 0) + 1
     # A metric every source stayed flat on (e.g. all zeros) has no law to allocate with.
     names = sorted(m for m, n in fitted.items() if n >= 2)
@@ -309,9 +357,9 @@ class _quiet:
         return self._cm.__exit__(*exc)
 
 
-def _run(store, project: Path, console, run_sweep, LocalExecutor):
+def _run(store, project: Path, console, registry):
     """Run the sweep with a live progress bar per job (or a line per state change when
-    stderr is not a terminal), two jobs at a time on the local executor."""
+    stderr is not a terminal)."""
     import contextlib
 
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
@@ -345,15 +393,23 @@ def _run(store, project: Path, console, run_sweep, LocalExecutor):
         extra = f" loss {p.loss:.3f}" if p and p.loss is not None else ""
         progress.update(tasks[jid], completed=done, state=f"{state}{extra}")
 
-    async def go(ex):
-        client = ex.client()
-        try:
-            return await run_sweep(store, EXPERIMENT, [client], on_update=on_update)
-        finally:
-            await client.aclose()
+    with progress if live else contextlib.nullcontext():
+        return _sweep_on_local_executor(store, project, registry, on_update)
 
-    with LocalExecutor(project, max_jobs=2) as ex, progress if live else contextlib.nullcontext():
-        return asyncio.run(go(ex))
+
+def _sweep_on_local_executor(store, project: Path, registry, on_update) -> Any:
+    """Run the demo's sweep on the embedded local executor (a daemon on 127.0.0.1 rooted
+    at the project, two jobs at a time), reached as any executor is: through the plugin
+    registry's ``local`` backend."""
+    from planner.dispatch.registry import embedded_entry, open_submitters
+    from planner.dispatch.scheduler import run_sweep
+
+    async def go():
+        local = embedded_entry(registry, max_jobs=2)
+        async with open_submitters(project, registry, [local]) as clients:
+            return await run_sweep(store, EXPERIMENT, clients, on_update=on_update)
+
+    return asyncio.run(go())
 
 
 COMMANDS = [demo]

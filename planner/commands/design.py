@@ -92,7 +92,7 @@ def design_cmd(
     click.echo(f"{'job':<22}{'source':<20}{'tokens':>10}{'seed':>6}{'cost':>14}")
     for s in d.specs:
         click.echo(
-            f"{s.job_id:<22}{(s.source or 'control'):<20}{s.tokens:>10.3g}{s.seed:>6}"
+            f"{s.job_id:<22}{s.run_source:<20}{s.tokens:>10.3g}{s.seed:>6}"
             f"{format_quantity(d.run_costs[s.job_id], q.unit):>14}"
         )
 

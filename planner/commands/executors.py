@@ -14,20 +14,55 @@ def executors() -> None:
 
 @executors.command("add")
 @click.argument("name")
-@click.option("--url", required=True, help="The daemon's URL, e.g. http://127.0.0.1:8765.")
-@click.option("--token-file", required=True, help="File holding the daemon's bearer token.")
+@click.option(
+    "--backend",
+    default="http",
+    show_default=True,
+    help="The executor backend that reaches it (`annealplan plugins` lists them).",
+)
+@click.option("--url", default=None, help="http: the daemon's URL, e.g. http://127.0.0.1:8765.")
+@click.option("--token-file", default=None, help="http: file holding the daemon's bearer token.")
+@click.option(
+    "--set", "sets", multiple=True, metavar="KEY=VALUE", help="A backend setting (repeat)."
+)
 @click.option("--replace", is_flag=True, help="Overwrite an executor of that name.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @click.pass_obj
-def add(obj, name: str, url: str, token_file: str, replace: bool, as_json: bool) -> None:
-    """Register an executor daemon (its token file is read at each use, never copied)."""
+def add(
+    obj,
+    name: str,
+    backend: str,
+    url: str | None,
+    token_file: str | None,
+    sets: tuple[str, ...],
+    replace: bool,
+    as_json: bool,
+) -> None:
+    """Register an executor (an http daemon's token file is read at each use, never
+    copied), e.g.
+
+    annealplan executors add box1 --url http://127.0.0.1:8765 --token-file ~/.annealplan-token
+    """
+    from planner.commands.sources import parse_assignments
     from planner.dispatch.registry import add_executor
 
-    e = add_executor(obj.settings.project_dir, name, url, token_file, replace=replace)
+    settings = parse_assignments(sets, "--set")
+    for key, value in (("url", url), ("token_file", token_file)):
+        if value is not None:
+            settings[key] = value
+    registry = obj.registry
+    e = add_executor(
+        obj.settings.project_dir, registry, name, settings, backend=backend, replace=replace
+    )
     if as_json:
-        click.echo(json.dumps({"name": e.name, "url": e.url, "token_file": e.token_file}))
+        click.echo(json.dumps(_entry_dict(e)))
     else:
-        click.echo(f"added executor {e.name} at {e.url}")
+        where = registry.executor_backend(e.backend).where(e.settings)
+        click.echo(f"added executor {e.name} at {where}")
+
+
+def _entry_dict(entry) -> dict:
+    return {"name": entry.name, "backend": entry.backend, **entry.settings_dict()}
 
 
 @executors.command("remove")
@@ -37,7 +72,7 @@ def remove(obj, name: str) -> None:
     """Forget an executor."""
     from planner.dispatch.registry import remove_executor
 
-    remove_executor(obj.settings.project_dir, name)
+    remove_executor(obj.settings.project_dir, obj.registry, name)
     click.echo(f"removed executor {name}")
 
 
@@ -48,15 +83,15 @@ def list_(obj, as_json: bool) -> None:
     """List the registered executors."""
     from planner.dispatch.registry import load_executors
 
-    entries = load_executors(obj.settings.project_dir)
-    rows = [{"name": e.name, "url": e.url, "token_file": e.token_file} for e in entries]
+    registry = obj.registry
+    entries = load_executors(obj.settings.project_dir, registry)
     if as_json:
-        click.echo(json.dumps(rows))
+        click.echo(json.dumps([_entry_dict(e) for e in entries]))
         return
-    if not rows:
+    if not entries:
         click.echo("no executors registered: sweeps run on a local daemon (127.0.0.1)")
-    for r in rows:
-        click.echo(f"{r['name']:<16} {r['url']:<32} {r['token_file']}")
+    for e in entries:
+        click.echo(f"{e.name:<16} {registry.executor_backend(e.backend).describe(e.settings)}")
 
 
 @executors.command("health")
@@ -67,11 +102,11 @@ def health(obj, name: str | None, as_json: bool) -> None:
     """Check that each executor answers and speaks this planner's protocol."""
     import asyncio
 
-    from planner.dispatch.client import ExecutorClient, read_token
-    from planner.dispatch.registry import load_executors
+    from planner.dispatch.registry import connect, load_executors
     from planner.errors import ConfigError, ExecutorError
 
-    entries = load_executors(obj.settings.project_dir)
+    project_dir, registry = obj.settings.project_dir, obj.registry
+    entries = load_executors(project_dir, registry)
     if name is not None:
         entries = [e for e in entries if e.name == name]
         if not entries:
@@ -82,7 +117,8 @@ def health(obj, name: str | None, as_json: bool) -> None:
     async def check() -> list[dict]:
         out = []
         for e in entries:
-            client = ExecutorClient(e.url, read_token(e.token_file), name=e.name, retries=1)
+            # One retry at most: a health check says "down" quickly rather than waiting.
+            client = connect(registry, e, project_dir, retries=1)
             try:
                 h = await client.health()
                 out.append({"name": e.name, "ok": h.ok, "protocol": h.protocol, "error": None})

@@ -13,7 +13,26 @@ from typing import Any
 import click
 
 
-def _overrides(
+def _training_fields(items: tuple[str, ...]) -> dict[str, Any]:
+    """``--train KEY=VALUE`` flags as a table (a value is JSON when it parses as JSON)."""
+    from planner.errors import ConfigError
+
+    fields: dict[str, Any] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise ConfigError(f"--train {item!r}: write KEY=VALUE, e.g. seq_len=512")
+        try:
+            fields[key.strip()] = json.loads(value)
+        except json.JSONDecodeError:
+            fields[key.strip()] = value
+    return fields
+
+
+def sweep_overrides(
+    store: Any,
+    experiment: str,
+    *,
     base_model: str | None,
     replay: str | None,
     tasks: tuple[str, ...],
@@ -21,34 +40,24 @@ def _overrides(
     limit: int | None,
     training: tuple[str, ...],
 ) -> dict[str, Any]:
-    from planner.errors import ConfigError
+    """What ``sweep run``'s flags override in EXPERIMENT's stored meta (``run_sweep``'s
+    ``overrides``), by the merge the TUI's run form uses too.
 
-    out: dict[str, Any] = {}
-    if base_model:
-        out["base_model"] = base_model
-    if replay:
-        out["replay"] = replay  # a registered source's name; resolved through the store
-    evaluation: dict[str, Any] = {}
-    if tasks:
-        evaluation["tasks"] = list(tasks)
-    if task_dirs:
-        evaluation["task_dirs"] = list(task_dirs)
-    if limit is not None:
-        evaluation["limit"] = limit
-    if evaluation:
-        out["evaluation"] = evaluation
-    if training:
-        t: dict[str, Any] = {}
-        for item in training:
-            key, sep, value = item.partition("=")
-            if not sep:
-                raise ConfigError(f"--train {item!r}: write KEY=VALUE, e.g. seq_len=512")
-            try:
-                t[key.strip()] = json.loads(value)
-            except json.JSONDecodeError:
-                t[key.strip()] = value
-        out["training"] = t
-    return out
+    Raises:
+        ConfigError: a ``--train`` item is not KEY=VALUE. StoreError: no such experiment.
+    """
+    from planner.dispatch.session import SweepOverrides, merge_overrides
+
+    given = SweepOverrides(
+        base_model=base_model,
+        replay=replay,
+        tasks=tasks,
+        task_dirs=task_dirs,
+        limit=limit,
+        training=_training_fields(training),
+    )
+    meta, _ = store.experiment(experiment)
+    return merge_overrides(meta, given)
 
 
 @click.group("sweep")
@@ -91,16 +100,19 @@ def run(
     from planner.dispatch.scheduler import run_sweep
 
     store = obj.store
-    overrides = _overrides(base_model, replay, tasks, task_dirs, limit, training)
-    # Nested tables merge with the experiment's own (a flag changes one field, not all).
-    meta, _ = store.experiment(experiment)
-    for key in ("training", "evaluation"):
-        if key in overrides:
-            overrides[key] = {**dict(meta.get(key) or {}), **overrides[key]}
-    show_bars = not as_json and sys.stderr.isatty()
+    overrides = sweep_overrides(
+        store,
+        experiment,
+        base_model=base_model,
+        replay=replay,
+        tasks=tasks,
+        task_dirs=task_dirs,
+        limit=limit,
+        training=training,
+    )
 
     async def go(on_update):
-        async with open_clients(obj.settings.project_dir, only=only) as clients:
+        async with open_clients(obj.settings.project_dir, obj.registry, only=only) as clients:
             return await run_sweep(
                 store,
                 experiment,
@@ -111,57 +123,70 @@ def run(
                 wait=not no_wait,
             )
 
-    if show_bars:
-        from rich.console import Console
-        from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
-
-        with Progress(
-            TextColumn("{task.description}"),
-            BarColumn(),
-            TextColumn("{task.fields[state]}"),
-            TimeElapsedColumn(),
-            console=Console(stderr=True),
-        ) as progress:
-            bars: dict[str, Any] = {}
-
-            def on_update(record) -> None:
-                if record.job_id not in bars:
-                    label = record.labels.get("source", "") or record.job_id[:12]
-                    bars[record.job_id] = progress.add_task(f"{label:<14}", total=1.0, state="")
-                p = record.progress
-                done = p.step / p.total_steps if p.total_steps else 0.0
-                if record.state.final:
-                    done = 1.0
-                loss = f" loss {p.loss:.3f}" if p.loss is not None else ""
-                progress.update(
-                    bars[record.job_id], completed=done, state=f"{record.state.value}{loss}"
-                )
-
-            summary = asyncio.run(go(on_update))
+    if not as_json and sys.stderr.isatty():
+        summary = _with_progress_bars(lambda on_update: asyncio.run(go(on_update)))
     else:
         summary = asyncio.run(go(None))
-    data = {
-        "experiment": summary.experiment,
-        "total": summary.total,
-        "reused": summary.reused,
-        "submitted": summary.submitted,
-        "succeeded": summary.succeeded,
-        "ingested": summary.ingested,
-        "failed": [{"job_id": j, "reason": r} for j, r in summary.failed],
-        "placement": summary.placement,
-    }
-    if as_json:
-        click.echo(json.dumps(data))
-    else:
-        click.echo(
-            f"{summary.experiment}: {summary.succeeded}/{summary.total} succeeded "
-            f"({summary.ingested} ingested now, {summary.reused} already in the store), "
-            f"{len(summary.failed)} failed"
-        )
-        for jid, reason in summary.failed:
-            click.echo(f"  {jid}: {reason}")
+    _print_summary(summary, as_json)
     if summary.failed:
         raise SystemExit(1)
+
+
+def _with_progress_bars(follow):
+    """Run ``follow(on_update)`` with one progress bar per job on stderr; its result."""
+    from rich.console import Console
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    with Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        TextColumn("{task.fields[state]}"),
+        TimeElapsedColumn(),
+        console=Console(stderr=True),
+    ) as progress:
+        bars: dict[str, Any] = {}
+
+        def on_update(record) -> None:
+            if record.job_id not in bars:
+                label = record.labels.get("source", "") or record.job_id[:12]
+                bars[record.job_id] = progress.add_task(f"{label:<14}", total=1.0, state="")
+            p = record.progress
+            done = p.step / p.total_steps if p.total_steps else 0.0
+            if record.state.final:
+                done = 1.0
+            loss = f" loss {p.loss:.3f}" if p.loss is not None else ""
+            progress.update(
+                bars[record.job_id], completed=done, state=f"{record.state.value}{loss}"
+            )
+
+        return follow(on_update)
+
+
+def _print_summary(summary, as_json: bool) -> None:
+    """How the sweep ended: one JSON object, or a line and one line per failed job."""
+    if as_json:
+        click.echo(
+            json.dumps(
+                {
+                    "experiment": summary.experiment,
+                    "total": summary.total,
+                    "reused": summary.reused,
+                    "submitted": summary.submitted,
+                    "succeeded": summary.succeeded,
+                    "ingested": summary.ingested,
+                    "failed": [{"job_id": j, "reason": r} for j, r in summary.failed],
+                    "placement": summary.placement,
+                }
+            )
+        )
+        return
+    click.echo(
+        f"{summary.experiment}: {summary.succeeded}/{summary.total} succeeded "
+        f"({summary.ingested} ingested now, {summary.reused} already in the store), "
+        f"{len(summary.failed)} failed"
+    )
+    for jid, reason in summary.failed:
+        click.echo(f"  {jid}: {reason}")
 
 
 @click.group("jobs")
@@ -175,7 +200,7 @@ def _run(obj, only: str | None, fn):
     from planner.dispatch.registry import open_clients
 
     async def go():
-        async with open_clients(obj.settings.project_dir, only=only) as clients:
+        async with open_clients(obj.settings.project_dir, obj.registry, only=only) as clients:
             return await fn(clients)
 
     return asyncio.run(go())
@@ -183,8 +208,7 @@ def _run(obj, only: str | None, fn):
 
 async def _find(clients, job_id: str):
     """The client that knows ``job_id`` and its record."""
-    from planner.dispatch.client import ExecutorReplyError
-    from planner.errors import ExecutorError
+    from planner.errors import ExecutorError, ExecutorReplyError
 
     for c in clients:
         try:

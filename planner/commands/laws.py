@@ -86,13 +86,13 @@ def fit(obj, study, metric, family, method, n_boot, at, proxy, chance, jobs, as_
                         "metric": f.metric,
                         "source": f.source,
                         "family": f.family,
-                        "law": f.extra.get("candidate", f.family),
+                        "law": f.law,
                         "method": f.method,
                         "params": f.params,
                         "success": f.success,
                         "message": f.message,
                         "n_points": f.n_points,
-                        "extrapolation_error": _num(f.extra.get("llo_error", math.nan)),
+                        "extrapolation_error": _num(f.llo_error),
                         "bootstrap": 0 if f.boot is None else len(f.boot),
                         **_beats(beliefs.get((f.study, f.metric)), f.source),
                         **_proxy_json(proxied.get((f.study, f.metric)), f.source),
@@ -110,7 +110,7 @@ def fit(obj, study, metric, family, method, n_boot, at, proxy, chance, jobs, as_
         table.add_column(col)
     for f in fits:
         law, params = describe_fit(f, lambda v: f"{v:.4g}")
-        llo = f.extra.get("llo_error", math.nan)
+        llo = f.llo_error
         table.add_row(
             f.study,
             f.metric,
@@ -238,7 +238,7 @@ def _beats(entry, source: str) -> dict:
 @click.pass_obj
 def predict(obj, source, compute, metric, study, as_json) -> None:
     """Predict a metric for a source at a compute, with a 90% prediction interval."""
-    from planner.laws.fit import DEFAULT_LEVEL, predict_interval
+    from planner.laws.predict import DEFAULT_LEVEL, predict_interval
 
     if not compute > 0:
         raise FitError(f"--compute must be positive, got {compute}.")

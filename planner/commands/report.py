@@ -20,7 +20,7 @@ def make_report(
     """Plan (or reuse the newest plan) and write the report; shared with ``demo``."""
     import numpy as np
 
-    from planner.allocate.plan import frontier
+    from planner.allocate.frontier import frontier
     from planner.allocate.session import ProblemOptions, load_for, options_of, plan_for
     from planner.report import build_report
     from planner.units import convert, parse_quantity
@@ -69,7 +69,6 @@ def make_report(
         out,
         metric=plan.metric,
         plan=plan,
-        loaded=loaded,
         budget_compute=budget_compute,
         frontier_rows=rows,
         title=title,

@@ -24,13 +24,19 @@ def direction_overrides(lower: tuple[str, ...], higher: tuple[str, ...]) -> dict
 def warn_about_table(
     table, observations, overrides: dict[str, bool], metrics: tuple[str, ...] = ()
 ) -> None:
-    """Say on stderr what a runs table's reader left unread and which metrics' data (the
-    table's ``observations``) run against their direction; ``metrics``: only these. Stdout
-    stays the command's result."""
+    """Say on stderr what a runs table's reader left unread, which rows repeat another
+    exactly, and which metrics' data (the table's ``observations``) run against their
+    direction; ``metrics``: only these. Stdout stays the command's result.
+
+    Rows that repeat another cell for cell are read as repeat runs (a repeat measured twice
+    can give the same value) and named here, for ``runs import`` and ``backtest`` alike.
+    """
     from planner.laws.direction import direction_conflicts
 
     if table.ignored_columns:
         click.echo(table.ignored_note(), err=True)
+    if table.duplicate_rows:
+        click.echo(f"warning: {table.duplicates_note()}", err=True)
     observations = [o for o in observations if not metrics or o.metric in metrics]
     for conflict in direction_conflicts(observations, overrides):
         click.echo(f"warning: {conflict.message()}", err=True)

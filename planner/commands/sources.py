@@ -1,14 +1,15 @@
 """``annealplan sources add/list/show/cost/remove/materialize``: candidate data sources.
 
 A source is an instance of a plugin's source kind with a validated configuration, a
-curation cost model and an availability cap, stored in the project's DuckDB file.
+curation cost model and an availability cap, stored in the project's DuckDB file. Building
+and pricing one go through :mod:`planner.sources.session`, which the TUI shares.
 """
 
 from __future__ import annotations
 
 import json
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -60,20 +61,6 @@ def parse_assignments(pairs: Sequence[str], option: str) -> dict[str, Any]:
     return out
 
 
-def absolute_paths(config: dict[str, Any], fields: Sequence[str]) -> dict[str, Any]:
-    """Make the path (or glob) fields absolute against the current directory."""
-    import os
-
-    def fix(value: Any) -> Any:
-        if isinstance(value, str):
-            return os.path.abspath(os.path.expanduser(value))
-        if isinstance(value, list):
-            return [fix(v) for v in value]
-        return value
-
-    return {k: fix(v) if k in fields else v for k, v in config.items()}
-
-
 def source_to_json(src: Any) -> dict[str, Any]:
     """A stored Source as plain JSON."""
     return {
@@ -92,83 +79,6 @@ def source_to_json(src: Any) -> dict[str, Any]:
         "plugin_version": src.plugin_version,
         "description": src.description,
     }
-
-
-def _load_tokenizer(path: str | None) -> Any:
-    if path is None:
-        return None
-    from transformers import AutoTokenizer
-
-    try:
-        return AutoTokenizer.from_pretrained(path)
-    except (OSError, ValueError) as e:
-        raise ConfigError(f"cannot load a tokenizer from {path!r}: {e}; give a local folder") from e
-
-
-def _fill_rates(factory: Any, params: dict[str, Any], settings: Any) -> dict[str, Any]:
-    """Give a cost model that converts compute to money the project's rates, unless set."""
-    model_cls = getattr(factory, "__self__", None)
-    fields = getattr(getattr(model_cls, "Params", None), "model_fields", {})
-    for key in ("flops_per_gpu_hour", "usd_per_gpu_hour"):
-        if key in fields and key not in params:
-            params[key] = getattr(settings.rates, key)
-    return params
-
-
-def build_source(
-    registry: Any,
-    settings: Any,
-    *,
-    kind_name: str,
-    name: str,
-    raw_config: Mapping[str, Any],
-    cost_model: str | None = None,
-    cost_params: Mapping[str, Any] | None = None,
-    tokenizer: Any = None,
-    description: str = "",
-) -> Any:
-    """Validate a new source: kind, configuration, cost model and cap.
-
-    Raises:
-        PluginError: unknown kind or cost model (with suggestions).
-        ConfigError: invalid configuration or cost parameters, field by field.
-    """
-    from planner.domain import CostSpec, Source
-
-    kind = registry.source_kind(kind_name)
-    config = kind.parse_config(raw_config)
-    if config.path_fields:
-        config = kind.parse_config(absolute_paths(config.model_dump(), config.path_fields))
-    choice = kind.default_cost(config)
-    if cost_model is None and choice is not None:
-        model_name, params = choice.model, {**choice.params, **(cost_params or {})}
-    elif cost_model is not None:
-        model_name, params = cost_model, dict(cost_params or {})
-    else:
-        if cost_params:
-            raise ConfigError(
-                f"kind {kind_name!r} has no default cost model; name one with --cost-model "
-                "(e.g. --cost-model linear --cost per_token=1e-6)"
-            )
-        model_name, params = None, {}
-    cost = None
-    if model_name is not None:
-        factory = registry.cost_model_factory(model_name)
-        params = _fill_rates(factory, dict(params), settings)
-        model = registry.build_cost_model(model_name, params)
-        canonical = model.to_params() if hasattr(model, "to_params") else params
-        cost = CostSpec(model_name, dict(canonical), model.unit)
-    owner = registry.owner("source_kind", kind_name)
-    return Source(
-        name=name,
-        kind=kind_name,
-        config=config.model_dump(mode="json"),
-        cost=cost,
-        cap_tokens=kind.cap_tokens(config, tokenizer),
-        plugin=owner.name if owner else "",
-        plugin_version=owner.version if owner else "",
-        description=description or kind.description,
-    )
 
 
 def _fmt_tokens(value: float | None) -> str:
@@ -198,15 +108,17 @@ def add(obj, kind, name, sets, cost_model, costs, tokenizer, description, replac
 
     annealplan sources add files --name pubmed --set paths='data/*.jsonl'
     """
+    from planner.sources.session import build_source, load_tokenizer
+
     src = build_source(
         obj.registry,
-        obj.settings,
+        obj.settings.rates.as_rates(),
         kind_name=kind,
         name=name,
         raw_config=parse_assignments(sets, "--set"),
         cost_model=cost_model,
         cost_params=parse_assignments(costs, "--cost"),
-        tokenizer=_load_tokenizer(tokenizer),
+        tokenizer=load_tokenizer(tokenizer),
         description=description,
     )
     obj.store.add_source(src, replace=replace)
@@ -272,44 +184,36 @@ def show(obj, name: str, as_json: bool) -> None:
 @click.pass_obj
 def cost(obj, name: str, tokens: str, unit: str | None, as_json: bool) -> None:
     """The curation cost of TOKENS tokens of a source, with its formula (training excluded)."""
-    import sympy
-
-    from planner.units import Unit, convert, format_quantity, parse_tokens
+    from planner.sources.session import quote_cost
+    from planner.units import Unit, format_quantity, parse_tokens
 
     src = obj.store.source(name)
-    n_tokens = parse_tokens(tokens)
-    model = obj.registry.cost_model_for(src)
-    exceeds = src.cap_tokens is not None and n_tokens > src.cap_tokens
-    if model is None:
-        value, marginal, src_unit, formula = 0.0, 0.0, Unit(unit or "usd"), "free (no cost model)"
-    else:
-        n = sympy.Symbol("n", nonnegative=True)
-        value = float(model.cost(n_tokens))
-        marginal = float(sympy.diff(model.expr(n), n).subs(n, n_tokens))
-        src_unit, formula = model.unit, model.describe()
-    out_unit = Unit(unit) if unit else src_unit
-    if out_unit is not src_unit and model is not None:
-        rates = obj.settings.rates.as_rates()
-        value = convert(value, src_unit, out_unit, rates)
-        marginal = convert(marginal, src_unit, out_unit, rates)
+    quote = quote_cost(
+        src,
+        obj.registry,
+        parse_tokens(tokens),
+        unit=Unit(unit) if unit else None,
+        rates=obj.settings.rates.as_rates(),
+    )
     data = {
-        "source": src.name,
-        "tokens": n_tokens,
-        "cost": value,
-        "unit": out_unit.value,
-        "marginal_cost_per_token": marginal,
-        "formula": formula,
-        "cap_tokens": src.cap_tokens,
-        "exceeds_cap": exceeds,
+        "source": quote.source,
+        "tokens": quote.tokens,
+        "cost": quote.cost,
+        "unit": quote.unit.value,
+        "marginal_cost_per_token": quote.marginal_cost_per_token,
+        "formula": quote.formula,
+        "cap_tokens": quote.cap_tokens,
+        "exceeds_cap": quote.exceeds_cap,
     }
     if as_json:
         click.echo(json.dumps(data, indent=2))
         return
     click.echo(
-        f"{src.name}: {format_quantity(n_tokens, Unit.TOKENS)} cost {format_quantity(value, out_unit)}"
+        f"{src.name}: {format_quantity(quote.tokens, Unit.TOKENS)} cost "
+        f"{format_quantity(quote.cost, quote.unit)}"
     )
-    click.echo(f"  formula: {formula}")
-    if exceeds:
+    click.echo(f"  formula: {quote.formula}")
+    if quote.exceeds_cap:
         click.echo(f"  note: more than the source's cap of {_fmt_tokens(src.cap_tokens)}")
 
 
@@ -335,13 +239,14 @@ def materialize(obj, name, tokens, dest, tokenizer, seed, as_json) -> None:
     """Write exactly TOKENS tokens of a source as packed shards plus manifest.json."""
     from dataclasses import asdict
 
+    from planner.sources.session import load_tokenizer
     from planner.units import parse_tokens
 
     src = obj.store.source(name)
     kind = obj.registry.source_kind(src.kind)
     config = kind.parse_config(src.config)
     done = kind.materialize(
-        config, int(parse_tokens(tokens)), dest, seed, _load_tokenizer(tokenizer)
+        config, int(parse_tokens(tokens)), dest, seed, load_tokenizer(tokenizer)
     )
     data = {
         "dest": str(done.dest),

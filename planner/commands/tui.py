@@ -38,7 +38,7 @@ def tui(obj, screen: str | None, no_executors: bool) -> None:
         # The same executors `annealplan sweep run` uses: the registered ones, or the
         # embedded local daemon for as long as the app runs. The clients live on the
         # app's event loop, where its async workers use them.
-        async with open_clients(settings.project_dir) as clients:
+        async with open_clients(settings.project_dir, registry) as clients:
             await make_app(settings, store, registry, clients, mode=screen).run_async()
 
     asyncio.run(main())

@@ -10,7 +10,7 @@ tokens, replay share, seed and model size) so designing again reuses the same jo
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 
 import numpy as np
@@ -49,7 +49,8 @@ class Design:
     meta: dict = field(default_factory=dict)
 
 
-def _round3(x: float) -> float:
+def round3(x: float) -> float:
+    """``x`` to three significant digits (token counts people read and job ids share)."""
     return float(f"{x:.3g}")
 
 
@@ -83,65 +84,39 @@ def design_sweep(
     Raises:
         SolveError: bad arguments, or the sweep budget cannot pay for the evaluations alone.
     """
-    if not sources:
-        raise SolveError("no sources to sweep; add some with `annealplan sources add`")
-    if points < 2:
-        raise SolveError("--points must be at least 2 (a law needs several budgets per source)")
-    if seeds < 1:
-        raise SolveError("--seeds must be at least 1")
-    if not 0 < fraction <= 1:
-        raise SolveError("--fraction must be in (0, 1], e.g. 0.05 for 5% of the budget")
-    if not 0 <= replay_fraction < 1:
-        raise SolveError("the replay fraction must be in [0, 1)")
+    _check_arguments(sources, points, seeds, fraction, replay_fraction)
     span = max(float(span), 10.0)
     rel = span ** (np.arange(points) / (points - 1)) / span  # largest point = 1
-    run_setup = replace(setup, replay_fraction=replay_fraction)
-    # a curation model's fixed part (licence, set-up) is paid once per source, not per run
-    exprs = [cost_expr(N_TOKENS, s.curation, run_setup) for s in sources]
-    fixed = [float(e.subs(N_TOKENS, 0)) for e in exprs]
-    fns = [sympy.lambdify(N_TOKENS, e - f) for e, f in zip(exprs, fixed, strict=True)]
-    # the control trains on replay only: its tokens are all training tokens
-    ctrl_fn = sympy.lambdify(
-        N_TOKENS, cost_expr(N_TOKENS, None, replace(setup, replay_fraction=0.0))
-    )
+    prices = _Prices.of(sources, setup, replay_fraction)
     mid = float(np.sqrt(rel[0] * rel[-1]))
     caps = [np.inf if s.cap_tokens is None else float(s.cap_tokens) for s in sources]
     n_runs = seeds * (len(sources) * points + 1)
-    target = fraction * budget - n_runs * eval_cost - sum(fixed)
+    target = fraction * budget - n_runs * eval_cost - sum(prices.fixed)
     if target <= 0:
         raise SolveError(
             f"the sweep budget ({fraction:g} × {budget:g}) does not cover {n_runs} evaluations "
             "and the sources' fixed curation costs; "
             "raise --fraction or the budget, or use fewer --points/--seeds"
         )
-
-    def tokens_for(top: float) -> list[list[float]]:
-        return [[min(top * r, cap) for r in rel] for cap in caps]
-
-    def total(top: float) -> float:
-        c = sum(float(fn(t)) for fn, row in zip(fns, tokens_for(top), strict=True) for t in row)
-        c += float(ctrl_fn(top * mid / (1 - replay_fraction)))
-        return seeds * c
-
-    lo, hi = 1.0, 1e30
-    for _ in range(200):
-        m = np.sqrt(lo * hi)
-        lo, hi = (m, hi) if total(m) <= target else (lo, m)
-    top = lo
-    specs: list[AnnealSpec] = []
-    run_costs: dict[str, float] = {}
-    ctrl_tokens = _round3(top * mid / (1 - replay_fraction))
-    for seed in range(seeds):
-        for s, fn, row in zip(sources, fns, tokens_for(top), strict=True):
-            for t in dict.fromkeys(_round3(t) for t in row):  # a cap can merge points
-                jid = stable_id("job", s.name, t, replay_fraction, seed, setup.model_params)
-                specs.append(AnnealSpec(jid, experiment, s.name, t, replay_fraction, seed))
-                run_costs[jid] = float(fn(t)) + eval_cost
-        jid = stable_id("job", None, ctrl_tokens, 1.0, seed, setup.model_params)
-        specs.append(AnnealSpec(jid, experiment, None, ctrl_tokens, 1.0, seed))
-        run_costs[jid] = float(ctrl_fn(ctrl_tokens)) + eval_cost
-    cost = float(sum(run_costs.values()) + sum(fixed))
-    grid = tuple(_round3(top * r) for r in rel)
+    top = _largest_within(
+        lambda top: prices.sweep(
+            _grid_rows(top, rel, caps), top * mid / (1 - replay_fraction), seeds
+        ),
+        target,
+    )
+    specs, run_costs = _specs(
+        sources,
+        prices,
+        _grid_rows(top, rel, caps),
+        round3(top * mid / (1 - replay_fraction)),
+        setup=setup,
+        seeds=seeds,
+        replay_fraction=replay_fraction,
+        eval_cost=eval_cost,
+        experiment=experiment,
+    )
+    cost = float(sum(run_costs.values()) + sum(prices.fixed))
+    grid = tuple(round3(top * r) for r in rel)
     meta = {
         "budget": budget,
         "unit": setup.unit.value,
@@ -154,7 +129,99 @@ def design_sweep(
         "eval_cost": eval_cost,
         "grid_tokens": list(grid),
         "cost": cost,
-        "fixed_costs": {s.name: f for s, f in zip(sources, fixed, strict=True) if f},
+        "fixed_costs": {s.name: f for s, f in zip(sources, prices.fixed, strict=True) if f},
         "sources": [s.name for s in sources],
     }
     return Design(tuple(specs), cost, run_costs, grid, meta)
+
+
+def _check_arguments(
+    sources: Sequence[DesignSource], points: int, seeds: int, fraction: float, replay: float
+) -> None:
+    """Raise :class:`SolveError` for a sweep that cannot be designed as asked."""
+    if not sources:
+        raise SolveError("no sources to sweep; add some with `annealplan sources add`")
+    if points < 2:
+        raise SolveError("--points must be at least 2 (a law needs several budgets per source)")
+    if seeds < 1:
+        raise SolveError("--seeds must be at least 1")
+    if not 0 < fraction <= 1:
+        raise SolveError("--fraction must be in (0, 1], e.g. 0.05 for 5% of the budget")
+    if not 0 <= replay < 1:
+        raise SolveError("the replay fraction must be in [0, 1)")
+
+
+@dataclass(frozen=True)
+class _Prices:
+    """What the runs cost, in the budget's unit.
+
+    Attributes:
+        fixed: per source, its curation model's fixed part (a licence, a set-up), paid once
+            per source, not per run.
+        runs: per source, the cost of one run of ``n`` source tokens without the fixed part.
+        control: the cost of a control run of ``n`` tokens (replay only: all training).
+    """
+
+    fixed: list[float]
+    runs: list[Callable[[float], float]]
+    control: Callable[[float], float]
+
+    @classmethod
+    def of(cls, sources: Sequence[DesignSource], setup: CostSetup, replay: float) -> _Prices:
+        run_setup = replace(setup, replay_fraction=replay)
+        exprs = [cost_expr(N_TOKENS, s.curation, run_setup) for s in sources]
+        fixed = [float(e.subs(N_TOKENS, 0)) for e in exprs]
+        runs = [sympy.lambdify(N_TOKENS, e - f) for e, f in zip(exprs, fixed, strict=True)]
+        control = sympy.lambdify(
+            N_TOKENS, cost_expr(N_TOKENS, None, replace(setup, replay_fraction=0.0))
+        )
+        return cls(fixed, runs, control)
+
+    def sweep(self, rows: Sequence[Sequence[float]], control_tokens: float, seeds: int) -> float:
+        """What a sweep costs (fixed parts aside): every source's grid ``rows`` and the
+        control, once per seed."""
+        c = sum(float(fn(t)) for fn, row in zip(self.runs, rows, strict=True) for t in row)
+        c += float(self.control(control_tokens))
+        return seeds * c
+
+
+def _largest_within(cost: Callable[[float], float], target: float) -> float:
+    """The largest grid scale whose sweep ``cost`` stays within ``target`` (bisection in log
+    space between 1 and 1e30 tokens)."""
+    lo, hi = 1.0, 1e30
+    for _ in range(200):
+        m = np.sqrt(lo * hi)
+        lo, hi = (m, hi) if cost(m) <= target else (lo, m)
+    return lo
+
+
+def _grid_rows(top: float, rel: np.ndarray, caps: Sequence[float]) -> list[list[float]]:
+    """Per source, the grid's tokens scaled to ``top``, clipped at the source's cap."""
+    return [[min(top * r, cap) for r in rel] for cap in caps]
+
+
+def _specs(
+    sources: Sequence[DesignSource],
+    prices: _Prices,
+    rows: Sequence[Sequence[float]],
+    control_tokens: float,
+    *,
+    setup: CostSetup,
+    seeds: int,
+    replay_fraction: float,
+    eval_cost: float,
+    experiment: str,
+) -> tuple[list[AnnealSpec], dict[str, float]]:
+    """Every run of every seed (the sources' grids, then the control) and each one's cost."""
+    specs: list[AnnealSpec] = []
+    run_costs: dict[str, float] = {}
+    for seed in range(seeds):
+        for s, fn, row in zip(sources, prices.runs, rows, strict=True):
+            for t in dict.fromkeys(round3(t) for t in row):  # a cap can merge points
+                jid = stable_id("job", s.name, t, replay_fraction, seed, setup.model_params)
+                specs.append(AnnealSpec(jid, experiment, s.name, t, replay_fraction, seed))
+                run_costs[jid] = float(fn(t)) + eval_cost
+        jid = stable_id("job", None, control_tokens, 1.0, seed, setup.model_params)
+        specs.append(AnnealSpec(jid, experiment, None, control_tokens, 1.0, seed))
+        run_costs[jid] = float(prices.control(control_tokens)) + eval_cost
+    return specs, run_costs

@@ -22,8 +22,10 @@ import numpy as np
 import sympy
 
 from planner.allocate.model import N_TOKENS, Curve, make_curve
-from planner.allocate.plan import evaluate_plan, solve_rows
-from planner.allocate.problem import Problem, _trim, cost_expr, law_expr
+from planner.allocate.problem import AllocationProblem, cost_expr, law_expr, trim_to_boot
+from planner.allocate.solve import evaluate_plan, solve_rows
+from planner.design.sweep import round3
+from planner.domain import is_control
 from planner.errors import SolveError
 from planner.units import Unit
 
@@ -33,7 +35,7 @@ class Candidate:
     """A run that could be done next.
 
     Attributes:
-        source: the source (or ``control``).
+        source: the source (or :data:`~planner.domain.CONTROL_SOURCE` for the control).
         tokens: its source tokens (for the control: its training tokens).
     """
 
@@ -84,7 +86,7 @@ class DecisionState:
 
 
 def decision_state(
-    problem: Problem, budget: float, *, tol: float = 0.05, max_boot: int = 200
+    problem: AllocationProblem, budget: float, *, tol: float = 0.05, max_boot: int = 200
 ) -> DecisionState:
     """Solve every bootstrap draw at ``budget`` and build the cross-evaluation matrices."""
     B = min(problem.n_boot, max_boot)
@@ -107,14 +109,14 @@ def decision_state(
     return DecisionState(wrong, gains, plans, u, float(p[u]))
 
 
-def observation_curves(problem: Problem, metric: str | None = None) -> list[Curve]:
+def observation_curves(problem: AllocationProblem, metric: str | None = None) -> list[Curve]:
     """Per source, the raw fitted law of ``metric`` (default: the first weighted metric) as a
     curve in tokens, with the same bootstrap rows as the problem."""
     metric = metric or next(iter(problem.weights))
     out = []
     for s in problem.inputs:
         fit = s.fits[metric]
-        unit = Unit(fit.extra.get("compute_unit", "tokens")) if fit.extra else Unit.TOKENS
+        unit = Unit(fit.compute_unit or "tokens")
         expr, vals = law_expr(
             fit, problem.families[fit.family], N_TOKENS, problem.setup, s.curation, "o", unit
         )
@@ -123,14 +125,19 @@ def observation_curves(problem: Problem, metric: str | None = None) -> list[Curv
                 s.name,
                 expr,
                 cost_expr(N_TOKENS, s.curation, problem.setup),
-                _trim(vals, problem.n_boot),
+                trim_to_boot(vals, problem.n_boot),
             )
         )
     return out
 
 
 def run_cost(
-    problem: Problem, source: str, tokens: float, *, replay_fraction: float, eval_cost: float = 0.0
+    problem: AllocationProblem,
+    source: str,
+    tokens: float,
+    *,
+    replay_fraction: float,
+    eval_cost: float = 0.0,
 ) -> float:
     """Cost of one annealing run in the problem's unit: curation + training (with replay) + eval.
 
@@ -138,7 +145,7 @@ def run_cost(
     source, not per run, so a run pays only the variable part.
     """
     setup = replace(problem.setup, replay_fraction=replay_fraction)
-    if source == "control":
+    if is_control(source):
         expr = cost_expr(N_TOKENS, None, setup)
     else:
         curation = problem.inputs[problem.names.index(source)].curation
@@ -148,7 +155,7 @@ def run_cost(
 
 
 def recommend_next(
-    problem: Problem,
+    problem: AllocationProblem,
     budget: float,
     candidates: Sequence[Candidate],
     noise: Mapping[str, float],
@@ -185,7 +192,7 @@ def recommend_next(
     wrong = st.wrong.astype(float)
     out = []
     for cand in candidates:
-        if cand.source == "control":
+        if is_control(cand.source):
             ctrl = problem.controls.get(next(iter(problem.weights)))
             if ctrl is None or ctrl.boot is None:
                 continue
@@ -225,7 +232,9 @@ def recommend_next(
     return out
 
 
-def default_candidates(problem: Problem, budget: float, *, points: int = 6) -> list[Candidate]:
+def default_candidates(
+    problem: AllocationProblem, budget: float, *, points: int = 6
+) -> list[Candidate]:
     """Per source, runs on a geometric grid from a quarter of its largest fitted run up to
     the tokens today's plan would give it (at least 16× the largest run)."""
     out = []
@@ -235,9 +244,5 @@ def default_candidates(problem: Problem, budget: float, *, points: int = 6) -> l
         lo = xm / 4 if np.isfinite(xm) and xm > 0 else max(pt[k] / 1000, 1e6)
         hi = max(lo * 64, pt[k]) if np.isfinite(xm) else max(pt[k], lo * 64)
         for t in np.geomspace(lo, hi, points):
-            out.append(Candidate(name, float(_round3(t))))
+            out.append(Candidate(name, float(round3(t))))
     return out
-
-
-def _round3(x: float) -> float:
-    return float(f"{x:.3g}")

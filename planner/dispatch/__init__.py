@@ -1,14 +1,19 @@
-"""Dispatch: send a designed sweep to executor daemons and ingest each result once.
+"""Dispatch: send a designed sweep to executors and ingest each result once.
 
-- :mod:`planner.dispatch.client`: ``ExecutorClient`` (httpx, explicit timeouts, retries with
-  exponential backoff and full jitter that always reuse the job id).
-- :mod:`planner.dispatch.local`: ``LocalExecutor``, the embedded default: a daemon on
-  127.0.0.1 with a generated token, rooted at the project folder.
+Dispatch reaches executors only through the plugin registry's executor backends
+(``register_executor_backends``) and the :class:`plugins.contract.JobSubmitter` each one
+returns; the built-in ``http`` and ``local`` backends live in :mod:`plugins.backends`, with
+the HTTP transport and the local daemon's launcher.
+
 - :mod:`planner.dispatch.scheduler`: ``run_sweep`` spreads an experiment over executors,
   polls, and ingests each finished job into the store exactly once (run id = job id).
 - :mod:`planner.dispatch.ingest`: how an experiment's meta and an ``AnnealSpec`` become an
   executor job, and how a job's result becomes a ``Run`` with ``Metric`` rows.
-- :mod:`planner.dispatch.registry`: the executors a project knows (``executors.toml``).
+- :mod:`planner.dispatch.registry`: the executors a project knows (``executors.toml``:
+  each entry's backend and settings), and ``open_clients``, which connects them (or the
+  ``local`` backend when none is registered).
+- :mod:`planner.dispatch.session`: how ``sweep run``'s flags and the TUI's run form
+  override an experiment's meta (one merge for both faces).
 
 Experiment meta keys read when turning ``AnnealSpec`` into jobs (``annealplan sweep run``
 flags override them):

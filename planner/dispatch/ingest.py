@@ -14,11 +14,10 @@ from typing import Any
 from pydantic import ValidationError
 
 from executors.protocol import AnnealJobSpec, JobResult
-from planner.domain import AnnealSpec, Metric, Run, Source
+from planner.domain import CONTROL_SOURCE, AnnealSpec, Metric, Run, Source
 from planner.errors import ConfigError
 from planner.units import Rates, Unit, convert
 
-CONTROL_SOURCE = "control"
 _UNITS = {u.value: u for u in Unit}
 
 
@@ -154,24 +153,3 @@ def result_to_run(
         "notes": notes,
     }
     return run, metrics, run_meta
-
-
-def to_run(
-    spec: AnnealJobSpec, result: JobResult, meta: Mapping[str, Any], *, executor: str = ""
-) -> tuple[Run, list[Metric], dict[str, Any]]:
-    """:func:`result_to_run` for callers that hold the executor job rather than the plan.
-
-    The planned run is recovered from the job: its ``source`` and ``experiment`` labels
-    (``control`` → a control run), its source tokens (replay tokens for a control), seed.
-    """
-    label = spec.labels.get("source", CONTROL_SOURCE)
-    control = spec.source is None or label == CONTROL_SOURCE
-    planned = AnnealSpec(
-        job_id=spec.job_id,
-        experiment=spec.labels.get("experiment", str(meta.get("study") or "")),
-        source=None if control else label,
-        tokens=float(spec.replay_tokens() if control else spec.source_tokens()),
-        replay_fraction=1.0 if control else (spec.replay.fraction if spec.replay else 0.0),
-        seed=spec.training.seed,
-    )
-    return result_to_run(planned, result, meta, executor=executor)

@@ -11,26 +11,16 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any
 
-from executors.protocol import AnnealJobSpec, JobRecord, JobResult, JobState
-from planner.dispatch.client import ExecutorReplyError
+from executors.protocol import JobRecord, JobState
 from planner.dispatch.ingest import build_job, result_to_run
 from planner.domain import AnnealSpec
+from planner.errors import ExecutorReplyError
 
 if TYPE_CHECKING:
     from planner.store import Store
-
-
-class JobSubmitter(Protocol):
-    """What the scheduler needs from an executor (``ExecutorClient`` fits)."""
-
-    name: str
-
-    async def submit(self, spec: AnnealJobSpec) -> JobRecord: ...
-    async def job(self, job_id: str) -> JobRecord: ...
-    async def jobs(self, state: JobState | None = None) -> list[JobRecord]: ...
-    async def result(self, job_id: str) -> JobResult: ...
+    from plugins.contract import JobSubmitter
 
 
 @dataclass
@@ -56,17 +46,6 @@ class SweepSummary:
     ingested: int = 0
     failed: list[tuple[str, str]] = field(default_factory=list)
     placement: dict[str, str] = field(default_factory=dict)
-
-
-def job_specs(store: Store, experiment: str) -> list[AnnealJobSpec]:
-    """The executor jobs of an experiment, in its order (see :mod:`planner.dispatch` for the
-    meta keys read).
-
-    Raises:
-        StoreError: no such experiment. ConfigError: its meta cannot make jobs (names the key).
-    """
-    meta, specs = store.experiment(experiment)
-    return [build_job(s, meta, store.source) for s in specs]
 
 
 async def place(job_ids: Sequence[str], clients: Sequence[JobSubmitter]) -> dict[str, JobSubmitter]:

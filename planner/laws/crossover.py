@@ -17,7 +17,7 @@ from scipy import optimize
 
 from planner.domain import LawFit
 from planner.errors import FitError
-from planner.laws.fit import predict, predict_boot
+from planner.laws.predict import predict, predict_boot
 
 GRID_POINTS = 256
 

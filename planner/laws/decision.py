@@ -41,19 +41,18 @@ def undecided(p: float) -> bool:
 
 def _members(fit: LawFit) -> list[tuple[float, LawFit]]:
     """The averaged laws behind a fit as (weight, fit) pairs; the fit itself when single."""
-    from planner.laws.fit import _members as members
+    from planner.laws.predict import _members as members
 
     return members(fit)
 
 
 def _candidate(fit: LawFit) -> str:
-    return str(fit.extra.get("candidate", fit.family)) if fit.extra else fit.family
+    return fit.law
 
 
 def _noise_sd(fit: LawFit) -> float:
     """A fitted point's residual noise (the fit's estimate; NaN when it has none)."""
-    v = fit.extra.get("noise_sd", math.nan) if fit.extra else math.nan
-    return float(v) if v is not None else math.nan
+    return float(fit.noise_sd)
 
 
 # -----------------------------------------------------------------------------------------
@@ -176,7 +175,7 @@ def value_draws(fits: Sequence[LawFit], compute: object, *, seed: int = 0) -> Va
     Raises:
         FitError: as :func:`member_draws`.
     """
-    from planner.laws.fit import predict, predict_boot
+    from planner.laws.predict import predict, predict_boot
 
     c = np.atleast_1d(np.asarray(compute, dtype=float))
     sources = tuple(f.source for f in fits)

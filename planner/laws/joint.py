@@ -13,22 +13,28 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
-from planner.domain import LawFit, Observation, is_perplexity
+from planner.domain import (
+    AveragedLaw,
+    LawFit,
+    LeaveLastOut,
+    ModelAverage,
+    Observation,
+    is_perplexity,
+)
 from planner.errors import FitError
-from planner.laws.families import get_family
-from planner.laws.fit import (
+from planner.laws.families import compiled, get_family
+from planner.laws.fit import check_xy, to_lawfits
+from planner.laws.lm import (
     DEFAULT_BOOTSTRAP,
-    Problem,
-    Solution,
+    LawProblem,
+    LawSolution,
     bootstrap,
-    check_xy,
     make_problem,
-    solve,
-    to_lawfits,
+    solve_law,
 )
 
 
@@ -191,7 +197,7 @@ def build_problem(
     lower_is_better: bool | None,
     x_ref: float | None = None,
     var: Mapping[str, np.ndarray] | None = None,
-) -> Problem:
+) -> LawProblem:
     """The joint least-squares problem of a candidate over the sources in ``data``
     (weighed by the inverse of ``var``, each point's noise variance, where given)."""
     fam = get_family(candidate.family)
@@ -276,7 +282,7 @@ def leave_last_out(
     if not _feasible(candidate, train):
         return empty
     problem = build_problem(candidate, train, lower_is_better=lower_is_better, var=train_var)
-    sol = solve(problem, loss=loss)
+    sol = solve_law(problem, loss=loss)
     if not sol.success:
         return empty
     errs, dists, noise = [], [], []
@@ -288,24 +294,7 @@ def leave_last_out(
     return np.array(errs), np.array(dists), float(math.sqrt(np.mean(noise)))
 
 
-def leave_last_out_error(
-    candidate: Candidate,
-    data: Mapping[str, tuple[np.ndarray, np.ndarray]],
-    *,
-    lower_is_better: bool | None,
-    loss: str = "soft_l1",
-) -> float:
-    """Mean |leave-last-out error| divided by the metric's spread (``inf`` if unfittable)."""
-    errs, _, _ = leave_last_out(candidate, data, lower_is_better=lower_is_better, loss=loss)
-    if errs.size == 0 or not np.all(np.isfinite(errs)):
-        return math.inf
-    spread = float(np.std(np.concatenate([y for _, y in data.values()]))) or 1.0
-    return float(np.mean(np.abs(errs))) / spread
-
-
-def _value_at(problem: Problem, theta_s: np.ndarray, compute: float) -> float:
-    from planner.laws.families import compiled
-
+def _value_at(problem: LawProblem, theta_s: np.ndarray, compute: float) -> float:
     fam = problem.family
     P = [np.float64(v) for v in theta_s]
     return float(compiled(fam).value([np.float64(compute / problem.x_ref)], P))
@@ -317,9 +306,43 @@ class JointResult:
 
     candidate: Candidate
     fits: tuple[LawFit, ...]
-    problem: Problem | None
-    solution: Solution | None
+    problem: LawProblem | None
+    solution: LawSolution | None
     scores: Mapping[str, float]
+
+
+@dataclass(frozen=True, slots=True)
+class _HeldOut:
+    """A candidate's leave-last-out errors (see :func:`leave_last_out`) and its score: the
+    mean absolute error over the metric's spread, ``inf`` when it could not be held out."""
+
+    errors: np.ndarray
+    log_dists: np.ndarray
+    noise_rms: float
+    score: float
+
+    def summary(self) -> LeaveLastOut | None:
+        """What the errors say about extrapolating (None when there are none to go by)."""
+        if not (self.errors.size and np.all(np.isfinite(self.errors))):
+            return None
+        # the held-out extrapolation errors measure what the bootstrap cannot: how wrong
+        # the law's shape is one step beyond the data (see predict.predict_interval)
+        return LeaveLastOut(
+            rmse=float(np.sqrt(np.mean(self.errors**2))),
+            n=int(self.errors.size),
+            log_dist=float(np.mean(self.log_dists)),
+            noise_rmse=self.noise_rms,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class _Solved:
+    """One candidate fitted to the whole group."""
+
+    candidate: Candidate
+    problem: LawProblem
+    solution: LawSolution
+    fits: list[LawFit]
 
 
 def fit_joint(
@@ -339,9 +362,9 @@ def fit_joint(
 
     With ``average`` (default) every candidate the held-out errors support is fitted and
     predictions average them by :func:`llo_weights`; each LawFit is the dominant member's
-    law (what the allocator and the store use) and lists all members in
-    ``extra["members"]``, which :func:`planner.laws.fit.predict` and its siblings honour.
-    Without it the single candidate with the least error is used.
+    law (what the allocator and the store use) and lists all members in its ``average``,
+    which :func:`planner.laws.predict.predict` and its siblings honour. Without it the
+    single candidate with the least error is used.
 
     Args:
         group: the points per source.
@@ -368,22 +391,59 @@ def fit_joint(
     if not feasible:
         return _failed(group, cands[0], "too few points per source for any candidate law", method)
     spread = float(np.std(values)) or 1.0
-    scores: dict[str, float] = {}
-    llo: dict[str, tuple[np.ndarray, np.ndarray]] = {}
-    noise: dict[str, float] = {}
-    for c in feasible:
-        errs, dists, noise[c.name] = leave_last_out(
-            c, group.data, lower_is_better=group.lower_is_better, loss=loss, var=group.var
+    held = {c.name: _hold_out(c, group, loss=loss, spread=spread) for c in feasible}
+    scores = {name: h.score for name, h in held.items()}
+    members, weights = _weigh(feasible, held, average=average)
+    solved: list[_Solved] = []
+    for i, c in enumerate(members):
+        problem = build_problem(c, group.data, lower_is_better=group.lower_is_better, var=group.var)
+        sol = solve_law(problem, loss=loss)
+        if not sol.success and (solved or i + 1 < len(members)):
+            continue  # a member that cannot be fitted drops out of the average
+        boot = sd = None
+        if n_boot and sol.success:
+            boot, sd = bootstrap(problem, sol, n_boot, scheme=scheme, loss=loss, seed=seed)
+        fits = to_lawfits(
+            problem,
+            sol,
+            study=group.study,
+            metric=group.metric,
+            method=method,
+            boot=boot,
+            boot_sd=sd,
+            candidate=c.name,
+            llo_scores=scores,
+            llo=held[c.name].summary(),
         )
-        llo[c.name] = (errs, dists)
-        ok = errs.size and np.all(np.isfinite(errs))
-        scores[c.name] = float(np.mean(np.abs(errs))) / spread if ok else math.inf
-    finite = [c for c in feasible if math.isfinite(scores[c.name])]
+        solved.append(_Solved(c, problem, sol, fits))
+        if not sol.success:
+            break
+    first = solved[0]
+    ok = [m for m in solved if m.solution.success]
+    fits = _averaged(ok, weights, held) if len(ok) > 1 else first.fits
+    return JointResult(first.candidate, tuple(fits), first.problem, first.solution, scores)
+
+
+def _hold_out(candidate: Candidate, group: GroupData, *, loss: str, spread: float) -> _HeldOut:
+    """A candidate's leave-last-out errors on the group, scored against the spread."""
+    errs, dists, noise = leave_last_out(
+        candidate, group.data, lower_is_better=group.lower_is_better, loss=loss, var=group.var
+    )
+    ok = errs.size and np.all(np.isfinite(errs))
+    score = float(np.mean(np.abs(errs))) / spread if ok else math.inf
+    return _HeldOut(errs, dists, noise, score)
+
+
+def _weigh(
+    feasible: Sequence[Candidate], held: Mapping[str, _HeldOut], *, average: bool
+) -> tuple[list[Candidate], dict[str, float]]:
+    """The candidates to fit, by weight (simplest first among equals), and their weights."""
+    finite = [c for c in feasible if math.isfinite(held[c.name].score)]
     if average and len(finite) > 1:
-        weights = llo_weights({c.name: llo[c.name][0] for c in finite})
+        weights = llo_weights({c.name: held[c.name].errors for c in finite})
     else:
         # the first candidate with the least error: candidates are ordered simplest first
-        best = min(finite, key=lambda c: scores[c.name]) if finite else feasible[0]
+        best = min(finite, key=lambda c: held[c.name].score) if finite else feasible[0]
         weights = {best.name: 1.0}
     if not finite:
         # nothing could be held out: the simplest law with a trend, since the constant is
@@ -395,64 +455,51 @@ def fit_joint(
         (c for c in (finite or feasible) if weights.get(c.name, 0.0) > 0),
         key=lambda c: -weights[c.name],
     )
-    solved = []
-    for i, c in enumerate(members):
-        problem = build_problem(c, group.data, lower_is_better=group.lower_is_better, var=group.var)
-        sol = solve(problem, loss=loss)
-        if not sol.success and (solved or i + 1 < len(members)):
-            continue  # a member that cannot be fitted drops out of the average
-        boot = sd = None
-        if n_boot and sol.success:
-            boot, sd = bootstrap(problem, sol, n_boot, scheme=scheme, loss=loss, seed=seed)
-        errs, dists = llo.get(c.name, (np.empty(0), np.empty(0)))
-        extra = {
-            "candidate": c.name,
-            "llo_error": scores.get(c.name, math.nan),
-            "llo_scores": dict(scores),
-        }
-        if errs.size and np.all(np.isfinite(errs)):
-            # the held-out extrapolation errors measure what the bootstrap cannot: how wrong
-            # the law's shape is one step beyond the data (see fit.predict_interval)
-            extra["llo_rmse"] = float(np.sqrt(np.mean(errs**2)))
-            extra["llo_n"] = int(errs.size)
-            extra["llo_log_dist"] = float(np.mean(dists))
-            extra["llo_noise_rmse"] = noise[c.name]
-        fits = to_lawfits(
-            problem,
-            sol,
-            study=group.study,
-            metric=group.metric,
-            method=method,
-            boot=boot,
-            boot_sd=sd,
-            extra=extra,
+    return members, weights
+
+
+def _averaged(
+    ok: Sequence[_Solved], weights: Mapping[str, float], held: Mapping[str, _HeldOut]
+) -> list[LawFit]:
+    """The dominant member's fits (``ok[0]``), each carrying every member so predictions
+    average them, with the leave-last-out errors of the average."""
+    total = sum(weights[m.candidate.name] for m in ok)
+    w = {m.candidate.name: weights[m.candidate.name] / total for m in ok}
+    # the average is one predictor: its shape error is that of its own held-out
+    # predictions (the weighted average of the members' held-out errors)
+    errs = sum(w[m.candidate.name] * held[m.candidate.name].errors for m in ok)
+    parts = [(w[m.candidate.name], held[m.candidate.name].noise_rms) for m in ok]
+    noise = None
+    if all(math.isfinite(v) for _, v in parts):
+        # every member's held-out error holds the same held-out value's noise
+        noise = float(math.sqrt(sum(wt * v**2 for wt, v in parts)))
+    out = []
+    for i, fit in enumerate(ok[0].fits):
+        members = tuple(
+            AveragedLaw(
+                candidate=m.candidate.name,
+                family=m.fits[i].family,
+                weight=w[m.candidate.name],
+                params=dict(m.fits[i].params),
+                boot=m.fits[i].boot,
+                noise_sd_boot=m.fits[i].noise_sd_boot,
+                llo=m.fits[i].llo,
+            )
+            for m in ok
         )
-        solved.append((c, problem, sol, fits))
-        if not sol.success:
-            break
-    chosen, problem, sol, fits = solved[0]
-    ok = [m for m in solved if m[2].success]
-    if len(ok) > 1:
-        total = sum(weights[m[0].name] for m in ok)
-        w = {c.name: weights[c.name] / total for c, _, _, _ in ok}
-        # the average is one predictor: its shape error is that of its own held-out
-        # predictions (the weighted average of the members' held-out errors)
-        errs = sum(w[c.name] * llo[c.name][0] for c, _, _, _ in ok)
-        parts = [(w[c.name], noise[c.name]) for c, _, _, _ in ok]
-        avg = {
-            "weights": w,
-            "llo_rmse": float(np.sqrt(np.mean(errs**2))),
-            "llo_n": int(errs.size),
-            "llo_log_dist": float(np.mean(llo[chosen.name][1])),
-        }
-        if all(math.isfinite(v) for _, v in parts):
-            # every member's held-out error holds the same held-out value's noise
-            avg["llo_noise_rmse"] = float(math.sqrt(sum(wt * v**2 for wt, v in parts)))
-        fits = [
-            _with_members(f, [(w[c.name], fs[i]) for c, _, _, fs in ok], avg)
-            for i, f in enumerate(fits)
-        ]
-    return JointResult(chosen, tuple(fits), problem, sol, scores)
+        llo = LeaveLastOut(
+            rmse=float(np.sqrt(np.mean(errs**2))),
+            n=int(errs.size),
+            log_dist=float(np.mean(held[ok[0].candidate.name].log_dists)),
+            # without every member's noise, the dominant member's own
+            noise_rmse=noise if noise is not None else _noise_rmse(fit.llo),
+        )
+        out.append(replace(fit, llo=llo, average=ModelAverage(members)))
+    return out
+
+
+def _noise_rmse(llo: LeaveLastOut | None) -> float:
+    return math.nan if llo is None else llo.noise_rmse
 
 
 def llo_weights(errors: Mapping[str, np.ndarray]) -> dict[str, float]:
@@ -477,30 +524,6 @@ def llo_weights(errors: Mapping[str, np.ndarray]) -> dict[str, float]:
     w = np.where(w >= 0.01, w, 0.0)
     w = w / w.sum()
     return {k: float(v) for k, v in zip(names, w, strict=True)}
-
-
-def _with_members(
-    fit: LawFit, members: Sequence[tuple[float, LawFit]], averaged: Mapping[str, object]
-) -> LawFit:
-    """The dominant member's fit, carrying every member so predictions average them."""
-    from dataclasses import replace
-
-    listed = [
-        {
-            "weight": w,
-            "family": f.family,
-            "params": dict(f.params),
-            "boot": f.boot,
-            "noise_sd_boot": f.extra.get("noise_sd_boot"),
-            **{
-                k: f.extra[k]
-                for k in ("candidate", "llo_rmse", "llo_n", "llo_log_dist", "llo_noise_rmse")
-                if k in f.extra
-            },
-        }
-        for w, f in members
-    ]
-    return replace(fit, extra={**fit.extra, **averaged, "members": listed})
 
 
 def fit_independent(

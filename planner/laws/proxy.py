@@ -35,7 +35,7 @@ from planner.laws.noise import SourcePoints
 
 if TYPE_CHECKING:
     from planner.laws.pairwise import Gaussian
-    from planner.laws.table import GroupInput, ProxyInput
+    from planner.laws.table import GroupInput
 
 #: the executor's continuous metric of a task paired with its accuracies automatically:
 #: ``task/acc`` and ``task/acc_norm`` with ``task/prob_correct_norm`` (the gold choice's
@@ -395,11 +395,19 @@ def fit_link(
     return Link(floor, theta, sources, use, boot)
 
 
+@dataclass(frozen=True, slots=True)
+class ProxyInput:
+    """A continuous proxy of a group's metric: its name, direction and fit points."""
+
+    metric: str
+    lower_is_better: bool
+    points: Mapping[str, SourcePoints]
+
+
 def without_largest(proxy: ProxyInput, depth: int = 1) -> ProxyInput:
     """The proxy with each source's ``depth`` largest computes held out (for a nested
     backtest)."""
     from planner.laws.pairwise import hold_out_largest
-    from planner.laws.table import ProxyInput
 
     rest, _ = hold_out_largest(proxy.points, depth)
     return ProxyInput(proxy.metric, proxy.lower_is_better, rest)

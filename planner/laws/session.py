@@ -35,8 +35,7 @@ def describe_fit(fit: LawFit, fmt: Callable[[float], str]) -> tuple[str, str]:
     says why), not the NaN parameters of the first law it tried."""
     if not fit.success:
         return "-", "-"
-    law = str(fit.extra.get("candidate", fit.family)) if fit.extra else fit.family
-    return law, ", ".join(f"{k}={fmt(v)}" for k, v in fit.params.items())
+    return fit.law, ", ".join(f"{k}={fmt(v)}" for k, v in fit.params.items())
 
 
 def family_candidates(family: str) -> list[Any] | None:
@@ -167,7 +166,7 @@ def group_beliefs(
     noise = group_noise(by_source)
     var = None
     if noise.known:
-        from planner.laws.fit import predict
+        from planner.laws.predict import predict
 
         var = {f.source: float(noise.run_variance(predict(f, [where])[0])) for f in usable}
     return where, pair_beliefs(usable, where, measurement_var=var)
@@ -255,8 +254,8 @@ def proxy_view(
 
     from planner.laws.decision import PairBelief
     from planner.laws.noise import RunPoint, averaged, group_noise
-    from planner.laws.proxy import proxy_prediction
-    from planner.laws.table import GroupInput, ProxyInput
+    from planner.laws.proxy import ProxyInput, proxy_prediction
+    from planner.laws.table import GroupInput
 
     def points(obs: Sequence[Observation]):
         by: dict[str, list[RunPoint]] = {}

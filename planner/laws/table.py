@@ -48,6 +48,7 @@ from planner.laws.pairwise import (
     outcome_log_score,
     reduced_model,
 )
+from planner.laws.proxy import ProxyInput
 
 CANDIDATES = ("point-estimate", "difference", "joint", "proxy")
 #: bootstrap replicates of the joint laws fitted inside a fit set (the nested backtest
@@ -60,15 +61,6 @@ LEVEL = 0.90
 #: extrapolated two steps (the target lies further out still; two distances let the
 #: table see how errors grow with distance)
 NESTED_DEPTHS = (1, 2)
-
-
-@dataclass(frozen=True, slots=True)
-class ProxyInput:
-    """A continuous proxy of a group's metric: its name, direction and fit points."""
-
-    metric: str
-    lower_is_better: bool
-    points: Mapping[str, SourcePoints]
 
 
 @dataclass(frozen=True)
@@ -204,8 +196,8 @@ def noisy_group(group: GroupInput, points: Mapping[str, SourcePoints]):
 def _interval_sd(fits: Sequence[LawFit], sources: Sequence[str], compute: float):
     """Per source, the joint laws' own prediction interval at ``compute`` as a standard
     deviation (parameters, noise and their held-out shape error; see
-    :func:`planner.laws.fit.predict_interval`); None where a fit has none."""
-    from planner.laws.fit import DEFAULT_LEVEL, predict_interval
+    :func:`planner.laws.predict.predict_interval`); None where a fit has none."""
+    from planner.laws.predict import DEFAULT_LEVEL, predict_interval
 
     by = {f.source: f for f in fits}
     z = float(stats.norm.ppf(0.5 + DEFAULT_LEVEL / 2.0))
@@ -247,7 +239,7 @@ def _measurement_noise(
         return group.noise.mean_variance(level, reps) * dm.dispersion
     if dm is not None:
         return np.full(level.size, dm.noise_var)
-    sds = [float(f.extra.get("noise_sd", math.nan)) for f in fits if f.extra]
+    sds = [float(f.noise_sd) for f in fits]
     sd = float(np.nanmedian(sds)) if sds and np.isfinite(sds).any() else math.nan
     return np.full(level.size, sd * sd)
 
@@ -320,7 +312,7 @@ def gather(
 
 
 def _law(fit: LawFit) -> str:
-    return str(fit.extra.get("candidate", fit.family)) if fit.extra else fit.family
+    return fit.law
 
 
 def _nested(

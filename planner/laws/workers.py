@@ -3,11 +3,17 @@
 A group's fit is CPU-bound numpy with its own fixed seeds, so groups spread over processes
 give the same results in the same order as one process, only sooner. ``fit`` and
 ``backtest`` both go through :func:`map_groups`.
+
+A worker exits as soon as the process that started it is gone, however it went: a
+``kill -9`` of ``annealplan fit`` skips the pool's own shutdown, and the workers would
+otherwise wait on their task pipe forever (each holding the laws' imports and a group's
+data).
 """
 
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Callable, Iterator, Sequence
 from typing import TypeVar
 
@@ -49,6 +55,28 @@ def worker_count(jobs: int, tasks: int) -> int:
     return max(1, min(jobs or available_cores(), tasks))
 
 
+def _exit_with_parent() -> None:
+    """A worker's initializer: exit the moment the parent process is gone.
+
+    A spawned worker holds the read end of a pipe whose only write end is the parent's
+    (multiprocessing's parent sentinel); the kernel closes it when the parent dies, however
+    it dies, and the sentinel turns readable. A daemon thread waits on it. This works
+    whichever thread of the parent started the pool, unlike ``PR_SET_PDEATHSIG``, which
+    fires when the *thread* that forked exits.
+    """
+    import multiprocessing
+
+    parent = multiprocessing.parent_process()
+    if parent is None:  # not a multiprocessing child (a test calling it directly)
+        return
+
+    def watch() -> None:
+        parent.join()  # returns once the sentinel is readable: the parent has exited
+        os._exit(1)  # nothing to save: only the parent writes results
+
+    threading.Thread(target=watch, name="exit-with-parent", daemon=True).start()
+
+
 def map_groups(fn: Callable[[T], R], items: Sequence[T], workers: int) -> Iterator[R]:
     """``fn(item)`` for each item, in order, from ``workers`` processes (1: in this one).
 
@@ -65,7 +93,7 @@ def map_groups(fn: Callable[[T], R], items: Sequence[T], workers: int) -> Iterat
     # would copy mid-flight; a spawned worker imports the laws once, then takes group
     # after group
     ctx = multiprocessing.get_context("spawn")
-    pool = ProcessPoolExecutor(max_workers=workers, mp_context=ctx)
+    pool = ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_exit_with_parent)
     try:
         futures = [pool.submit(fn, item) for item in items]
         for f in futures:

@@ -2,6 +2,6 @@
 
 from __future__ import annotations
 
-from planner.report.build import ReportFiles, build_report
+from planner.report.build import Findings, ReportFiles, build_report
 
-__all__ = ["ReportFiles", "build_report"]
+__all__ = ["Findings", "ReportFiles", "build_report"]

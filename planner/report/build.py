@@ -14,28 +14,134 @@ import json
 import math
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from planner.domain import Observation, Plan, lower_is_better
+from planner.domain import (
+    CONTROL_SOURCE,
+    FrontierPoint,
+    LawFit,
+    Observation,
+    Plan,
+    PointEstimate,
+    is_control,
+    lower_is_better,
+)
 from planner.units import Unit, format_quantity
+
+if TYPE_CHECKING:
+    from planner.laws.crossover import Crossover
+
+
+@dataclass(frozen=True, slots=True)
+class MeasuredChoice:
+    """The point estimate as people practise it: trust the measured micro-anneals and spend
+    the whole budget on the source that won at the smallest budgets.
+
+    Attributes:
+        choice: that source.
+        gain_if_followed: the predicted gain of the whole budget on it alone.
+        gain_lost: the plan's predicted gain minus ``gain_if_followed``.
+    """
+
+    choice: str
+    gain_if_followed: float
+    gain_lost: float
+
+
+@dataclass(frozen=True, slots=True)
+class Findings:
+    """What the report found, for a summary beside it.
+
+    Attributes:
+        metric, lower_is_better: the decision metric and its direction.
+        ranking_at_smallest_budget: the sources in their measured order at each one's
+            smallest budget (those the laws also rank).
+        ranking_predicted_at_target: the same sources in the laws' order at the target.
+        ranking_changes, best_changes: the two orders differ (at the top).
+        measured_point_estimate: following the measured smallest-budget winner.
+        point_estimate: the plan's point-estimate comparison (the laws at a micro budget).
+        crossovers: where the fitted laws of two sources cross.
+    """
+
+    metric: str
+    lower_is_better: bool
+    ranking_at_smallest_budget: tuple[str, ...] = ()
+    ranking_predicted_at_target: tuple[str, ...] = ()
+    ranking_changes: bool = False
+    best_changes: bool = False
+    measured_point_estimate: MeasuredChoice | None = None
+    point_estimate: PointEstimate | None = None
+    crossovers: tuple[Crossover, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
 class ReportFiles:
-    """What :func:`build_report` wrote."""
+    """What :func:`build_report` wrote, and what it found."""
 
     markdown: Path
     html: Path
     images: tuple[Path, ...]
-    findings: Mapping[str, Any] = field(default_factory=dict)
+    findings: Findings
 
 
-CONTROL_NAMES = ("control", "")
+@dataclass(frozen=True)
+class _Data:
+    """What the report shows, read once from the store.
+
+    Attributes:
+        metric, lower: the decision metric and whether lower is better.
+        plan: the plan shown (None: no allocation yet).
+        fits: the metric's fits of every source but the control.
+        obs: the metric's observations; ``by_source`` grouped by source.
+        compute_unit: the runs' compute unit when they share one (None: several or unknown).
+        target: the target budget in the runs' compute unit (None: not drawn).
+    """
+
+    metric: str
+    lower: bool
+    plan: Plan | None
+    fits: list[LawFit]
+    obs: list[Observation]
+    by_source: dict[str, list[Observation]]
+    compute_unit: str | None
+    target: float | None
+
+    @property
+    def unit_label(self) -> str:
+        return {
+            "gpu_hours": "GPU-hours",
+            "flops": "FLOPs",
+            "usd": "USD",
+            "tokens": "tokens",
+        }.get(self.compute_unit or "", "compute")
+
+    @property
+    def solved(self) -> bool:
+        """A plan is shown and it is one."""
+        return self.plan is not None and self.plan.success
+
+
+@dataclass(frozen=True)
+class _Rankings:
+    """The measured order at the smallest budgets beside the laws' order at the target, over
+    the sources both rank (``common``)."""
+
+    common: list[str]
+    small: list[str]
+    target: list[str]
+
+    @property
+    def changes(self) -> bool:
+        return bool(self.common) and self.small != self.target
+
+    @property
+    def best_changes(self) -> bool:
+        return bool(self.common) and self.small[:1] != self.target[:1]
 
 
 def _fmt(v: float, digits: int = 4) -> str:
@@ -54,9 +160,8 @@ def build_report(
     *,
     metric: str,
     plan: Plan | None = None,
-    loaded: Any = None,
     budget_compute: float | None = None,
-    frontier_rows: Sequence[Mapping[str, Any]] = (),
+    frontier_rows: Sequence[FrontierPoint] = (),
     title: str = "annealplan report",
     facts: Mapping[str, Any] | None = None,
 ) -> ReportFiles:
@@ -67,10 +172,9 @@ def build_report(
         out_dir: the folder to write into (created if missing).
         metric: the decision metric (the plan's objective).
         plan: the plan to show (default: the newest stored plan for ``metric``).
-        loaded: the allocation problem the plan came from (for the point-estimate table).
         budget_compute: the target budget in the runs' compute unit (for the ranking at
-            the target); defaults to the plan's budget.
-        frontier_rows: rows from ``planner.allocate.plan.frontier`` to plot.
+            the target and the line on the laws plot); None draws no target.
+        frontier_rows: rows from ``planner.allocate.frontier.frontier`` to plot.
         title: the report's heading.
         facts: extra reproducibility facts (e.g. the command that made the runs).
 
@@ -80,79 +184,118 @@ def build_report(
     import matplotlib
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from planner.laws.crossover import crossover
-    from planner.laws.fit import predict_interval
-    from planner.laws.session import draw_grid, draw_range
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    images: list[Path] = []
+    data = _read(store, metric, plan, budget_compute)
+    rankings = _rankings(data)
     md: list[str] = [f"# {title}", "", f"_Written {datetime.now(UTC):%Y-%m-%d %H:%M} UTC._", ""]
+    summary, measured = _summary(data, rankings)
+    md += summary
+    md += _sources_section(store)
+    laws_md, laws_png = _laws_section(data, out)
+    md += laws_md
+    crossovers_md, crossings = _crossovers_section(data)
+    md += crossovers_md
+    md += _allocation_section(data)
+    images = [laws_png]
+    if frontier_rows:
+        fr_png = _frontier_plot(data, frontier_rows, out)
+        images.append(fr_png)
+        md += [f"![frontier]({fr_png.name})", ""]
+    md += _reproducibility_section(store, facts)
 
+    md_path = out / "report.md"
+    md_path.write_text("\n".join(md))
+    html_path = out / "report.html"
+    html_path.write_text(_to_html("\n".join(md), title))
+    findings = Findings(
+        metric=metric,
+        lower_is_better=data.lower,
+        ranking_at_smallest_budget=tuple(rankings.small),
+        ranking_predicted_at_target=tuple(rankings.target),
+        ranking_changes=rankings.changes,
+        best_changes=rankings.best_changes,
+        measured_point_estimate=measured,
+        point_estimate=data.plan.point_estimate if data.plan is not None else None,
+        crossovers=tuple(crossings),
+    )
+    return ReportFiles(markdown=md_path, html=html_path, images=tuple(images), findings=findings)
+
+
+def _read(store: Any, metric: str, plan: Plan | None, target: float | None) -> _Data:
+    """The plan (the newest stored one for ``metric`` when none is given), fits and runs."""
     if plan is None:
         plans = [p for _, p in store.plans() if p.metric == metric]
         plan = plans[0] if plans else None
-    directions = store.metric_directions()
-    lower = lower_is_better(metric, directions)
-
-    fits = [f for _, f in store.fits(metric=metric) if f.source not in CONTROL_NAMES]
+    fits = [f for _, f in store.fits(metric=metric) if not is_control(f.source)]
     obs = store.observations(metric=metric)
     by_source: dict[str, list[Observation]] = defaultdict(list)
     for o in obs:
         by_source[o.source].append(o)
-    control_obs = [o for s in CONTROL_NAMES for o in by_source.get(s, [])]
     units = {u for u in store.compute_units().values() if u}
-    compute_unit = units.pop() if len(units) == 1 else None
-    unit_label = {
-        "gpu_hours": "GPU-hours",
-        "flops": "FLOPs",
-        "usd": "USD",
-        "tokens": "tokens",
-    }.get(compute_unit or "", "compute")
-    # Only draw the target where the runs' compute is in the budget's unit.
-    target = budget_compute
+    return _Data(
+        metric=metric,
+        lower=lower_is_better(metric, store.metric_directions()),
+        plan=plan,
+        fits=fits,
+        obs=obs,
+        by_source=by_source,
+        compute_unit=units.pop() if len(units) == 1 else None,
+        target=target,
+    )
 
-    # ------------------------------------------------------------------ findings
-    findings: dict[str, Any] = {"metric": metric, "lower_is_better": lower}
+
+def _rankings(data: _Data) -> _Rankings:
+    """The measured order at each source's smallest budget, and the laws' at the target:
+    each source's predicted gain with the whole budget on it alone (from the plan), or
+    without a plan, each law's prediction at the target."""
+    from planner.laws.predict import predict_interval
+
     smallest: dict[str, float] = {}
-    for s, rows in by_source.items():
-        if s in CONTROL_NAMES or not rows:
+    for s, rows in data.by_source.items():
+        if is_control(s) or not rows:
             continue
         c0 = min(o.compute for o in rows)
         smallest[s] = float(np.mean([o.value for o in rows if o.compute == c0]))
-    predicted_at_target: dict[str, float] = {}
-    by_gain = ((plan.extra or {}).get("best_single") or {}).get("gain_by_source") if plan else None
+    predicted: dict[str, float] = {}
+    by_gain = _gain_by_source(data.plan)
     if by_gain:
         # The laws' ranking at the target: each source's predicted gain over control when the
         # whole budget is spent on it alone (higher gain is better whatever the metric).
-        predicted_at_target = dict(by_gain)
-        rank_target = sorted(
-            predicted_at_target, key=lambda s: predicted_at_target[s], reverse=True
-        )
+        predicted = dict(by_gain)
+        rank_target = sorted(predicted, key=lambda s: predicted[s], reverse=True)
     else:
-        if target:
-            for f in fits:
+        if data.target:
+            for f in data.fits:
                 if f.success:
-                    predicted_at_target[f.source] = float(predict_interval(f, [target])[0][0])
-        rank_target = _ranking(predicted_at_target, lower)
-    rank_small = _ranking(smallest, lower)
-    common = [s for s in rank_small if s in predicted_at_target]
-    rank_small_c = [s for s in rank_small if s in common]
-    rank_target_c = [s for s in rank_target if s in common]
-    findings.update(
-        ranking_at_smallest_budget=rank_small_c,
-        ranking_predicted_at_target=rank_target_c,
-        ranking_changes=bool(common) and rank_small_c != rank_target_c,
-        best_changes=bool(common) and rank_small_c[:1] != rank_target_c[:1],
+                    predicted[f.source] = float(predict_interval(f, [data.target])[0][0])
+        rank_target = _ranking(predicted, data.lower)
+    rank_small = _ranking(smallest, data.lower)
+    common = [s for s in rank_small if s in predicted]
+    return _Rankings(
+        common=common,
+        small=[s for s in rank_small if s in common],
+        target=[s for s in rank_target if s in common],
     )
 
-    md += ["## Summary", ""]
+
+def _gain_by_source(plan: Plan | None) -> Mapping[str, float]:
+    """Each source's predicted gain with the whole budget on it alone ({} without a plan)."""
+    if plan is None or plan.best_single is None:
+        return {}
+    return plan.best_single.gain_by_source
+
+
+def _summary(data: _Data, rankings: _Rankings) -> tuple[list[str], MeasuredChoice | None]:
+    """The summary: the plan's gain, whether the ranking changes with the budget, and what
+    the two point estimates (measured and read from the laws) would give up."""
+    plan = data.plan
+    md = ["## Summary", ""]
     if plan is not None and plan.success:
         md.append(
             f"For a budget of **{format_quantity(plan.budget, plan.unit)}**, the cost-optimal "
-            f"allocation on `{metric}` predicts a gain of **{plan.gain:+.4g}** over the control "
+            f"allocation on `{data.metric}` predicts a gain of **{plan.gain:+.4g}** over the control "
             f"anneal (90% interval {_fmt(plan.gain_low)} to {_fmt(plan.gain_high)})."
         )
     elif plan is not None:
@@ -160,94 +303,132 @@ def build_report(
     else:
         md.append("No allocation has been made yet (`annealplan allocate --budget …`).")
     md.append("")
-    if common:
-        small_txt = " > ".join(rank_small_c)
-        target_txt = " > ".join(rank_target_c)
-        if findings["ranking_changes"]:
-            md.append(
-                f"**The ranking changes.** At each source's smallest budget the measured order is "
-                f"{small_txt}; the fitted laws predict {target_txt} at the target budget. A single "
-                "micro-anneal would have ranked the sources differently from what the laws expect "
-                "at scale."
-            )
-        else:
-            md.append(
-                f"**No crossing in this example.** The measured order at the smallest budgets "
-                f"({small_txt}) is the order the laws predict at the target budget; "
-                "here a micro-anneal would have picked the same "
-                "best source."
-            )
-        gain_by = ((plan.extra or {}).get("best_single") or {}).get("gain_by_source", {})
-        winner = rank_small_c[0]
-        if plan is not None and plan.success and winner in gain_by:
-            # The point estimate as people practise it: trust the measured micro-anneals and
-            # spend the budget on their winner.
-            followed = float(gain_by[winner])
-            findings["measured_point_estimate"] = {
-                "choice": winner,
-                "gain_if_followed": followed,
-                "gain_lost": float(plan.gain - followed),
-            }
+    measured = None
+    if rankings.common:
+        md += _ranking_paragraph(rankings)
+        measured = _measured_choice(data, rankings)
+        if measured is not None:
             md.append(
                 f"Following the measured smallest-budget winner — the whole budget on "
-                f"**{winner}** — is predicted to gain {followed:+.4g}, "
-                f"{plan.gain - followed:.4g} less than the allocation."
+                f"**{measured.choice}** — is predicted to gain {measured.gain_if_followed:+.4g}, "
+                f"{measured.gain_lost:.4g} less than the allocation."
             )
         md.append("")
-    pe = (plan.extra or {}).get("point_estimate") if plan is not None else None
+    pe = plan.point_estimate if plan is not None else None
     if pe:
-        findings["point_estimate"] = pe
+        interval = (
+            f" (90% interval {_fmt(pe.gain_lost_low)} to {_fmt(pe.gain_lost_high)})."
+            if pe.gain_lost_low is not None
+            else "."
+        )
         md.append(
-            f"Read at a micro budget of {format_quantity(pe['micro_budget'], plan.unit)} "
-            f"({pe['micro_budget'] / plan.budget:.0%} of the budget), the laws choose **{pe['choice']}**; following that choice at the "
+            f"Read at a micro budget of {format_quantity(pe.micro_budget, plan.unit)} "
+            f"({pe.micro_budget / plan.budget:.0%} of the budget), the laws choose **{pe.choice}**; following that choice at the "
             "target budget gives up a predicted "
-            f"**{_fmt(pe['gain_lost'])}** of gain compared with the allocation"
-            + (
-                f" (90% interval {_fmt(pe.get('gain_lost_low'))} to {_fmt(pe.get('gain_lost_high'))})."
-                if pe.get("gain_lost_low") is not None
-                else "."
-            )
+            f"**{_fmt(pe.gain_lost)}** of gain compared with the allocation" + interval
         )
         md.append("")
+    return md, measured
 
-    # ------------------------------------------------------------------ sources
-    sources = store.sources()
-    if sources:
-        md += [
-            "## Sources",
-            "",
-            "| source | kind | cap (tokens) | curation cost model |",
-            "|---|---|---|---|",
+
+def _ranking_paragraph(rankings: _Rankings) -> list[str]:
+    small_txt = " > ".join(rankings.small)
+    target_txt = " > ".join(rankings.target)
+    if rankings.changes:
+        return [
+            f"**The ranking changes.** At each source's smallest budget the measured order is "
+            f"{small_txt}; the fitted laws predict {target_txt} at the target budget. A single "
+            "micro-anneal would have ranked the sources differently from what the laws expect "
+            "at scale."
         ]
-        for s in sources:
-            cost = (
-                f"{s.cost.model} {json.dumps(dict(s.cost.params))} [{s.cost.unit.value}]"
-                if s.cost
-                else "free"
-            )
-            cap = format_quantity(s.cap_tokens, Unit.TOKENS) if s.cap_tokens else "unbounded"
-            md.append(f"| {s.name} | {s.kind} | {cap} | {cost} |")
-        md.append("")
+    return [
+        f"**No crossing in this example.** The measured order at the smallest budgets "
+        f"({small_txt}) is the order the laws predict at the target budget; "
+        "here a micro-anneal would have picked the same "
+        "best source."
+    ]
 
-    # ------------------------------------------------------------------ laws plot
-    md += [f"## Runs and fitted laws: `{metric}`", ""]
-    budgets_per_source = {s: sorted({o.compute for o in rows}) for s, rows in by_source.items()}
+
+def _measured_choice(data: _Data, rankings: _Rankings) -> MeasuredChoice | None:
+    """The point estimate as people practise it: trust the measured micro-anneals and spend
+    the budget on their winner (None without a plan that predicts its gain)."""
+    gain_by = _gain_by_source(data.plan)
+    winner = rankings.small[0]
+    if not data.solved or winner not in gain_by:
+        return None
+    followed = float(gain_by[winner])
+    return MeasuredChoice(winner, followed, float(data.plan.gain - followed))
+
+
+def _sources_section(store: Any) -> list[str]:
+    sources = store.sources()
+    if not sources:
+        return []
+    md = [
+        "## Sources",
+        "",
+        "| source | kind | cap (tokens) | curation cost model |",
+        "|---|---|---|---|",
+    ]
+    for s in sources:
+        cost = (
+            f"{s.cost.model} {json.dumps(dict(s.cost.params))} [{s.cost.unit.value}]"
+            if s.cost
+            else "free"
+        )
+        cap = format_quantity(s.cap_tokens, Unit.TOKENS) if s.cap_tokens else "unbounded"
+        md.append(f"| {s.name} | {s.kind} | {cap} | {cost} |")
+    md.append("")
+    return md
+
+
+def _laws_section(data: _Data, out: Path) -> tuple[list[str], Path]:
+    """The runs and fitted laws: budgets per source, the plot and the table of fits."""
+    md = [f"## Runs and fitted laws: `{data.metric}`", ""]
+    budgets_per_source = {
+        s: sorted({o.compute for o in rows}) for s, rows in data.by_source.items()
+    }
     md.append(
         "Budgets measured per source: "
-        + "; ".join(f"{s or 'control'}: {len(b)}" for s, b in sorted(budgets_per_source.items()))
+        + "; ".join(
+            f"{s or CONTROL_SOURCE}: {len(b)}" for s, b in sorted(budgets_per_source.items())
+        )
         + "."
     )
     md.append("")
+    laws_png = out / f"laws-{_slug(data.metric)}.png"
+    _plot_laws(data, laws_png)
+    md += [f"![laws]({laws_png.name})", ""]
+    md += ["| source | family | method | parameters | points | fit |", "|---|---|---|---|---|---|"]
+    for f in sorted(data.fits, key=lambda f: f.source):
+        params = ", ".join(f"{k}={_fmt(v)}" for k, v in f.params.items())
+        md.append(
+            f"| {f.source} | {f.family} | {f.method} | {params} | {f.n_points} | "
+            f"{'ok' if f.success else html.escape(f.message)} |"
+        )
+    md.append("")
+    return md, laws_png
+
+
+def _plot_laws(data: _Data, path: Path) -> None:
+    """Each source's runs and its law with the 90% band over its own range, the control
+    anneal and the target budget."""
+    import matplotlib.pyplot as plt
+
+    from planner.laws.predict import predict_interval
+    from planner.laws.session import draw_grid, draw_range
+
     fig, ax = plt.subplots(figsize=(8, 5))
     colors = itertools.cycle(plt.rcParams["axes.prop_cycle"].by_key()["color"])
-    xs_all = [o.compute for o in obs]
+    xs_all = [o.compute for o in data.obs]
+    target = data.target
     if xs_all:
         lo = min(xs_all) / 1.5
         hi = max([*xs_all, target or 0.0]) * 1.5
         grid = np.geomspace(lo, hi, 120)
-        for f in sorted(fits, key=lambda f: f.source):
+        for f in sorted(data.fits, key=lambda f: f.source):
             color = next(colors)
-            rows = by_source.get(f.source, [])
+            rows = data.by_source.get(f.source, [])
             ax.scatter([o.compute for o in rows], [o.value for o in rows], color=color, zorder=3)
             if f.success:
                 # Draw each law over its own data and one decade beyond, not over every
@@ -263,6 +444,7 @@ def build_report(
                     ax.fill_between(g, low, high, color=color, alpha=0.15)
             else:
                 ax.plot([], [], color=color, label=f"{f.source} (fit failed)")
+        control_obs = [o for s, rows in data.by_source.items() if is_control(s) for o in rows]
         if control_obs:
             cv = float(np.mean([o.value for o in control_obs]))
             ax.axhline(cv, color="grey", linestyle="--", label="control anneal")
@@ -270,33 +452,29 @@ def build_report(
             ax.axvline(target, color="black", linestyle=":", label="target budget")
         ax.set_xscale("log")
         ax.set_xlabel(
-            "tokens per run" if compute_unit == "tokens" else f"total cost per run ({unit_label})"
+            "tokens per run"
+            if data.compute_unit == "tokens"
+            else f"total cost per run ({data.unit_label})"
         )
-        ax.set_ylabel(metric + (" (lower is better)" if lower else " (higher is better)"))
+        ax.set_ylabel(data.metric + (" (lower is better)" if data.lower else " (higher is better)"))
         ax.legend(fontsize=8)
-        ax.set_title(f"{metric}: runs, fitted laws and 90% prediction bands")
+        ax.set_title(f"{data.metric}: runs, fitted laws and 90% prediction bands")
     fig.tight_layout()
-    laws_png = out / f"laws-{_slug(metric)}.png"
-    fig.savefig(laws_png, dpi=110)
+    fig.savefig(path, dpi=110)
     plt.close(fig)
-    images.append(laws_png)
-    md += [f"![laws]({laws_png.name})", ""]
 
-    md += ["| source | family | method | parameters | points | fit |", "|---|---|---|---|---|---|"]
-    for f in sorted(fits, key=lambda f: f.source):
-        params = ", ".join(f"{k}={_fmt(v)}" for k, v in f.params.items())
-        md.append(
-            f"| {f.source} | {f.family} | {f.method} | {params} | {f.n_points} | "
-            f"{'ok' if f.success else html.escape(f.message)} |"
-        )
-    md.append("")
 
-    # ------------------------------------------------------------------ crossovers
-    ok = [f for f in fits if f.success]
+def _crossovers_section(data: _Data) -> tuple[list[str], list[Crossover]]:
+    """Where each pair of fitted laws crosses, over the runs' range and up to the target."""
+    from planner.laws.crossover import crossover
+
+    md: list[str] = []
+    ok = [f for f in data.fits if f.success]
+    xs_all = [o.compute for o in data.obs]
     crossings = []
     if len(ok) >= 2 and xs_all:
         lo_c = min(xs_all)
-        hi_c = max([*xs_all, target or 0.0]) * 1.5
+        hi_c = max([*xs_all, data.target or 0.0]) * 1.5
         for a, b in itertools.combinations(sorted(ok, key=lambda f: f.source), 2):
             try:
                 c = crossover(a, b, lo_c, hi_c)
@@ -317,69 +495,79 @@ def build_report(
     else:
         md.append("Fewer than two fitted sources: no crossovers to compute.")
     md.append("")
-    findings["crossovers"] = [
-        {"a": c.a, "b": c.b, "compute": c.compute, "probability": c.probability} for c in crossings
+    return md, crossings
+
+
+def _allocation_section(data: _Data) -> list[str]:
+    """The plan's table, the best single source and the point estimate beside it, and its
+    notes."""
+    md = ["## Allocation", ""]
+    plan = data.plan
+    if plan is None or not plan.success:
+        return md
+    md += [
+        "| source | tokens | cost | predicted gain | 90% interval | P(in optimal plan) |",
+        "|---|---|---|---|---|---|",
     ]
-
-    # ------------------------------------------------------------------ allocation
-    md += ["## Allocation", ""]
-    if plan is not None and plan.success:
+    for a in plan.allocations:
+        md.append(
+            f"| {a.source} | {format_quantity(a.tokens, Unit.TOKENS)} | "
+            f"{format_quantity(a.cost, plan.unit)} | {a.gain:+.4g} | "
+            f"{_fmt(a.gain_low)} to {_fmt(a.gain_high)} | {_fmt(a.p_in_optimal, 2)} |"
+        )
+    md.append("")
+    if bs := plan.best_single:
+        md.append(f"Best single source: **{bs.source}** (predicted gain {bs.gain:+.4g}).")
+    if pe := plan.point_estimate:
+        md.append("")
         md += [
-            "| source | tokens | cost | predicted gain | 90% interval | P(in optimal plan) |",
-            "|---|---|---|---|---|---|",
+            "| decision | choice | predicted gain at the target budget |",
+            "|---|---|---|",
+            f"| laws + allocation | {', '.join(a.source for a in plan.allocations if a.tokens > 0)} | {plan.gain:+.4g} |",
+            f"| point estimate (one micro-anneal) | {pe.choice} | {plan.gain - pe.gain_lost:+.4g} |",
         ]
-        for a in plan.allocations:
-            md.append(
-                f"| {a.source} | {format_quantity(a.tokens, Unit.TOKENS)} | "
-                f"{format_quantity(a.cost, plan.unit)} | {a.gain:+.4g} | "
-                f"{_fmt(a.gain_low)} to {_fmt(a.gain_high)} | {_fmt(a.p_in_optimal, 2)} |"
-            )
-        md.append("")
-        ex = plan.extra or {}
-        if bs := ex.get("best_single"):
-            md.append(f"Best single source: **{bs['source']}** (predicted gain {bs['gain']:+.4g}).")
-        if pe:
-            md.append("")
-            md += [
-                "| decision | choice | predicted gain at the target budget |",
-                "|---|---|---|",
-                f"| laws + allocation | {', '.join(a.source for a in plan.allocations if a.tokens > 0)} | {plan.gain:+.4g} |",
-                f"| point estimate (one micro-anneal) | {pe['choice']} | {plan.gain - pe['gain_lost']:+.4g} |",
-            ]
-        md.append("")
-        for note in plan.notes:
-            md.append(f"- {note}")
-        if conf := ex.get("confirmation"):
-            md.append(
-                f"- Confirm the mix with one anneal: {conf.get('source')} at "
-                f"{format_quantity(conf.get('tokens', 0.0), Unit.TOKENS)}."
-            )
-        md.append("")
-    if frontier_rows:
-        fig, ax = plt.subplots(figsize=(8, 4))
-        b = np.array([r["budget"] for r in frontier_rows])
-        g = np.array([r["gain"] for r in frontier_rows])
-        ax.plot(b, g, label="optimal allocation")
-        lo_ = np.array([r.get("gain_low", np.nan) for r in frontier_rows], dtype=float)
-        hi_ = np.array([r.get("gain_high", np.nan) for r in frontier_rows], dtype=float)
-        if np.all(np.isfinite(lo_)):
-            ax.fill_between(b, lo_, hi_, alpha=0.2, label="90% interval")
-        bsg = np.array([r.get("best_single_gain", np.nan) for r in frontier_rows], dtype=float)
-        ax.plot(b, bsg, linestyle="--", label="best single source")
-        ax.set_xscale("log")
-        ax.set_xlabel(f"budget ({plan.unit.value if plan else unit_label})")
-        ax.set_ylabel(f"predicted gain on {metric}")
-        ax.set_title("Allocation frontier")
-        ax.legend(fontsize=8)
-        fig.tight_layout()
-        fr_png = out / "frontier.png"
-        fig.savefig(fr_png, dpi=110)
-        plt.close(fig)
-        images.append(fr_png)
-        md += ["![frontier](frontier.png)", ""]
+    md.append("")
+    for note in plan.notes:
+        md.append(f"- {note}")
+    if conf := plan.confirmation:
+        md.append(
+            f"- Confirm the mix with one anneal: {conf.source} at "
+            f"{format_quantity(conf.tokens, Unit.TOKENS)}."
+        )
+    md.append("")
+    return md
 
-    # ------------------------------------------------------------------ reproducibility
-    md += ["## Reproducibility", ""]
+
+def _frontier_plot(data: _Data, rows: Sequence[FrontierPoint], out: Path) -> Path:
+    """The optimal gain across budgets with its band, and the best single source's."""
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(8, 4))
+    b = np.array([r.budget for r in rows])
+    g = np.array([r.gain for r in rows])
+    ax.plot(b, g, label="optimal allocation")
+    lo_ = np.array([r.gain_low for r in rows], dtype=float)
+    hi_ = np.array([r.gain_high for r in rows], dtype=float)
+    if np.all(np.isfinite(lo_)):
+        ax.fill_between(b, lo_, hi_, alpha=0.2, label="90% interval")
+    bsg = np.array([r.best_single_gain for r in rows], dtype=float)
+    ax.plot(b, bsg, linestyle="--", label="best single source")
+    ax.set_xscale("log")
+    ax.set_xlabel(f"budget ({data.plan.unit.value if data.plan else data.unit_label})")
+    ax.set_ylabel(f"predicted gain on {data.metric}")
+    ax.set_title("Allocation frontier")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    path = out / "frontier.png"
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def _reproducibility_section(store: Any, facts: Mapping[str, Any] | None) -> list[str]:
+    """Versions, the given facts, and per run its seed and the hashes of its data and
+    checkpoint."""
+    md = ["## Reproducibility", ""]
     rows_meta = []
     for r in store.runs():
         try:
@@ -411,12 +599,7 @@ def build_report(
             f"{str(meta.get('data_hash', ''))[:12]} | {str(meta.get('checkpoint_hash', ''))[:12]} |"
         )
     md.append("")
-
-    md_path = out / "report.md"
-    md_path.write_text("\n".join(md))
-    html_path = out / "report.html"
-    html_path.write_text(_to_html("\n".join(md), title))
-    return ReportFiles(markdown=md_path, html=html_path, images=tuple(images), findings=findings)
+    return md
 
 
 def _slug(s: str) -> str:

@@ -8,7 +8,10 @@ quantity that grows with cost; runs are compared only within one (study, metric)
 
 A bad file raises one :class:`ImportDataError` naming the row and the column; nothing is
 returned half-read. Columns outside the format (a notes column, a recipe description…) are
-not read; the table lists them in ``ignored_columns`` so the commands can say so.
+not read; the table lists them in ``ignored_columns`` so the commands can say so, as it
+lists in ``duplicate_rows`` the rows that repeat an earlier row cell for cell (they are read
+as repeat runs). A text cell of a CSV file loses the ``'`` that an export puts before a
+formula-like cell (:func:`quoted_in_csv`).
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ import csv
 import gc
 import math
 import operator
+import re
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -44,6 +48,28 @@ COLUMNS = REQUIRED + OPTIONAL
 METRIC_COLUMNS = ("metric", "value", "n_items", "chance")
 COMPUTE_UNITS = ("flops", "gpu_hours", "usd", "tokens")
 
+#: the start of a text cell a spreadsheet runs as a formula: ``=``, ``+``, ``-``, ``@``, a tab
+#: or a carriage return (the OWASP rule against CSV injection), after any ``'`` before it
+FORMULA_START = r"'*[=+\-@\t\r]"
+#: a whole cell that is a plain number ("-1.5", "+2e3"), which spreadsheets read as a number
+PLAIN_NUMBER = r"'*[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?"
+_FORMULA_START = re.compile(FORMULA_START)
+_PLAIN_NUMBER = re.compile(PLAIN_NUMBER)
+
+
+def quoted_in_csv(cell: str) -> bool:
+    """Whether a CSV export of the runs table puts a ``'`` before this text cell: it starts
+    like a formula and is not a plain number. The ``'`` already there before such a start
+    counts in, so that reading the file back (:func:`unquoted`) restores every cell."""
+    return _FORMULA_START.match(cell) is not None and _PLAIN_NUMBER.fullmatch(cell) is None
+
+
+def unquoted(cell: str) -> str:
+    """A text cell of a CSV runs table as it was before an export quoted it."""
+    if cell.startswith("'") and quoted_in_csv(cell[1:]):
+        return cell[1:]
+    return cell
+
 
 @dataclass(frozen=True, slots=True)
 class RunsTable:
@@ -55,6 +81,8 @@ class RunsTable:
     path: str = ""
     #: columns of the file that are not runs-table columns, left unread
     ignored_columns: tuple[str, ...] = ()
+    #: rows that repeat an earlier row cell for cell: (where it is, where the earlier one is)
+    duplicate_rows: tuple[tuple[str, str], ...] = ()
 
     def ignored_note(self) -> str:
         """One line for stderr about the columns left unread ("" when there are none)."""
@@ -65,15 +93,30 @@ class RunsTable:
             f"table does not have (known: {', '.join(COLUMNS)}); rename one if it was meant"
         )
 
+    def duplicates_note(self, most: int = 5) -> str:
+        """One line for stderr about rows that repeat an earlier row exactly ("" when none).
+
+        Such a row is read as one more repeat run of its source, compute and metric, as a
+        real repeat is; it is also what a row copied twice looks like, so it is named.
+        """
+        if not self.duplicate_rows:
+            return ""
+        shown = ", ".join(f"{row} (= {first})" for row, first in self.duplicate_rows[:most])
+        more = len(self.duplicate_rows) - most
+        return (
+            f"{self.path}: {len(self.duplicate_rows)} row(s) repeat an earlier row cell for "
+            f"cell: {shown}{f' and {more} more' if more > 0 else ''}; each is read as one more "
+            "repeat run of its source, compute and metric. Delete the copies if rows were "
+            "written twice; tell real repeats apart by a seed (or run_id) column"
+        )
+
     def observations(self) -> list[Observation]:
         """Flatten into (study, metric, source, compute, value) observations."""
         by_id = {r.run_id: r for r in self.runs}
-        out = []
-        for m in self.metrics:
-            r = by_id[m.run_id]
-            out.append(
+        with _collector_paused():  # as when reading: many small objects that hold no cycles
+            return [
                 Observation(
-                    study=r.study,
+                    study=(r := by_id[m.run_id]).study,
                     metric=m.name,
                     source=r.source,
                     compute=r.compute,
@@ -83,8 +126,8 @@ class RunsTable:
                     n_items=m.n_items,
                     chance=m.chance,
                 )
-            )
-        return out
+                for m in self.metrics
+            ]
 
 
 def read_runs_table(path: str | Path) -> RunsTable:
@@ -115,11 +158,18 @@ def read_runs_table(path: str | Path) -> RunsTable:
     with _collector_paused():
         if suffix in (".parquet", ".pq"):
             header, rows = _read_parquet(p)
-            numbers, where = None, "row"
+            numbers, where, quoted = None, "row", False
         else:
             header, rows, numbers = _read_csv(p)
-            where = "line"
-        return parse_rows(header, rows, source_name=str(p), row_word=where, row_numbers=numbers)
+            where, quoted = "line", True  # a CSV export quotes formula-like cells
+        return parse_rows(
+            header,
+            rows,
+            source_name=str(p),
+            row_word=where,
+            row_numbers=numbers,
+            quoted=quoted,
+        )
 
 
 @contextmanager
@@ -140,120 +190,211 @@ def parse_rows(
     source_name: str = "<rows>",
     row_word: str = "row",
     row_numbers: Sequence[int] | None = None,
+    quoted: bool = False,
 ) -> RunsTable:
-    """Validate rows (as read from a file) into a :class:`RunsTable`."""
+    """Validate rows (as read from a file) into a :class:`RunsTable`; ``quoted``: the rows
+    come from a CSV file, whose formula-like text cells an export quoted (:func:`unquoted`)."""
+    cols, unknown = _check_header(header, source_name)
+    if not rows:
+        raise ImportDataError(f"{source_name}: the table has no rows")
+    reader = _RowReader(cols, source_name, row_word, row_numbers, quoted)
+    reader.read(rows)
+    return reader.table(ignored_columns=unknown)
+
+
+def _check_header(header: Sequence[str], source_name: str) -> tuple[list[str], tuple[str, ...]]:
+    """The header's column names, and those outside the format; raises when a required
+    column is missing or a known one appears twice."""
     cols = [str(h).strip() for h in header]
     missing = [c for c in REQUIRED if c not in cols]
     if missing:
         raise ImportDataError(
             f"{source_name}: missing required column(s) {', '.join(missing)}; "
             f"a runs table needs {', '.join(REQUIRED)} (optional: {', '.join(OPTIONAL)})"
+            + _delimiter_hint(cols)
         )
     unknown = tuple(c for c in cols if c not in COLUMNS)
     dupes = sorted({c for c in cols if c in COLUMNS and cols.count(c) > 1})
     if dupes:
         raise ImportDataError(f"{source_name}: column(s) {', '.join(dupes)} appear twice")
-    index = {c: i for i, c in enumerate(cols)}
+    return cols, unknown
 
-    runs: dict[str, Run] = {}
-    seen_cells: dict[str, _RunCells] = {}
-    metrics: dict[tuple[str, str], Metric] = {}
-    occurrences: dict[tuple[Any, ...], int] = {}
-    # The rows of one run repeat its cells (one row per metric): each distinct set of
-    # run cells is validated once, and each run's id hashed once, instead of per row.
-    run_cells = operator.itemgetter(*(index[c] for c in _RUN_COLUMNS if c in index))
-    parsed_runs: dict[Any, _RunCells] = {}
-    run_ids: dict[tuple[Any, ...], str] = {}
-    metric_at, value_at = index["metric"], index["value"]
-    n_items_at, chance_at = index.get("n_items"), index.get("chance")
-    if not rows:
-        raise ImportDataError(f"{source_name}: the table has no rows")
-    for offset, row in enumerate(rows):
-        if len(row) != len(cols):
-            raise ImportDataError(
-                f"{_where(source_name, row_word, row_numbers, offset)}: {len(row)} cells for "
-                f"{len(cols)} columns"
+
+def _delimiter_hint(cols: Sequence[str]) -> str:
+    """Why the header may lack the columns: a file separated by semicolons (as spreadsheets
+    write CSV where the decimal mark is a comma) reads as one column holding them all."""
+    if not any(";" in c for c in cols):
+        return ""
+    return (
+        ". The header holds ';': the file looks separated by semicolons, and a runs table is "
+        "separated by commas (or by tabs, in a .tsv file); save it again as comma-separated "
+        "CSV, with '.' as the decimal mark"
+    )
+
+
+class _RowReader:
+    """Reads rows one by one into runs and metric values, checking each against the rows
+    before it (the same run's cells, its repeats, one value per run and metric)."""
+
+    def __init__(
+        self,
+        cols: Sequence[str],
+        source_name: str,
+        row_word: str,
+        row_numbers: Sequence[int] | None,
+        quoted: bool,
+    ) -> None:
+        self.index = {c: i for i, c in enumerate(cols)}
+        self.quoted = quoted
+        self.width = len(cols)
+        self.source_name, self.row_word, self.row_numbers = source_name, row_word, row_numbers
+        self.runs: dict[str, Run] = {}
+        self.seen_cells: dict[str, _RunCells] = {}
+        self.metrics: dict[tuple[str, str], Metric] = {}
+        # (run cells, metric) -> the offset of its first row, or of each of its rows once
+        # it repeats: the k-th is the k-th repeat, and a repeat is compared with the others
+        self.occurrences: dict[tuple[Any, ...], int | list[int]] = {}
+        self.duplicates: list[tuple[int, int]] = []
+        self.rows: Sequence[Sequence[Any]] = ()
+        # The rows of one run repeat its cells (one row per metric): each distinct set of
+        # run cells is validated once, and each run's id hashed once, instead of per row.
+        self.run_cells = operator.itemgetter(
+            *(self.index[c] for c in _RUN_COLUMNS if c in self.index)
+        )
+        self.parsed_runs: dict[Any, _RunCells] = {}
+        self.run_ids: dict[tuple[Any, ...], str] = {}
+        self.metric_at, self.value_at = self.index["metric"], self.index["value"]
+        self.n_items_at, self.chance_at = self.index.get("n_items"), self.index.get("chance")
+
+    def where(self, offset: int) -> str:
+        """Where a row is, as errors name it ("runs.csv line 7")."""
+        return _where(self.source_name, self.row_word, self.row_numbers, offset)
+
+    def read(self, rows: Sequence[Sequence[Any]]) -> None:
+        """Read every row; raises :class:`ImportDataError` naming the first wrong one.
+
+        The loop runs once per row of tables with millions: it keeps its lookups in locals.
+        """
+        self.rows = rows
+        width, run_cells = self.width, self.run_cells
+        metric_at, value_at = self.metric_at, self.value_at
+        parsed_runs, seen_cells, metrics = self.parsed_runs, self.seen_cells, self.metrics
+        n_items_at, chance_at = self.n_items_at, self.chance_at
+        noise_cells = n_items_at is not None or chance_at is not None
+        for offset, row in enumerate(rows):
+            if len(row) != width:
+                raise ImportDataError(f"{self.where(offset)}: {len(row)} cells for {width} columns")
+            cells = parsed_runs.get(raw := run_cells(row))
+            metric, value = _plain_metric(row[metric_at], row[value_at])
+            if cells is None or metric is None:
+                # the first row of these run cells, or an unusual metric cell: every cell is
+                # checked in the columns' order, so the first error is the one reported
+                cells, metric, value = _parse_row(row, self.index, self.where(offset), self.quoted)
+                parsed_runs[raw] = cells
+            run_id = self.run_id(cells, metric, offset)
+            previous = seen_cells.get(run_id)
+            if previous is None:
+                seen_cells[run_id] = cells
+                self.runs[run_id] = cells.run(run_id)
+            elif previous is not cells and previous != cells:
+                _refuse_other_cells(previous, cells, run_id, self.where(offset))
+            n_items = chance = None
+            if noise_cells:
+                n_items, chance = _metric_cells(row, n_items_at, chance_at, self.where(offset))
+            metrics[(run_id, metric)] = Metric(
+                run_id=run_id, name=metric, value=value, n_items=n_items, chance=chance
             )
-        cells = parsed_runs.get(raw := run_cells(row))
-        metric, value = _plain_metric(row[metric_at], row[value_at])
-        if cells is None or metric is None:
-            # the first row of these run cells, or an unusual metric cell: every cell is
-            # checked in the columns' order, so the first error is the one reported
-            ctx = _where(source_name, row_word, row_numbers, offset)
-            cells, metric, value = _parse_row(row, index, ctx)
-            parsed_runs[raw] = cells
-        else:
-            ctx = ""  # only an error below needs it
+
+    def run_id(self, cells: _RunCells, metric: str, offset: int) -> str:
+        """The row's run: its explicit run_id, else the hash of its run cells and of which
+        repeat of them it is."""
         key, explicit_id = cells.key, cells.run_id
         # The k-th row of the same run and metric is the k-th repeat: the same file imported
         # twice yields the same ids, so imports stay idempotent.
-        nth = occurrences.get((*key, metric), 0)
-        occurrences[(*key, metric)] = nth + 1
-        if explicit_id and nth > 0:
-            ctx = ctx or _where(source_name, row_word, row_numbers, offset)
-            raise ImportDataError(
-                f"{ctx}, column metric: run {explicit_id!r} already has a value for {metric!r}"
-            )
+        nth = self.repeat(offset, (*key, metric))
         if explicit_id:
-            run_id = explicit_id
-        else:
-            run_id = run_ids.get((key, nth))
-            if run_id is None:
-                run_id = run_ids[(key, nth)] = stable_id("run", *key, nth)
-        previous = seen_cells.get(run_id)
-        if previous is None:
-            seen_cells[run_id] = cells
-            runs[run_id] = cells.run(run_id)
-        elif previous is not cells and previous != cells:
-            ctx = ctx or _where(source_name, row_word, row_numbers, offset)
-            if previous.key != cells.key:
+            if nth > 0:
                 raise ImportDataError(
-                    f"{ctx}, column run_id: run {run_id!r} is given another source, study, "
-                    "compute, params, tokens or seed than on an earlier row; give each run "
-                    "its own run_id"
+                    f"{self.where(offset)}, column metric: run {explicit_id!r} already has a "
+                    f"value for {metric!r}"
                 )
-            if previous.costs != cells.costs:
-                raise ImportDataError(
-                    f"{ctx}: run {run_id!r} is given different costs on different rows; "
-                    "give each run's cost_curation/cost_training once, consistently"
-                )
-            raise ImportDataError(f"{ctx}, column compute_unit: differs between rows of one run")
-        n_items = chance = None
-        if n_items_at is not None or chance_at is not None:
-            n_items, chance = _metric_cells(
-                row, n_items_at, chance_at, source_name, row_word, row_numbers, offset
-            )
-        metrics[(run_id, metric)] = Metric(
-            run_id=run_id, name=metric, value=value, n_items=n_items, chance=chance
+            return explicit_id
+        run_id = self.run_ids.get((key, nth))
+        if run_id is None:
+            run_id = self.run_ids[(key, nth)] = stable_id("run", *key, nth)
+        return run_id
+
+    def repeat(self, offset: int, run_metric: tuple[Any, ...]) -> int:
+        """Which repeat of its run cells and metric the row at ``offset`` is (0: the first);
+        a repeat equal to an earlier row, cell for cell, is noted as a duplicate."""
+        earlier = self.occurrences.get(run_metric)
+        if earlier is None:
+            self.occurrences[run_metric] = offset
+            return 0
+        if isinstance(earlier, int):
+            earlier = self.occurrences[run_metric] = [earlier]
+        row = self.rows[offset]
+        same = next((o for o in earlier if self.rows[o] == row), None)
+        if same is not None:
+            self.duplicates.append((offset, same))
+        earlier.append(offset)
+        return len(earlier) - 1
+
+    def table(self, *, ignored_columns: tuple[str, ...]) -> RunsTable:
+        def label(offset: int) -> str:
+            return _row_label(self.row_word, self.row_numbers, offset)
+
+        return RunsTable(
+            runs=tuple(self.runs.values()),
+            metrics=tuple(self.metrics.values()),
+            compute_units={run_id: c.unit for run_id, c in self.seen_cells.items()},
+            path=self.source_name,
+            ignored_columns=ignored_columns,
+            duplicate_rows=tuple((label(o), label(first)) for o, first in self.duplicates),
         )
-    return RunsTable(
-        runs=tuple(runs.values()),
-        metrics=tuple(metrics.values()),
-        compute_units={run_id: c.unit for run_id, c in seen_cells.items()},
-        path=source_name,
-        ignored_columns=unknown,
-    )
+
+
+def _refuse_other_cells(previous: _RunCells, cells: _RunCells, run_id: str, ctx: str) -> None:
+    """Raise for a row of run ``run_id`` whose run cells differ from an earlier row's."""
+    if previous.key != cells.key:
+        raise ImportDataError(
+            f"{ctx}, column run_id: run {run_id!r} is given another source, study, "
+            "compute, params, tokens or seed than on an earlier row; give each run "
+            "its own run_id"
+        )
+    if previous.costs != cells.costs:
+        raise ImportDataError(
+            f"{ctx}: run {run_id!r} is given different costs on different rows; "
+            "give each run's cost_curation/cost_training once, consistently"
+        )
+    raise ImportDataError(f"{ctx}, column compute_unit: differs between rows of one run")
 
 
 #: the columns that describe a run: all but the metric's own
 _RUN_COLUMNS = tuple(c for c in COLUMNS if c not in METRIC_COLUMNS)
 
 
+def _cell(row: Sequence[Any], i: int | None) -> Any:
+    """A cell's value, None when the column is absent or the cell is empty (or NaN)."""
+    if i is None:
+        return None
+    v = row[i]
+    if v is None or (isinstance(v, str) and not v.strip()):
+        return None
+    if isinstance(v, float) and math.isnan(v):
+        return None
+    return v
+
+
 def _metric_cells(
-    row: Sequence[Any],
-    n_items_at: int | None,
-    chance_at: int | None,
-    source_name: str,
-    row_word: str,
-    row_numbers: Sequence[int] | None,
-    offset: int,
+    row: Sequence[Any], n_items_at: int | None, chance_at: int | None, ctx: str
 ) -> tuple[float | None, float | None]:
-    """A metric row's evaluation size (a count of items, at least 1) and chance level."""
-    raw_n = _cell(row, n_items_at, "n_items")
-    raw_c = _cell(row, chance_at, "chance")
+    """A metric row's evaluation size (a count of items, at least 1) and chance level;
+    ``ctx`` names the row in errors."""
+    raw_n = _cell(row, n_items_at)
+    raw_c = _cell(row, chance_at)
     if raw_n is None and raw_c is None:
         return None, None
-    ctx = _where(source_name, row_word, row_numbers, offset)
     n_items = _number(raw_n, ctx, "n_items", positive=True)
     if n_items is not None and n_items < 1:
         raise ImportDataError(
@@ -293,14 +434,19 @@ class _RunCells:
 
 def _where(source_name: str, row_word: str, numbers: Sequence[int] | None, offset: int) -> str:
     """Where a row is, as errors name it ("runs.csv line 7")."""
+    return f"{source_name} {_row_label(row_word, numbers, offset)}"
+
+
+def _row_label(row_word: str, numbers: Sequence[int] | None, offset: int) -> str:
+    """A row's place in its file ("line 7": CSV lines count from the header's, 1)."""
     line = numbers[offset] if numbers is not None else offset + 1
-    return f"{source_name} {row_word} {line}"
+    return f"{row_word} {line}"
 
 
 def _plain_metric(metric: Any, value: Any) -> tuple[str | None, float]:
     """The metric name and value of a row whose two cells are plainly valid, else None
     (the row is then checked cell by cell, which names what is wrong)."""
-    if not isinstance(metric, str) or "\x00" in metric:
+    if not isinstance(metric, str) or "\x00" in metric or metric.startswith("'"):
         return None, math.nan
     name = metric.strip()
     try:
@@ -312,29 +458,31 @@ def _plain_metric(metric: Any, value: Any) -> tuple[str | None, float]:
     return name, x
 
 
-def _cell(row: Sequence[Any], i: int | None, name: str) -> Any:
-    """A cell's value, None when the column is absent or the cell is empty."""
-    if i is None:
-        return None
-    v = row[i]
-    if v is None or (isinstance(v, str) and v.strip() == ""):
-        return None
-    if isinstance(v, float) and math.isnan(v) and name != "value":
-        return None
-    return v
-
-
 def _parse_row(
-    row: Sequence[Any], index: Mapping[str, int], ctx: str
+    row: Sequence[Any], index: Mapping[str, int], ctx: str, quoted: bool
 ) -> tuple[_RunCells, str, float]:
-    """Validate every cell of a row in the columns' order (the first error is reported)."""
+    """Validate every cell of a row in the columns' order (the first error is reported);
+    ``quoted``: text cells may carry a CSV export's quote (:func:`unquoted`)."""
 
     def cell(name: str) -> Any:
-        return _cell(row, index.get(name), name)
+        """The cell's value, None when the column is absent or the cell is empty."""
+        i = index.get(name)
+        if i is None:
+            return None
+        v = row[i]
+        if v is None or (isinstance(v, str) and not v.strip()):
+            return None
+        if isinstance(v, float) and math.isnan(v) and name != "value":
+            return None
+        return v
 
-    source = _text(cell("source"), ctx, "source", required=True)
-    metric = _text(cell("metric"), ctx, "metric", required=True)
-    study = _text(cell("study"), ctx, "study") or DEFAULT_STUDY
+    def text(name: str, *, required: bool = False) -> str | None:
+        s = _text(cell(name), ctx, name, required=required)
+        return unquoted(s).strip() if quoted and s else s  # stripped like any cell
+
+    source = text("source", required=True)
+    metric = text("metric", required=True)
+    study = text("study") or DEFAULT_STUDY
     compute = _number(cell("compute"), ctx, "compute", required=True, positive=True)
     value = _number(cell("value"), ctx, "value", required=True, positive=False, signed=True)
     params = _number(cell("params"), ctx, "params", positive=True)
@@ -342,12 +490,12 @@ def _parse_row(
     seed = _integer(cell("seed"), ctx, "seed")
     cost_c = _number(cell("cost_curation"), ctx, "cost_curation")
     cost_t = _number(cell("cost_training"), ctx, "cost_training")
-    unit = _text(cell("compute_unit"), ctx, "compute_unit")
+    unit = text("compute_unit")
     if unit is not None and unit not in COMPUTE_UNITS:
         raise ImportDataError(
             f"{ctx}, column compute_unit: {unit!r} is not one of {', '.join(COMPUTE_UNITS)}"
         )
-    explicit_id = _text(cell("run_id"), ctx, "run_id")
+    explicit_id = text("run_id")
     key = (study, source, compute, params, tokens, seed, explicit_id)
     return _RunCells(key, (cost_c, cost_t), unit), metric, value
 
@@ -415,7 +563,8 @@ def _read_csv(p: Path) -> tuple[list[str], list[list[str]], list[int]]:
                 raise ImportDataError(f"{p} is empty; a runs table needs a header row")
             start = reader.line_num + 1
             for row in reader:
-                if any(c.strip() for c in row):  # blank lines are not rows
+                # blank lines are not rows (the first cell alone settles almost every row)
+                if (row and row[0].strip()) or any(c.strip() for c in row):
                     rows.append(row)
                     numbers.append(start)
                 start = reader.line_num + 1

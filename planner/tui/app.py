@@ -150,9 +150,10 @@ def make_app(
         store: the open store; the app uses it on the UI thread and gives each worker
             thread ``store.cursor()``.
         registry: the plugin registry (source kinds, cost models, law families).
-        client: the executor client(s) (``planner.dispatch.client.ExecutorClient``, one or a
-            list) the jobs and executors screens talk to; None: sweeps can be designed but
-            not run, and the jobs screen says so.
+        client: the executor(s) the jobs and executors screens talk to
+            (:class:`plugins.contract.JobSubmitter`, one or a list, as
+            ``planner.dispatch.registry.open_clients`` yields them); None: sweeps can be
+            designed but not run, and the jobs screen says so.
         mode: the screen to open first (``sources`` by default).
 
     Returns:

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 from textual.message import Message
 
 if TYPE_CHECKING:
-    from planner.domain import AnnealSpec, LawFit, Observation, Plan, Source
+    from planner.domain import AnnealSpec, FrontierPoint, LawFit, Observation, Plan, Source
     from planner.tui.rows import SourceRow
 
 
@@ -58,10 +58,6 @@ class CostPreviewed(Message):
         self.cost = cost
         self.unit = unit
         self.text = text
-
-
-class PluginsLoaded(Message):
-    """The registry's plugins and problems were read (cheap, but kept off the UI thread)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,7 +118,7 @@ class PlanSolved(Message):
 class FrontierComputed(Message):
     """The frontier around a stored plan's budget was computed (``problem``: why not)."""
 
-    def __init__(self, plan_id: str, frontier: Sequence[Mapping[str, Any]], problem: str = ""):
+    def __init__(self, plan_id: str, frontier: Sequence[FrontierPoint], problem: str = ""):
         super().__init__()
         self.plan_id = plan_id
         self.frontier = list(frontier)

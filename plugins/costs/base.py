@@ -1,4 +1,6 @@
-"""Shared parts of the built-in cost models: validated parameters and unit conversion."""
+"""Shared parts of the built-in cost models: validated parameters and unit conversion, and
+the cost-unit check and rates of the source kinds that state a curation cost in compute
+(``synthetic``, ``filtered``)."""
 
 from __future__ import annotations
 
@@ -6,12 +8,62 @@ from collections.abc import Mapping
 from typing import Any, ClassVar
 
 import sympy
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from plugins.contract import CostModel, validate_model
+from plugins.contract import CostModel, PluginConfig, validate_model
 from plugins.units import Rates, Unit, convert
 
 COST_UNITS = (Unit.FLOPS, Unit.GPU_HOURS, Unit.USD)
+#: the rate parameters a cost model or a kind's configuration may set
+RATE_FIELDS = ("flops_per_gpu_hour", "usd_per_gpu_hour")
+
+
+def check_cost_unit(unit: Unit) -> Unit:
+    """A cost is stated in FLOPs, GPU-hours or dollars, never in tokens.
+
+    Raises:
+        ValueError: for any other unit (pydantic validators turn it into a field error).
+    """
+    if unit not in COST_UNITS:
+        raise ValueError("cost_unit must be flops, gpu_hours or usd")
+    return unit
+
+
+def rates_or_defaults(
+    flops_per_gpu_hour: float | None = None, usd_per_gpu_hour: float | None = None
+) -> Rates:
+    """Rates with the given figures, :class:`~plugins.units.Rates`' defaults for the rest."""
+    base = Rates()
+    return Rates(
+        flops_per_gpu_hour or base.flops_per_gpu_hour, usd_per_gpu_hour or base.usd_per_gpu_hour
+    )
+
+
+class PricedConfig(PluginConfig):
+    """Base of a source kind's configuration that states its curation cost in compute.
+
+    The subclass declares the fields (each with its own description, in its form's order):
+    ``cost_unit: Unit``, ``flops_per_gpu_hour: float | None`` and
+    ``usd_per_gpu_hour: float | None``. This base checks the unit and turns the rates into
+    :class:`~plugins.units.Rates`.
+    """
+
+    @field_validator("cost_unit", check_fields=False)
+    @classmethod
+    def _cost_unit(cls, value: Unit) -> Unit:
+        return check_cost_unit(value)
+
+    def rates(self) -> Rates:
+        """The configured rates, defaults for those not set."""
+        return rates_or_defaults(*(getattr(self, k) for k in RATE_FIELDS))
+
+    def explicit_rates(self) -> dict[str, float]:
+        """Only the rates the configuration sets: the planner fills in the project's."""
+        return {k: getattr(self, k) for k in RATE_FIELDS if getattr(self, k) is not None}
+
+    def price_flops(self, flops: float) -> float:
+        """What ``flops`` of curation compute cost, in the configured ``cost_unit``."""
+        return convert(flops, Unit.FLOPS, self.cost_unit, self.rates())  # type: ignore[attr-defined]
 
 
 class CostParams(BaseModel):

@@ -23,22 +23,23 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, model_validator
 
 from plugins.contract import CostChoice, CurationCost, Materialized, PluginConfig, Tokenizer
-from plugins.errors import PluginError
+from plugins.costs.base import PricedConfig
+from plugins.errors import PluginError, executor_extra
 from plugins.hookspecs import hookimpl
 from plugins.sources.documents import StrList, TextSplit, expand, read_documents, seeded_order
 from plugins.sources.files import FilesKind, PoolConfig, estimate_tokens
 from plugins.sources.packing import count_tokens, encode, pack_documents, write_shards
-from plugins.units import Rates, Unit, convert
+from plugins.units import Unit
 
 # A hashed n-gram logistic regression does a few dozen multiply-adds per token; this rough
 # figure keeps its cost model nonzero. Set scan_flops_per_token to a measured value if known.
 LIGHT_FLOPS_PER_TOKEN = 100.0
 
 
-class FilteredConfig(PoolConfig):
+class FilteredConfig(PoolConfig, PricedConfig):
     """Configuration of the ``filtered`` kind."""
 
     path_fields = ("pool", "classifier", "labelled")
@@ -85,20 +86,6 @@ class FilteredConfig(PoolConfig):
                 "set exactly one of classifier (a model folder) or labelled (examples)"
             )
         return self
-
-    @field_validator("cost_unit")
-    @classmethod
-    def _cost_unit(cls, value: Unit) -> Unit:
-        if value is Unit.TOKENS:
-            raise ValueError("cost_unit must be flops, gpu_hours or usd")
-        return value
-
-    def rates(self) -> Rates:
-        base = Rates()
-        return Rates(
-            self.flops_per_gpu_hour or base.flops_per_gpu_hour,
-            self.usd_per_gpu_hour or base.usd_per_gpu_hour,
-        )
 
 
 def read_labelled(
@@ -147,8 +134,9 @@ class _LightScorer:
     """Hashed character n-grams + logistic regression, trained from labelled examples."""
 
     def __init__(self, texts: list[str], labels: list[Any], positive: Any) -> None:
-        from sklearn.feature_extraction.text import HashingVectorizer
-        from sklearn.linear_model import LogisticRegression
+        with executor_extra("the filtered kind's light classifier"):
+            from sklearn.feature_extraction.text import HashingVectorizer
+            from sklearn.linear_model import LogisticRegression
 
         y = np.array([str(lab) == str(positive) for lab in labels], dtype=int)
         if len(set(y.tolist())) < 2:
@@ -175,8 +163,9 @@ class _ModelScorer:
     def __init__(
         self, *, classifier: str, positive_label: int | str, max_length: int, device: str, **_: Any
     ) -> None:
-        import torch
-        from transformers import AutoModelForSequenceClassification, AutoTokenizer
+        with executor_extra("the filtered kind's classifier"):
+            import torch
+            from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
         path = Path(classifier)
         if not (path / "config.json").exists():
@@ -286,8 +275,9 @@ class FilteredKind(FilesKind):
             return float(config.scan_flops_per_token)
         if config.classifier is None:
             return LIGHT_FLOPS_PER_TOKEN
-        import torch
-        from transformers import AutoConfig, AutoModelForSequenceClassification
+        with executor_extra("counting the filtered kind's classifier parameters"):
+            import torch
+            from transformers import AutoConfig, AutoModelForSequenceClassification
 
         cfg = AutoConfig.from_pretrained(config.classifier)
         with torch.device("meta"):
@@ -306,7 +296,7 @@ class FilteredKind(FilesKind):
                 "sharpness": config.sharpness,
                 "unit": config.cost_unit.value,
                 # Rates only when the config sets them: the planner fills in the project's.
-                **_explicit_rates(config),
+                **config.explicit_rates(),
             },
         )
 
@@ -356,7 +346,7 @@ class FilteredKind(FilesKind):
         basis = state["cls_tokens"] if state["cls_tokens"] else state["scanned_tokens"]
         flops = per_token * basis
         curation = CurationCost(
-            cost=convert(flops, Unit.FLOPS, config.cost_unit, config.rates()),
+            cost=config.price_flops(flops),
             unit=config.cost_unit.value,
             documents_scored=state["scored"],
             seconds=time.perf_counter() - start,
@@ -383,14 +373,6 @@ class FilteredKind(FilesKind):
             config=config.model_dump(mode="json"),
             extra={"pool_documents": len(docs)},
         )
-
-
-def _explicit_rates(config: Any) -> dict[str, float]:
-    return {
-        k: getattr(config, k)
-        for k in ("flops_per_gpu_hour", "usd_per_gpu_hour")
-        if getattr(config, k) is not None
-    }
 
 
 @hookimpl

@@ -16,7 +16,7 @@ from typing import Any
 
 from pydantic import Field
 
-from plugins.errors import PluginError
+from plugins.errors import PluginError, executor_extra
 from plugins.hookspecs import hookimpl
 from plugins.sources.documents import StrList, expand
 from plugins.sources.files import FilesKind, PoolConfig
@@ -41,7 +41,8 @@ def _is_saved_dataset(path: Path) -> bool:
 
 @lru_cache(maxsize=8)
 def _load(paths: tuple[str, ...], split: str, text_field: str, stamp: str) -> tuple[str, ...]:
-    import datasets
+    with executor_extra("the hf-disk kind"):
+        import datasets
 
     if len(paths) == 1 and _is_saved_dataset(Path(paths[0])):
         loaded = datasets.load_from_disk(paths[0], keep_in_memory=True)

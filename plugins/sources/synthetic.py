@@ -19,6 +19,7 @@ import os
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, Literal
@@ -34,17 +35,18 @@ from plugins.contract import (
     SourceKind,
     Tokenizer,
 )
-from plugins.errors import PluginError
+from plugins.costs.base import PricedConfig
+from plugins.errors import PluginError, executor_extra
 from plugins.hookspecs import hookimpl
 from plugins.sources.documents import StrList, TextSplit, read_documents
 from plugins.sources.packing import pack_documents, write_shards
-from plugins.units import Rates, Unit, convert
+from plugins.units import Unit
 
 DEFAULT_STYLES = ("like an encyclopedia", "as questions and answers")
 DEFAULT_TEMPLATE = "Rewrite the following text {style}.\n\nText: {document}\n\nRewritten text:"
 
 
-class SyntheticConfig(PluginConfig):
+class SyntheticConfig(PricedConfig):
     """Configuration of the ``synthetic`` kind."""
 
     path_fields = ("generator", "seeds", "cache_dir")
@@ -102,26 +104,13 @@ class SyntheticConfig(PluginConfig):
                 raise ValueError(f"the template must contain {name}")
         return value
 
-    @field_validator("cost_unit")
-    @classmethod
-    def _cost_unit(cls, value: Unit) -> Unit:
-        if value is Unit.TOKENS:
-            raise ValueError("cost_unit must be flops, gpu_hours or usd")
-        return value
-
-    def rates(self) -> Rates:
-        base = Rates()
-        return Rates(
-            self.flops_per_gpu_hour or base.flops_per_gpu_hour,
-            self.usd_per_gpu_hour or base.usd_per_gpu_hour,
-        )
-
 
 @lru_cache(maxsize=8)
 def count_params(generator: str) -> int:
     """The generator's parameter count, from its config alone (no weights are loaded)."""
-    import torch
-    from transformers import AutoConfig, AutoModelForCausalLM
+    with executor_extra("counting the synthetic kind's generator parameters"):
+        import torch
+        from transformers import AutoConfig, AutoModelForCausalLM
 
     cfg = AutoConfig.from_pretrained(generator)
     with torch.device("meta"):
@@ -133,8 +122,9 @@ class _Generator:
     """The loaded model and tokenizer, generating one batch at a time."""
 
     def __init__(self, config: SyntheticConfig) -> None:
-        import torch
-        from transformers import AutoModelForCausalLM, AutoTokenizer
+        with executor_extra("the synthetic kind's generator"):
+            import torch
+            from transformers import AutoModelForCausalLM, AutoTokenizer
 
         path = Path(config.generator)
         if not (path / "config.json").exists():
@@ -233,7 +223,7 @@ class SyntheticKind(SourceKind):
                 "prompt_tokens_per_output_token": config.prompt_tokens_per_output_token,
                 "unit": config.cost_unit.value,
                 # Rates only when the config sets them: the planner fills in the project's.
-                **_explicit_rates(config),
+                **config.explicit_rates(),
             },
         )
 
@@ -277,83 +267,15 @@ class SyntheticKind(SourceKind):
             raise PluginError(f"no seed documents in {', '.join(config.seeds)}; add some text")
         cache = self._cache_folder(config, dest, seed)
         cache.mkdir(parents=True, exist_ok=True)
-        state = {"batches": 0, "reused": 0, "prompt": 0, "output": 0, "generated_now": 0}
-        gen: list[_Generator] = []  # loaded on first need: a fully cached run loads nothing
-
-        def batches() -> Iterator[list[dict[str, Any]]]:
-            b = 0
-            while True:
-                first = b * config.batch_size
-                if config.max_rounds is not None and first >= len(pairs) * config.max_rounds:
-                    return
-                path = cache / f"batch-{b:06d}.json"
-                if path.exists():
-                    items = json.loads(path.read_text())
-                    state["reused"] += 1
-                else:
-                    tasks = [
-                        self._task(pairs, t, seed) for t in range(first, first + config.batch_size)
-                    ]
-                    if config.max_rounds is not None:
-                        tasks = [t for t in tasks if t[2] < config.max_rounds]
-                    if not gen:
-                        gen.append(_Generator(config))
-                    prompts = [gen[0].prompt(seeds[d], config.styles[s]) for d, s, _ in tasks]
-                    outs = gen[0].generate(prompts, _batch_seed(seed, b))
-                    items = [
-                        {"doc": d, "style": config.styles[s], "round": r, **o}
-                        for (d, s, r), o in zip(tasks, outs, strict=True)
-                    ]
-                    _write_atomic(path, items)
-                    state["generated_now"] += sum(
-                        i["prompt_tokens"] + i["output_tokens"] for i in items
-                    )
-                state["batches"] += 1
-                state["prompt"] += sum(i["prompt_tokens"] for i in items)
-                state["output"] += sum(i["output_tokens"] for i in items)
-                yield items
-                b += 1
-
-        def texts() -> Iterator[str]:
-            empty_batches = 0
-            for items in batches():
-                empty_batches = 0 if any(i["text"] for i in items) else empty_batches + 1
-                if empty_batches >= 20:
-                    raise PluginError(
-                        f"generator {config.generator} wrote only empty text in 20 batches in "
-                        "a row; check the template, chat_template and max_new_tokens"
-                    )
-                for item in items:
-                    if item["text"]:
-                        yield item["text"]
-
+        batches = _Batches(config, seeds, pairs, cache, seed)
         packed = pack_documents(
-            texts(),
+            batches.texts(),
             tokens=tokens,
             tokenizer=tokenizer,
             what=f"the synthetic source (generator {config.generator})",
             hint="raise max_rounds or add seed documents",
         )
-        n_params = self._params(config)
-        gen_tokens = state["prompt"] + state["output"]
-        flops = 2.0 * n_params * gen_tokens
-        curation = CurationCost(
-            cost=convert(flops, Unit.FLOPS, config.cost_unit, config.rates()),
-            unit=config.cost_unit.value,
-            generator_tokens=gen_tokens,
-            seconds=time.perf_counter() - start,
-            details={
-                "flops": flops,
-                "generator_params": n_params,
-                "prompt_tokens": state["prompt"],
-                "output_tokens": state["output"],
-                "batches": state["batches"],
-                "batches_reused": state["reused"],
-                "generator_tokens_this_run": state["generated_now"],
-                "prompt_tokens_per_output_token": state["prompt"] / max(state["output"], 1),
-                "cache": str(cache),
-            },
-        )
+        curation = self._curation(config, batches.log, cache, time.perf_counter() - start)
         return write_shards(
             packed.ids,
             dest,
@@ -366,13 +288,132 @@ class SyntheticKind(SourceKind):
             extra={"seed_documents": len(seeds)},
         )
 
-    @staticmethod
-    def _task(pairs: list[tuple[int, int]], t: int, seed: int) -> tuple[int, int, int]:
-        """Task number t → (document, style, round): each round is a seeded permutation."""
-        rnd, i = divmod(t, len(pairs))
-        order = _round_order(len(pairs), seed, rnd)
-        d, s = pairs[int(order[i])]
-        return d, s, rnd
+    def _curation(
+        self, config: SyntheticConfig, log: _GenerationLog, cache: Path, seconds: float
+    ) -> CurationCost:
+        """What the generator processed (prompts and outputs, reused batches included)."""
+        n_params = self._params(config)
+        gen_tokens = log.prompt + log.output
+        flops = 2.0 * n_params * gen_tokens
+        return CurationCost(
+            cost=config.price_flops(flops),
+            unit=config.cost_unit.value,
+            generator_tokens=gen_tokens,
+            seconds=seconds,
+            details={
+                "flops": flops,
+                "generator_params": n_params,
+                "prompt_tokens": log.prompt,
+                "output_tokens": log.output,
+                "batches": log.batches,
+                "batches_reused": log.reused,
+                "generator_tokens_this_run": log.generated_now,
+                "prompt_tokens_per_output_token": log.prompt / max(log.output, 1),
+                "cache": str(cache),
+            },
+        )
+
+
+@dataclass
+class _GenerationLog:
+    """What one materialisation took from the generator, batch by batch."""
+
+    batches: int = 0
+    reused: int = 0
+    prompt: int = 0
+    output: int = 0
+    generated_now: int = 0
+
+
+class _Batches:
+    """The generation batches of one materialisation, in order.
+
+    A batch finished by an earlier (interrupted) run is read from the cache; any other is
+    generated, seeded by (seed, batch number), and cached as it completes. The generator is
+    loaded on first need, so a fully cached run loads nothing.
+    """
+
+    def __init__(
+        self,
+        config: SyntheticConfig,
+        seeds: list[str],
+        pairs: list[tuple[int, int]],
+        cache: Path,
+        seed: int,
+    ) -> None:
+        self.config, self.seeds, self.pairs, self.cache, self.seed = (
+            config,
+            seeds,
+            pairs,
+            cache,
+            seed,
+        )
+        self.log = _GenerationLog()
+        self._generator: _Generator | None = None
+
+    def __iter__(self) -> Iterator[list[dict[str, Any]]]:
+        cfg = self.config
+        b = 0
+        while True:
+            first = b * cfg.batch_size
+            if cfg.max_rounds is not None and first >= len(self.pairs) * cfg.max_rounds:
+                return
+            path = self.cache / f"batch-{b:06d}.json"
+            if path.exists():
+                items = json.loads(path.read_text())
+                self.log.reused += 1
+            else:
+                items = self._generate(b, first)
+                _write_atomic(path, items)
+                self.log.generated_now += sum(
+                    i["prompt_tokens"] + i["output_tokens"] for i in items
+                )
+            self.log.batches += 1
+            self.log.prompt += sum(i["prompt_tokens"] for i in items)
+            self.log.output += sum(i["output_tokens"] for i in items)
+            yield items
+            b += 1
+
+    def _generate(self, b: int, first: int) -> list[dict[str, Any]]:
+        cfg = self.config
+        tasks = [_task(self.pairs, t, self.seed) for t in range(first, first + cfg.batch_size)]
+        if cfg.max_rounds is not None:
+            tasks = [t for t in tasks if t[2] < cfg.max_rounds]
+        if self._generator is None:
+            self._generator = _Generator(cfg)
+        gen = self._generator
+        prompts = [gen.prompt(self.seeds[d], cfg.styles[s]) for d, s, _ in tasks]
+        outs = gen.generate(prompts, _batch_seed(self.seed, b))
+        return [
+            {"doc": d, "style": cfg.styles[s], "round": r, **o}
+            for (d, s, r), o in zip(tasks, outs, strict=True)
+        ]
+
+    def texts(self) -> Iterator[str]:
+        """The generated texts, in order (empty ones skipped).
+
+        Raises:
+            PluginError: 20 batches in a row wrote only empty text.
+        """
+        empty_batches = 0
+        for items in self:
+            empty_batches = 0 if any(i["text"] for i in items) else empty_batches + 1
+            if empty_batches >= 20:
+                raise PluginError(
+                    f"generator {self.config.generator} wrote only empty text in 20 batches "
+                    "in a row; check the template, chat_template and max_new_tokens"
+                )
+            for item in items:
+                if item["text"]:
+                    yield item["text"]
+
+
+def _task(pairs: list[tuple[int, int]], t: int, seed: int) -> tuple[int, int, int]:
+    """Task number t → (document, style, round): each round is a seeded permutation."""
+    rnd, i = divmod(t, len(pairs))
+    order = _round_order(len(pairs), seed, rnd)
+    d, s = pairs[int(order[i])]
+    return d, s, rnd
 
 
 @lru_cache(maxsize=64)
@@ -388,14 +429,6 @@ def _write_atomic(path: Path, items: list[dict[str, Any]]) -> None:
     tmp = path.with_name(f".{path.name}.{os.getpid()}-{uuid.uuid4().hex[:6]}")
     tmp.write_text(json.dumps(items))
     tmp.replace(path)
-
-
-def _explicit_rates(config: Any) -> dict[str, float]:
-    return {
-        k: getattr(config, k)
-        for k in ("flops_per_gpu_hour", "usd_per_gpu_hour")
-        if getattr(config, k) is not None
-    }
 
 
 @hookimpl

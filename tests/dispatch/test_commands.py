@@ -9,15 +9,15 @@ import httpx
 from click.testing import CliRunner
 
 from planner.cli import cli
-from planner.dispatch.local import LocalExecutor
+from plugins.backends.local.launcher import LocalExecutor
 
 
 def _spec(job_id: str) -> dict:
     return {
         "job_id": job_id,
         "base_model": "model",
-        # A source kind no plugin provides: the job fails fast in its worker, cleanly.
-        "source": {"kind": "nonexistent", "config": {}, "tokens": 64},
+        # A model folder without a tokenizer: the job fails fast in its worker, cleanly.
+        "source": {"kind": "files", "config": {"paths": ["data/a.jsonl"]}, "tokens": 64},
     }
 
 
@@ -29,6 +29,8 @@ def _cli(project: Path, *args: str):
 def test_executor_and_job_verbs(tmp_path: Path):
     project = tmp_path / "project"
     (project / "model").mkdir(parents=True)
+    (project / "data").mkdir()
+    (project / "data" / "a.jsonl").write_text('{"text": "a"}\n')
     with LocalExecutor(project) as ex:
         r = _cli(project, "executors", "add", "box", "--url", ex.url, "--token-file",
                  str(ex.token_file), "--json")  # fmt: skip

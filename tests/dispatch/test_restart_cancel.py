@@ -14,10 +14,10 @@ import psutil
 
 from executors.protocol import JobState
 from planner.dispatch.ingest import build_job
-from planner.dispatch.local import LocalExecutor
 from planner.dispatch.scheduler import run_sweep
 from planner.domain import AnnealSpec
 from planner.store import open_store
+from plugins.backends.local.launcher import LocalExecutor
 from tests.dispatch.conftest import shm_buffers, sweep_meta
 
 # 300 optimizer steps of 4×32 tokens, a complete checkpoint every 10: long enough that the

@@ -1,15 +1,17 @@
-"""A sweep end to end on loopback: a real daemon started as users start it, real DeepSpeed
-anneals and real lm-eval on a tiny local task; results land in DuckDB exactly once."""
+"""A sweep end to end on loopback: a real daemon started as users start it (the ``local``
+backend, reached through the plugin registry like every executor), real DeepSpeed anneals
+and real lm-eval on a tiny local task; results land in DuckDB exactly once."""
 
 from __future__ import annotations
 
 import asyncio
 from pathlib import Path
 
-from planner.dispatch.local import LocalExecutor
+from planner.dispatch.registry import open_clients
 from planner.dispatch.scheduler import run_sweep
 from planner.domain import AnnealSpec, Source
 from planner.store import open_store
+from plugins.manager import load_registry
 from tests.dispatch.conftest import shm_buffers, sweep_meta
 
 
@@ -30,15 +32,17 @@ def _store(root: Path):
 def test_sweep_runs_real_jobs_and_ingests_each_once(executor_root: Path):
     store = _store(executor_root)
     seen = []
-    with LocalExecutor(executor_root) as ex:
+    registry = load_registry(entry_points=False)
 
-        async def go():
-            async with ex.client() as client:
-                first = await run_sweep(store, "tiny", [client], on_update=seen.append, poll_s=0.5)
-                second = await run_sweep(store, "tiny", [client], poll_s=0.5)
-                return first, second
+    async def go():
+        # No executors.toml: the embedded local daemon, rooted at the project folder.
+        async with open_clients(executor_root, registry) as clients:
+            assert [c.name for c in clients] == ["local"]
+            first = await run_sweep(store, "tiny", clients, on_update=seen.append, poll_s=0.5)
+            second = await run_sweep(store, "tiny", clients, poll_s=0.5)
+            return first, second
 
-        first, second = asyncio.run(go())
+    first, second = asyncio.run(go())
     assert first.failed == [], first.failed
     assert (first.submitted, first.succeeded, first.ingested, first.reused) == (2, 2, 2, 0)
     assert (second.submitted, second.ingested, second.reused) == (0, 0, 2)

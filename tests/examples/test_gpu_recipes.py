@@ -9,6 +9,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from executors.protocol import AnnealJobSpec
+
 GPU = Path(__file__).resolve().parents[2] / "examples" / "gpu"
 JOBS = sorted(GPU.glob("job_*.json"))
 MEDICAL = {
@@ -102,11 +104,7 @@ def test_job_tasks_exist(path: Path, task_index: set[str]) -> None:
 
 @pytest.mark.parametrize("path", JOBS, ids=lambda p: p.name)
 def test_job_spec_validates(path: Path) -> None:
-    try:
-        protocol = importlib.import_module("executors.protocol")
-    except ImportError:
-        pytest.skip("executors.protocol is not there yet: job specs checked as JSON only")
-    spec = protocol.AnnealJobSpec.model_validate_json(path.read_text())
+    spec = AnnealJobSpec.model_validate_json(path.read_text())
     assert spec.training.zero_stage == 3
     assert spec.training.bf16 is True
     assert spec.replay is not None and spec.replay.fraction == pytest.approx(0.7)
@@ -118,14 +116,10 @@ def test_job_source_configs_validate(path: Path) -> None:
     job = json.loads(path.read_text())
     kinds: dict = {}
     for module in ("files", "hf_disk", "synthetic", "licensed", "filtered"):
-        try:
-            mod = importlib.import_module(f"plugins.sources.{module}")
-        except ImportError:
-            continue
+        mod = importlib.import_module(f"plugins.sources.{module}")
         mod.register_source_kinds(lambda k: kinds.__setitem__(k.name, k))
     for ref in (job["source"], job["replay"]["source"]):
-        if ref["kind"] not in kinds:
-            pytest.skip(f"source kind {ref['kind']} is not there yet")
+        assert ref["kind"] in kinds, f"{path.name}: no built-in source kind {ref['kind']!r}"
         kinds[ref["kind"]].parse_config(ref["config"])
 
 

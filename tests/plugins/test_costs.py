@@ -113,3 +113,24 @@ def test_bad_parameters_are_reported_by_field():
         REGISTRY.build_cost_model("filtering", {"scan_cost_per_token": 1, "threshold": 1.0})
     with pytest.raises(ConfigError, match=r"unit must be flops, gpu_hours or usd"):
         REGISTRY.build_cost_model("generation", {"generator_params": 1, "unit": "tokens"})
+
+
+@pytest.mark.parametrize(
+    ("kind", "config"),
+    [
+        ("synthetic", {"generator": "g", "seeds": ["s.jsonl"]}),
+        ("filtered", {"pool": ["p.jsonl"], "labelled": ["l.jsonl"]}),
+    ],
+)
+def test_kinds_that_price_compute_share_the_cost_unit_check_and_rates(kind, config):
+    from plugins.costs.base import PricedConfig, rates_or_defaults
+
+    k = REGISTRY.source_kind(kind)
+    with pytest.raises(ConfigError, match="cost_unit: Value error, cost_unit must be flops"):
+        k.parse_config({**config, "cost_unit": "tokens"})
+    parsed = k.parse_config({**config, "cost_unit": "usd", "usd_per_gpu_hour": 3.0})
+    assert isinstance(parsed, PricedConfig)
+    rates = rates_or_defaults(None, 3.0)
+    assert parsed.rates() == rates and rates.flops_per_gpu_hour == Rates().flops_per_gpu_hour
+    assert parsed.explicit_rates() == {"usd_per_gpu_hour": 3.0}
+    assert parsed.price_flops(1e18) == convert(1e18, Unit.FLOPS, Unit.USD, rates)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 import numpy as np
 import pytest
 
@@ -92,3 +94,16 @@ def test_classifier_choice_is_validated(quality_pool):
     config = KIND.parse_config({"pool": str(quality_pool["pool"]), "labelled": str(one_label)})
     with pytest.raises(Exception, match=r"need both good"):
         KIND.scores(config)
+
+
+def test_without_the_executor_extra_the_classifier_names_it(quality_pool, monkeypatch):
+    from plugins.sources.filtered import FilteredConfig, _LightScorer
+
+    # Fault injection: a planner-only install (`pip install annealplan`) has no scikit-learn.
+    monkeypatch.setitem(sys.modules, "sklearn", None)
+    monkeypatch.setitem(sys.modules, "sklearn.feature_extraction.text", None)
+    config = FilteredConfig(pool=[str(quality_pool["pool"])], labelled=["x"])
+    with pytest.raises(
+        ConfigError, match=r"light classifier needs sklearn.*annealplan\[executor\]"
+    ):
+        _LightScorer(["a", "b"], [0, 1], config.positive_label)

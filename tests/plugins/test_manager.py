@@ -12,7 +12,14 @@ import sympy
 
 from planner.errors import ConfigError, PluginError
 from plugins import hookspecs, manager
-from plugins.contract import CurationCost, ExecutorBackend, LawFamily, PluginConfig, SourceKind
+from plugins.contract import (
+    BackendSettings,
+    CurationCost,
+    ExecutorBackend,
+    LawFamily,
+    PluginConfig,
+    SourceKind,
+)
 from plugins.hookspecs import hookimpl
 from plugins.manager import BUILTINS, collect, make_plugin_manager
 from plugins.registry import Registry
@@ -82,12 +89,16 @@ def test_hook_register_law_families():
     assert reg.law_family("toy") is family
 
 
-def test_hook_register_executor_backends():
+def test_hook_register_executor_backends(tmp_path):
+    class ToySettings(BackendSettings):
+        queue: str
+
     class Backend(ExecutorBackend):
         name = "toy"
+        Settings = ToySettings
 
-        def connect(self, settings):
-            return dict(settings)
+        def connect(self, settings, *, name, project_dir, retries=None):
+            return (name, settings.queue, project_dir)
 
     class Plugin:
         @hookimpl
@@ -95,7 +106,14 @@ def test_hook_register_executor_backends():
             register(Backend())
 
     reg = fresh(Plugin())
-    assert reg.executor_backend("toy").connect({"a": 1}) == {"a": 1}
+    toy = reg.executor_backend("toy")
+    settings = toy.parse_settings({"queue": "gpu"})
+    assert toy.connect(settings, name="t", project_dir=tmp_path) == ("t", "gpu", tmp_path)
+    with pytest.raises(ConfigError, match="settings of executor backend 'toy': qeue: Extra"):
+        toy.parse_settings({"queue": "gpu", "qeue": "x"})
+    # The built-in backends come through the same hook, from their own plugin modules.
+    assert reg.owner("executor_backend", "http").name == "plugins.backends.http"
+    assert reg.owner("executor_backend", "local").name == "plugins.backends.local"
 
 
 def test_every_hookspec_has_a_test():

@@ -3,7 +3,8 @@
 It keeps the real trainer's contract (plan file, ``@@progress`` lines, heartbeat file,
 fencing by attempt token, ``step_N`` checkpoints with a ``COMPLETE`` marker written last, a
 ``final`` folder with ``train_state.json``) and uses the real helpers for the parts under
-test (``complete_checkpoints``, ``write_marker``, ``_fenced``). Unlike DeepSpeed it writes
+test (the typed ``TrainPlan`` and ``TrainState``, ``complete_checkpoints``, ``write_marker``,
+``_fenced``, ``record_train_seconds``). Unlike DeepSpeed it writes
 each checkpoint shard by shard, slowly, so a test can kill it between two shard writes.
 
 It appends what it sees to ``<job_dir>/trace.txt``, one line per event:
@@ -40,6 +41,8 @@ from executors.anneal import (
     complete_checkpoints,
     write_marker,
 )
+from executors.stages.context import JobFiles
+from executors.stages.records import TrainPlan, TrainState, record_train_seconds
 
 SHARD_BYTES = 4096
 
@@ -68,12 +71,12 @@ def _alive(pid: int) -> bool:
 def main() -> int:
     p = argparse.ArgumentParser()
     p.add_argument("--plan", required=True)
-    plan = json.loads(Path(p.parse_args().plan).read_text())
-    job_dir = Path(plan["job_dir"])
-    ckpt_dir = Path(plan["ckpt_dir"])
-    final_dir = Path(plan["final_dir"])
-    total = int(plan["total_steps"])
-    every = int(plan["checkpoint_every"])
+    plan = TrainPlan.read(Path(p.parse_args().plan))
+    job_dir = plan.job_dir
+    ckpt_dir = plan.ckpt_dir
+    final_dir = plan.final_dir
+    total = plan.total_steps
+    every = plan.checkpoint_every
     step_s = float(os.environ.get("STUB_STEP_S", "0.02"))
     shard_s = float(os.environ.get("STUB_SHARD_S", "0.05"))
     shards = int(os.environ.get("STUB_SHARDS", "4"))
@@ -95,7 +98,7 @@ def main() -> int:
 
     def beat() -> None:
         while not stop.is_set():
-            Path(plan["heartbeat"]).touch()
+            plan.heartbeat.touch()
             stop.wait(0.5)
 
     threading.Thread(target=beat, daemon=True).start()
@@ -109,9 +112,12 @@ def main() -> int:
             if not shard.is_file() or shard.stat().st_size != SHARD_BYTES:
                 _trace(job_dir, f"partial {start}")
                 return 1
-    _trace(job_dir, f"start {me} {plan['attempt_token'][:8]} {start}")
+    _trace(job_dir, f"start {me} {plan.attempt_token[:8]} {start}")
+    started = time.perf_counter()
+    ledger = JobFiles(job_dir).train_seconds
     for step in range(start, total):
         time.sleep(step_s)
+        record_train_seconds(ledger, plan.attempt_token, time.perf_counter() - started)
         done_steps = step + 1
         payload = {"step": done_steps, "total_steps": total, "tokens": done_steps, "loss": 1.0}
         print(PROGRESS_PREFIX + json.dumps(payload), flush=True)
@@ -143,18 +149,18 @@ def main() -> int:
     else:
         tmp.mkdir(parents=True)
         (tmp / "model.safetensors").write_bytes(b"stub-weights-" + str(total).encode())
-    state = {
-        "params": 1000,
-        "steps": total,
-        "steps_this_run": total - start,
-        "resumed_from": start,
-        "training_tokens": total * 8,
-        "tokens_per_s": None,
-        "train_seconds": 0.1,
-        "world_size": 1,
-        "checkpoint_hash": "stub-" + str(total),
-    }
-    (tmp / "train_state.json").write_text(json.dumps(state))
+    state = TrainState(
+        params=1000,
+        steps=total,
+        steps_this_run=total - start,
+        resumed_from=start,
+        training_tokens=total * 8,
+        tokens_per_s=None,
+        train_seconds=time.perf_counter() - started,
+        world_size=1,
+        checkpoint_hash="stub-" + str(total),
+    )
+    state.write(tmp / "train_state.json")
     write_marker(tmp / MARKER, {"steps": total})
     shutil.rmtree(final_dir, ignore_errors=True)
     os.replace(tmp, final_dir)

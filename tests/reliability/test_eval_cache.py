@@ -8,8 +8,6 @@ import json
 import shutil
 from pathlib import Path
 
-import pytest
-
 from tests.helpers.tiny import build_causal_lm, build_tokenizer
 
 TASK = Path(__file__).resolve().parents[1] / "executors" / "data" / "tiny_mc"
@@ -39,7 +37,6 @@ def _responses(path: Path) -> list:
 
 
 def test_t16_same_checkpoint_same_metrics_and_no_cache_shared(tmp_path, monkeypatch):
-    pytest.importorskip("lm_eval")
     import lm_eval.caching.cache as lm_cache
 
     from executors.evaluate import evaluate

@@ -31,10 +31,10 @@ import pytest
 from executors.journal import Journal
 from executors.protocol import CurationSpent, JobResult, JobState
 from executors.worker import JOURNAL_NAME
-from planner.dispatch.client import ExecutorClient
 from planner.dispatch.scheduler import run_sweep
 from planner.domain import AnnealSpec, Source
 from planner.store import open_store
+from plugins.backends.http.client import ExecutorClient
 from tests.helpers.tiny import build_causal_lm
 
 from .conftest import TOKEN, env_int
@@ -447,7 +447,7 @@ while True:
 def test_t8_a_stopped_group_gets_its_sigterm(tmp_path):
     """A stopped process only acts on SIGTERM once continued: the daemon's group kill
     continues it, so it shuts down gracefully instead of sitting out the grace period."""
-    from executors.daemon import _kill_group
+    from executors.processes import kill_process_tree
 
     marker = tmp_path / "marker"
     proc = subprocess.Popen([sys.executable, "-c", GRACEFUL, str(marker)], start_new_session=True)
@@ -455,7 +455,7 @@ def test_t8_a_stopped_group_gets_its_sigterm(tmp_path):
         wait_for(lambda: Path(str(marker) + ".ready").exists(), 30, every=0.02)
         os.kill(proc.pid, signal.SIGSTOP)
         wait_for(lambda: psutil.Process(proc.pid).status() == psutil.STATUS_STOPPED, 10)
-        _kill_group(proc.pid, grace_s=20)
+        kill_process_tree(proc.pid, grace_s=20, whole_group=True)
         assert proc.wait(timeout=30) == 0, "it died by SIGKILL, not by its SIGTERM handler"
         assert marker.read_text() == "graceful"
     finally:

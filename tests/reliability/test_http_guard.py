@@ -37,9 +37,12 @@ async def test_t11_every_route_and_method_needs_the_token(app):
         {"Authorization": "Bearer wrong"},
         {"Authorization": TOKEN},
         {"Authorization": f"Bearer {TOKEN} "},
-        {"Authorization": f"bearer {TOKEN}"},
         {"Authorization": f"Basic {TOKEN}"},
         {"Authorization": f"Bearer {TOKEN[:-1]}"},
+        {"Authorization": f"Bearer{TOKEN}"},
+        {"Authorization": f"Bearerx {TOKEN}"},
+        {"Authorization": "Bearer"},
+        {"Authorization": f"{TOKEN} Bearer"},
     )
     for headers in bad:
         async with httpx.AsyncClient(

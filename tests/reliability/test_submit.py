@@ -11,7 +11,8 @@ import struct
 import httpx
 
 from executors.protocol import AnnealJobSpec
-from planner.dispatch.client import ExecutorClient, ExecutorReplyError
+from plugins.backends.http.client import ExecutorClient
+from plugins.errors import ExecutorReplyError
 
 from .conftest import TOKEN, spec
 

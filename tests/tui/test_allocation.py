@@ -55,11 +55,11 @@ def plotted(plot) -> list[tuple[list[float], list[float]]]:
 
 def assert_frontier_drawn(screen) -> None:
     rows = screen.frontier_rows
-    assert len(rows) > 3 and all(math.isfinite(r["gain"]) for r in rows)
+    assert len(rows) > 3 and all(math.isfinite(r.gain) for r in rows)
     series = plotted(screen.query_one("#alloc-frontier", PlotextPlot))
     # the plan's gain, its band (two edges), the best single source, the budget line
     assert len(series) >= 4
-    gains = [r["gain"] for r in rows]
+    gains = [r.gain for r in rows]
     assert any(
         len(ys) == len(gains) and all(math.isclose(a, b) for a, b in zip(ys, gains, strict=True))
         for _, ys in series
@@ -98,7 +98,7 @@ async def test_stored_plan_is_shown_on_open_with_its_frontier(settings, fitted_s
         [computed] = caught(seen, FrontierComputed)
         assert computed.problem == ""
         assert_frontier_drawn(app.screen)
-        budgets = [r["budget"] for r in app.screen.frontier_rows]
+        budgets = [r.budget for r in app.screen.frontier_rows]
         assert budgets[0] < 20 < budgets[-1]
 
 
@@ -151,5 +151,5 @@ async def test_with_several_studies_each_choice_names_its_study(
         await pilot.press(*"50gpuh", "enter")
         await settle(app, pilot)
         [solved] = caught(seen, PlanSolved)
-        assert solved.plan.success and solved.plan.extra["options"]["study"] == "second"
+        assert solved.plan.success and solved.plan.options.study == "second"
         assert not isinstance(app.screen, ErrorModal)

@@ -4,22 +4,24 @@ from __future__ import annotations
 
 from textual.widgets import DataTable, Input
 
+from planner.dispatch.session import SweepOverrides, merge_overrides
 from planner.tui.app import make_app
 from planner.tui.messages import SweepDesigned
-from planner.tui.screens.jobs import SweepForm, text_bar
+from planner.tui.screens.jobs import RunRequest, SweepForm, text_bar
 from planner.tui.widgets.config_form import ConfigForm
 from planner.tui.widgets.error_modal import ErrorModal
+from planner.units import Unit
 from tests.tui.helpers import caught, settle
 
 
 def add_sources(store, registry, settings, docs):
-    from planner.commands.sources import build_source
+    from planner.sources.session import build_source
 
     for name, price in (("pubmed", 2e-6), ("textbooks", 5e-6)):
         store.add_source(
             build_source(
                 registry,
-                settings,
+                settings.rates.as_rates(),
                 kind_name="licensed",
                 name=name,
                 raw_config={
@@ -99,3 +101,25 @@ def test_text_bar():
     assert text_bar(0.5, 10) == "█████░░░░░  50%"
     assert text_bar(2.0, 4) == "████ 100%"
     assert text_bar(float("nan"), 4) == "░░░░   0%"
+
+
+def test_the_run_form_merges_into_the_meta_as_sweep_run_does():
+    meta = {
+        "base_model": "models/base",
+        "evaluation": {"tasks": ["medqa"], "limit": 50, "batch_size": 4},
+        "unit": "gpu_hours",
+    }
+    req = RunRequest(
+        base_model="models/other", tasks=["pubmedqa"], study="med", compute_unit=Unit.USD
+    )
+    assert req.overrides(meta) == merge_overrides(
+        meta,
+        SweepOverrides(
+            base_model="models/other", tasks=("pubmedqa",), study="med", compute_unit="usd"
+        ),
+    )
+    assert req.overrides(meta)["evaluation"] == {
+        "tasks": ["pubmedqa"],
+        "limit": 50,
+        "batch_size": 4,
+    }

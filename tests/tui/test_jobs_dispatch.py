@@ -9,12 +9,12 @@ import pytest
 from textual.widgets import DataTable, Log, ProgressBar
 
 from planner.config import load_settings
-from planner.dispatch.local import LocalExecutor
 from planner.domain import AnnealSpec, Source
 from planner.store import open_store
 from planner.tui.app import make_app
 from planner.tui.messages import JobLogRead, JobUpdated, SweepFinished
 from planner.tui.screens.jobs import RunForm
+from plugins.backends.local.launcher import LocalExecutor
 from tests.dispatch.conftest import executor_root, sweep_meta  # noqa: F401
 from tests.helpers.tiny import tiny_causal_lm, tiny_root, tiny_tokenizer_path  # noqa: F401
 from tests.tui.helpers import caught, settle

@@ -68,12 +68,12 @@ async def test_form_shows_validation_errors_under_each_field(settings, store, re
 
 
 async def test_cost_preview_prices_a_token_count(settings, store, registry, docs):
-    from planner.commands.sources import build_source
+    from planner.sources.session import build_source
 
     store.add_source(
         build_source(
             registry,
-            settings,
+            settings.rates.as_rates(),
             kind_name="licensed",
             name="pubmed",
             raw_config={"paths": [str(docs / "*.jsonl")], "usd_per_token": 2e-6, "max_tokens": 1e9},

@@ -18,8 +18,21 @@ CORE = [
     "planner.allocate",
     "planner.design",
     "planner.backtest",
+    "planner.sources",
+    "planner.sources.session",
 ]
-FORBIDDEN = ["textual", "rich", "httpx", "fastapi", "uvicorn", "executors", "deepspeed", "lm_eval"]
+FORBIDDEN = [
+    "textual",
+    "rich",
+    "httpx",
+    "fastapi",
+    "uvicorn",
+    "executors",
+    "deepspeed",
+    "lm_eval",
+    "torch",
+    "transformers",
+]
 
 
 def test_core_imports_no_ui_http_or_executors():

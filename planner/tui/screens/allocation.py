@@ -23,6 +23,7 @@ from textual.containers import Horizontal, Vertical
 from textual.widgets import DataTable, Input, Label, Select, Static
 from textual_plotext import PlotextPlot
 
+from planner.domain import FrontierPoint
 from planner.tui.messages import FrontierComputed, NextRunRecommended, PlansLoaded, PlanSolved
 from planner.tui.screens.base import PlannerScreen
 from planner.tui.widgets.plotting import line, log_ticks, log_x
@@ -48,9 +49,9 @@ def _options(study: str | None, metric: str | None, model_params: str | None) ->
     return ProblemOptions(study=study, metric=metric, model_params=model_params)
 
 
-def frontier_around(problem: Any, budget: float) -> list[dict]:
+def frontier_around(problem: Any, budget: float) -> list[FrontierPoint]:
     """``annealplan frontier`` from ``FRONTIER_SPAN[0]``× to ``FRONTIER_SPAN[1]``× the budget."""
-    from planner.allocate.plan import frontier
+    from planner.allocate.frontier import frontier
 
     budgets = np.geomspace(budget * FRONTIER_SPAN[0], budget * FRONTIER_SPAN[1], FRONTIER_POINTS)
     return frontier(problem, budgets)
@@ -75,7 +76,7 @@ def solve_plan(
         store, app.registry, _rates(app), budget_text, _options(study, metric, model_params)
     )
     rows = frontier_around(loaded.problem, plan.budget)
-    return PlanSolved(plan_id, plan, frontier=rows, point=(plan.extra or {}).get("point_estimate"))
+    return PlanSolved(plan_id, plan, frontier=rows, point=plan.point_estimate)
 
 
 def stored_frontier(
@@ -168,7 +169,7 @@ class AllocationScreen(PlannerScreen):
         self.plan: Any = None
         self.plan_id: str | None = None
         #: the frontier rows drawn last (tests read what the plot shows from here)
-        self.frontier_rows: list[dict] = []
+        self.frontier_rows: list[FrontierPoint] = []
         self.load_plans()
 
     # ------------------------------------------------------------------ stored plans
@@ -193,8 +194,7 @@ class AllocationScreen(PlannerScreen):
         stored = None
         if event.plans:
             plan = event.plans[0][1]
-            options = (plan.extra or {}).get("options") or {}
-            study = options.get("study") if isinstance(options, dict) else None
+            study = plan.options.study if plan.options is not None else None
             stored = next(
                 (g for g in groups if g[1] == plan.metric and (study is None or g[0] == study)),
                 None,
@@ -273,7 +273,7 @@ class AllocationScreen(PlannerScreen):
         # Leave the budget box so the screen's keys (n: next run) work at once.
         self.query_one("#alloc-plan", DataTable).focus()
 
-    def show_plan(self, plan_id: str, plan: Any, frontier: list[dict] | None) -> None:
+    def show_plan(self, plan_id: str, plan: Any, frontier: list[FrontierPoint] | None) -> None:
         self.plan, self.plan_id = plan, plan_id
         unit = plan.unit
         head = f"{format_quantity(plan.budget, unit)} on {plan.metric}: "
@@ -307,7 +307,7 @@ class AllocationScreen(PlannerScreen):
         notes = f" · o: {len(plan.notes)} notes" if plan.notes else ""
         self.query_one("#alloc-status", Static).update(f"plan saved{notes} · n: what to run next")
 
-    def draw_frontier(self, plan: Any, rows: list[dict] | None) -> None:
+    def draw_frontier(self, plan: Any, rows: list[FrontierPoint] | None) -> None:
         plot = self.query_one("#alloc-frontier", PlotextPlot)
         plt = plot.plt
         plt.clear_data()
@@ -317,21 +317,19 @@ class AllocationScreen(PlannerScreen):
         if not rows:
             plot.refresh()
             return
-        budgets = [r["budget"] for r in rows]
+        budgets = [r.budget for r in rows]
         xs = log_x(budgets)
-        line(plt, xs, [r["gain"] for r in rows], "cyan", "braille", label="plan")
-        lows = [r["gain_low"] for r in rows]
-        highs = [r["gain_high"] for r in rows]
+        line(plt, xs, [r.gain for r in rows], "cyan", "braille", label="plan")
+        lows = [r.gain_low for r in rows]
+        highs = [r.gain_high for r in rows]
         line(plt, xs, lows, "cyan", "·")
         line(plt, xs, highs, "cyan", "·")
-        line(
-            plt, xs, [r["best_single_gain"] for r in rows], "orange", "braille", label="best single"
-        )
+        line(plt, xs, [r.best_single_gain for r in rows], "orange", "braille", label="best single")
         # the chosen budget as a red vertical over the plotted gains
         gains = [
             v
             for r in rows
-            for v in (r["gain"], r["gain_low"], r["gain_high"], r["best_single_gain"])
+            for v in (r.gain, r.gain_low, r.gain_high, r.best_single_gain)
             if math.isfinite(v)
         ]
         if gains:
@@ -382,16 +380,15 @@ def _budget_text(value: float, unit: Unit) -> str:
 
 def _comparison(plan: Any) -> str:
     """The point estimate's choice beside the plan (what one micro-anneal would pick)."""
-    extra = plan.extra or {}
     lines = []
-    if pe := extra.get("point_estimate"):
+    if pe := plan.point_estimate:
         lines.append(
             f"point estimate: the laws at a micro budget of "
-            f"{format_quantity(pe['micro_budget'], plan.unit)} pick {pe['choice']}; "
-            f"following it loses {_fmt(pe['gain_lost'])}"
+            f"{format_quantity(pe.micro_budget, plan.unit)} pick {pe.choice}; "
+            f"following it loses {_fmt(pe.gain_lost)}"
         )
-    if bs := extra.get("best_single"):
-        lines.append(f"best single source: {bs['source']} (gain {_fmt(bs['gain'])})")
-    if u := extra.get("uncertainty"):
-        lines.append(f"P(plan within 5% of optimal) {u['p_plan_near_optimal']:.2f}")
+    if bs := plan.best_single:
+        lines.append(f"best single source: {bs.source} (gain {_fmt(bs.gain)})")
+    if u := plan.uncertainty:
+        lines.append(f"P(plan within 5% of optimal) {u.p_plan_near_optimal:.2f}")
     return "\n".join(lines)

@@ -4,7 +4,8 @@
 from __future__ import annotations
 
 import time
-from typing import Any, ClassVar
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, ClassVar
 
 from textual import work
 from textual.app import ComposeResult
@@ -15,12 +16,15 @@ from textual.widgets import DataTable, Label, Static
 from planner.tui.messages import ExecutorsChecked
 from planner.tui.screens.base import PlannerScreen
 
+if TYPE_CHECKING:
+    from plugins.contract import JobSubmitter
+
 REFRESH_SECONDS = 3.0
 
 
-async def check_executors(clients: list[Any]) -> tuple[list[dict], list[dict]]:
+async def check_executors(clients: Sequence[JobSubmitter]) -> tuple[list[dict], list[dict]]:
     """Health (with round-trip time) and unfinished jobs of every executor."""
-    from planner.dispatch.client import ExecutorReplyError
+    from planner.errors import ExecutorReplyError
 
     rows, queue = [], []
     for client in clients:

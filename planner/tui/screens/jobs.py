@@ -21,6 +21,7 @@ from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Button, DataTable, Label, Log, ProgressBar, Select, Static
 
+from planner.dispatch.session import SweepOverrides, merge_overrides
 from planner.errors import AnnealplanError
 from planner.tui.messages import (
     ExperimentLoaded,
@@ -113,26 +114,19 @@ class RunRequest(BaseModel):
         return {k: v for k, v in values.items() if v not in (None, [], "")}
 
     def overrides(self, meta: dict[str, Any]) -> dict[str, Any]:
-        """The meta keys this request sets (``run_sweep``'s ``overrides``)."""
-        out: dict[str, Any] = {"base_model": self.base_model}
-        if self.replay:
-            out["replay"] = self.replay
-        if self.tokenizer:
-            out["tokenizer"] = self.tokenizer
-        evaluation = dict(meta.get("evaluation") or {})
-        if self.tasks:
-            evaluation["tasks"] = list(self.tasks)
-        if self.task_dirs:
-            evaluation["task_dirs"] = list(self.task_dirs)
-        if self.limit is not None:
-            evaluation["limit"] = self.limit
-        if evaluation:
-            out["evaluation"] = evaluation
-        if self.study:
-            out["study"] = self.study
-        if self.compute_unit is not None:
-            out["compute_unit"] = self.compute_unit.value
-        return out
+        """The meta keys this request sets (``run_sweep``'s ``overrides``), merged into
+        ``meta`` by the rule ``annealplan sweep run`` uses."""
+        given = SweepOverrides(
+            base_model=self.base_model,
+            replay=self.replay,
+            tokenizer=self.tokenizer,
+            tasks=tuple(self.tasks),
+            task_dirs=tuple(self.task_dirs),
+            limit=self.limit,
+            study=self.study,
+            compute_unit=self.compute_unit.value if self.compute_unit is not None else None,
+        )
+        return merge_overrides(meta, given)
 
 
 def design(settings: Any, registry: Any, store: Any, req: SweepRequest) -> SweepDesigned:
@@ -274,7 +268,7 @@ class JobsScreen(PlannerScreen):
         unit = Unit(meta.get("unit", "gpu_hours"))
         for s in self.specs:
             table.add_row(
-                s.source or "control",
+                s.run_source,
                 format_quantity(s.tokens, Unit.TOKENS).replace(" tokens", ""),
                 str(s.seed),
                 "designed",
@@ -396,7 +390,7 @@ class JobsScreen(PlannerScreen):
     @work(exclusive=True, group="jobs-states", exit_on_error=False)
     async def refresh_states(self, name: str) -> None:
         """The executors' view of the sweep's jobs (``annealplan jobs list``), once."""
-        from planner.dispatch.client import ExecutorReplyError
+        from planner.errors import ExecutorReplyError
 
         ids = {s.job_id for s in self.specs}
         for client in self._clients():
@@ -494,7 +488,7 @@ class JobsScreen(PlannerScreen):
 
     async def _on_executor(self, job_id: str, call: Any) -> Any:
         """Run ``call(client)`` on the executor that knows ``job_id`` (None: none does)."""
-        from planner.dispatch.client import ExecutorReplyError
+        from planner.errors import ExecutorReplyError
 
         for client in self._clients():
             try:

@@ -58,9 +58,9 @@ def metric_data(store: Any, study: str, metric: str) -> MetricData:
     Each law is drawn over its own runs and one decade beyond (``draw_grid``, as the
     report draws it), and two laws' crossing is looked for where both are drawn.
     """
-    from planner.allocate.problem import is_control
+    from planner.domain import is_control
     from planner.laws.crossover import crossover
-    from planner.laws.fit import DEFAULT_LEVEL, predict_interval
+    from planner.laws.predict import DEFAULT_LEVEL, predict_interval
     from planner.laws.session import draw_grid, group_beliefs
 
     observations = tuple(store.observations(study=study, metric=metric))
@@ -225,7 +225,7 @@ class LawsScreen(PlannerScreen):
         """Runs as points, each source's law as a line, one source's 90% band, crossovers
         as red verticals. The band follows the table's cursor: three bands at once hide
         the points in a terminal-sized plot."""
-        from planner.allocate.problem import is_control
+        from planner.domain import is_control
 
         plot = self.query_one("#laws-plot", PlotextPlot)
         plt = plot.plt
@@ -300,7 +300,7 @@ class LawsScreen(PlannerScreen):
                 key = None
             if key in ids and ids[key] in data.curves:
                 return ids[key]
-        from planner.allocate.problem import is_control
+        from planner.domain import is_control
 
         return next((s for s in data.curves if not is_control(s)), None)
 
@@ -312,13 +312,13 @@ class LawsScreen(PlannerScreen):
     def fill_table(self, data: MetricData) -> None:
         table = self.query_one("#laws-params", DataTable)
         table.clear()
-        from planner.allocate.problem import is_control
+        from planner.domain import is_control
         from planner.laws.session import describe_fit
 
         # the control last: the cursor (and the band) start on a real source
         for fit_id, f in sorted(data.fits, key=lambda p: is_control(p[1].source)):
             law, params = describe_fit(f, _fmt)
-            llo = f.extra.get("llo_error", math.nan) if f.extra else math.nan
+            llo = f.llo_error
             ok = "yes" if f.success else f"no: {f.message}"
             table.add_row(
                 f.source, law, f.method, params, str(f.n_points), _fmt(llo), ok, key=fit_id

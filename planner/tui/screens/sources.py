@@ -1,8 +1,9 @@
 """Sources: the candidate data sources, with their kind, cap and cost per token.
 
 Adding and editing go through a form generated from the source kind's pydantic ``Config``
-(validation messages under each field); saving calls the same ``build_source`` as
-``annealplan sources add``. The cost preview prices a token count the way
+(validation messages under each field); saving calls the same
+:func:`planner.sources.session.build_source` as ``annealplan sources add``. The cost preview
+prices a token count with :func:`~planner.sources.session.quote_cost`, as
 ``annealplan sources cost`` does.
 """
 
@@ -176,6 +177,7 @@ class SourcesScreen(PlannerScreen):
     @work(thread=True, exclusive=True, group="sources-cost", exit_on_error=False)
     def compute_cost(self, name: str, tokens_text: str) -> None:
         """What ``annealplan sources cost NAME --tokens T`` prints."""
+        from planner.sources.session import quote_cost
         from planner.units import parse_tokens
 
         tokens = parse_tokens(tokens_text)
@@ -184,18 +186,18 @@ class SourcesScreen(PlannerScreen):
             source = store.source(name)
         finally:
             store.close()
-        model = self.registry.cost_model_for(source)
-        if model is None:
-            self.post_message(CostPreviewed(name, tokens, 0.0, "usd", "free (no cost model)"))
+        rates = self.planner.settings.rates.as_rates()
+        quote = quote_cost(source, self.registry, tokens, rates=rates)
+        if quote.free:
+            self.post_message(CostPreviewed(name, tokens, 0.0, "usd", quote.formula))
             return
-        value = float(model.cost(tokens))
-        unit = model.unit
         text = (
-            f"{format_quantity(tokens, Unit.TOKENS)} of {name} cost {format_quantity(value, unit)}"
+            f"{format_quantity(tokens, Unit.TOKENS)} of {name} cost "
+            f"{format_quantity(quote.cost, quote.unit)}"
         )
-        if source.cap_tokens is not None and tokens > source.cap_tokens:
+        if quote.exceeds_cap:
             text += f" (more than its cap of {format_cap(source.cap_tokens)})"
-        self.post_message(CostPreviewed(name, tokens, value, unit.value, text))
+        self.post_message(CostPreviewed(name, tokens, quote.cost, quote.unit.value, text))
 
     def on_cost_previewed(self, event: CostPreviewed) -> None:
         self.query_one("#cost-result", Static).update(event.text)
@@ -348,11 +350,10 @@ class SourceForm(ModalScreen[Any]):
     @work(thread=True, exclusive=True, group="source-save", exit_on_error=False)
     def save_source(self, name: str, kind: str, raw: dict[str, Any]) -> None:
         """``annealplan sources add KIND --name NAME --set …`` (``--replace`` when editing)."""
-        from planner.commands.sources import build_source
+        from planner.sources.session import build_source
 
-        source = build_source(
-            self.registry, self.settings, kind_name=kind, name=name, raw_config=raw
-        )
+        rates = self.settings.rates.as_rates()
+        source = build_source(self.registry, rates, kind_name=kind, name=name, raw_config=raw)
         store = self.app.store.cursor()  # type: ignore[attr-defined]
         try:
             store.add_source(source, replace=self.source is not None)

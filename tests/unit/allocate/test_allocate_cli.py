@@ -79,7 +79,7 @@ def test_allocate_json_stores_the_plan_with_its_fits(db):
     web = next(a for a in plan["allocations"] if a["source"] == "web")
     assert web["tokens"] <= 2e11 * (1 + 1e-9)
     assert len(plan["fit_ids"]) == 2
-    assert plan["extra"]["mixed_runs"][0]["source"] == "web+synth"
+    assert plan["mixed_runs"][0]["source"] == "web+synth"
     store = open_store(db)
     try:
         [(pid, stored)] = store.plans()

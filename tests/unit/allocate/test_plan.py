@@ -6,16 +6,10 @@ import numpy as np
 import pytest
 import sympy
 
+from planner.allocate.frontier import crossovers, frontier
+from planner.allocate.mixture import compare_mixed_runs, parse_mixture
 from planner.allocate.model import N_TOKENS
-from planner.allocate.plan import (
-    SEPARABILITY_NOTE,
-    compare_mixed_runs,
-    crossovers,
-    frontier,
-    make_plan,
-    parse_mixture,
-    solve_rows,
-)
+from planner.allocate.plan import SEPARABILITY_NOTE, make_plan
 from planner.allocate.problem import (
     Control,
     CostSetup,
@@ -26,6 +20,7 @@ from planner.allocate.problem import (
     parse_weights,
 )
 from planner.allocate.reference import slsqp
+from planner.allocate.solve import solve_rows
 from planner.allocate.testing import families, loss_power, make_fit, saturating_power
 from planner.errors import SolveError
 from planner.units import Unit
@@ -85,11 +80,10 @@ def test_plan_carries_uncertainty_comparisons_and_the_separability_note():
         assert 0.0 <= a.p_in_optimal <= 1.0
         assert a.tokens_low <= a.tokens_high
     assert SEPARABILITY_NOTE in plan.notes
-    ex = plan.extra
-    assert ex["confirmation"]["tokens"] > 0
-    assert ex["point_estimate"]["choice"] in {"fast", "slow"}
-    assert ex["point_estimate"]["gain_lost"] >= -1e-12  # the optimum is never worse
-    assert 0.0 <= ex["uncertainty"]["p_beats_best_single"] <= 1.0
+    assert plan.confirmation.tokens > 0
+    assert plan.point_estimate.choice in {"fast", "slow"}
+    assert plan.point_estimate.gain_lost >= -1e-12  # the optimum is never worse
+    assert 0.0 <= plan.uncertainty.p_beats_best_single <= 1.0
     assert plan.fit_ids == ()
 
 
@@ -112,12 +106,12 @@ def test_point_estimate_at_a_small_budget_can_pick_the_wrong_source():
     del rng
     prob = _problem(inputs, control=0.30)
     plan = make_plan(prob, 2000.0, micro_fraction=0.451)  # 2 GPU-h of training
-    pe = plan.extra["point_estimate"]
-    assert pe["choice"] == "fast"
-    assert plan.extra["best_single"]["source"] == "slow"
-    assert pe["gain_lost"] > 0.01
+    pe = plan.point_estimate
+    assert pe.choice == "fast"
+    assert plan.best_single.source == "slow"
+    assert pe.gain_lost > 0.01
     cr = crossovers(prob, np.geomspace(901.0, 5000.0, 30))
-    assert [(c["from"], c["to"]) for c in cr["crossovers"]] == [("fast", "slow")]
+    assert [(c.before, c.after) for c in cr.crossovers] == [("fast", "slow")]
 
 
 class _Fee:
@@ -249,10 +243,10 @@ def test_weighted_objective_and_binding_guard_agree_with_slsqp():
 def test_frontier_gain_grows_with_budget():
     prob = _problem(_two_sources(np.random.default_rng(4), cap=5e10))
     rows = frontier(prob, np.geomspace(10, 1e4, 8), max_boot=40)
-    gains = [r["gain"] for r in rows]
+    gains = [r.gain for r in rows]
     assert all(b >= a - 1e-12 for a, b in itertools.pairwise(gains))
-    assert all(r["gain_low"] <= r["gain_high"] for r in rows)
-    assert rows[-1]["tokens"]["slow"] == pytest.approx(5e10)
+    assert all(r.gain_low <= r.gain_high for r in rows)
+    assert rows[-1].tokens["slow"] == pytest.approx(5e10)
 
 
 def test_mixture_names_and_measured_vs_predicted():
@@ -263,8 +257,8 @@ def test_mixture_names_and_measured_vs_predicted():
     prob = _problem(_two_sources(np.random.default_rng(5), boot=False))
     pred = float(prob.curves[0].gain(1e9) + prob.curves[1].gain(1e9))
     [row] = compare_mixed_runs(prob, [("fast+slow", 2e9, 0.40 + pred + 0.01)])
-    assert row["predicted_gain"] == pytest.approx(pred)
-    assert row["difference"] == pytest.approx(0.01)
+    assert row.predicted_gain == pytest.approx(pred)
+    assert row.difference == pytest.approx(0.01)
 
 
 def test_parsers_reject_bad_input_with_a_plain_message():

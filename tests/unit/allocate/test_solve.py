@@ -7,12 +7,12 @@ import sympy
 from planner.allocate.model import N_TOKENS as n
 from planner.allocate.model import make_curve
 from planner.allocate.reference import slsqp
-from planner.allocate.solve import Batch, solve
+from planner.allocate.solve import Batch, solve_batch
 
 
 def _solve(curves, budget):
     batch = Batch(curves, [c.theta[None] for c in curves], np.array([float(budget)]))
-    return batch, solve(batch)
+    return batch, solve_batch(batch)
 
 
 def _sqrt_curves(a, c, caps=None):
@@ -137,7 +137,7 @@ def test_vectorised_rows_match_one_by_one():
     curves = _offset_power_instance(rng, 4)
     budgets = np.geomspace(1.0, 300.0, 7)
     batch = Batch(curves, [np.broadcast_to(c.theta, (7, c.theta.size)) for c in curves], budgets)
-    together = solve(batch).total
+    together = solve_batch(batch).total
     alone = [_solve(curves, b)[1].total[0] for b in budgets]
     np.testing.assert_allclose(together, alone, rtol=1e-10)
 

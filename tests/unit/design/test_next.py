@@ -17,7 +17,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from planner.allocate.plan import evaluate_plan, solve_rows
+from planner.allocate.solve import evaluate_plan, solve_rows
 from planner.design.voi import Candidate, recommend_next, run_cost
 
 from .sim import FeeCost, law, problem_with

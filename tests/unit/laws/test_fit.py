@@ -8,7 +8,8 @@ import sympy
 
 from planner.errors import FitError
 from planner.laws.families import compiled, get_family, law_function
-from planner.laws.fit import fit_law, fit_many, predict, predict_boot, predict_interval
+from planner.laws.fit import fit_law, fit_many
+from planner.laws.predict import predict, predict_boot, predict_interval
 
 X = np.logspace(18, 21, 8)
 
@@ -166,7 +167,8 @@ def test_fits_hold_blas_to_one_thread_unless_told(monkeypatch):
     from scipy import optimize
     from threadpoolctl import threadpool_info
 
-    import planner.laws.fit as fit_module
+    import planner.laws.blas as blas_module
+    import planner.laws.lm as lm_module
     from planner.errors import ConfigError
 
     def blas_threads():
@@ -181,36 +183,36 @@ def test_fits_hold_blas_to_one_thread_unless_told(monkeypatch):
         seen.append(blas_threads())
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(fit_module.optimize, "least_squares", watching)
+    monkeypatch.setattr(lm_module.optimize, "least_squares", watching)
     y = 2.0 + 5.0 * (X / X.max()) ** -0.3
     for env, want in (("1", 1), ("3", 3)):
         monkeypatch.setenv("ANNEALPLAN_BLAS_THREADS", env)
-        fit_module.blas_limit.cache_clear()
+        blas_module.blas_limit.cache_clear()
         before = blas_threads()
         seen.clear()
         assert fit_law("power", X, y, lower_is_better=True, n_boot=20).success
         assert seen and all(set(s.values()) == {want} for s in seen)
         assert blas_threads() == before  # given back
     monkeypatch.setenv("ANNEALPLAN_BLAS_THREADS", "0")  # the library's own count
-    fit_module.blas_limit.cache_clear()
+    blas_module.blas_limit.cache_clear()
     seen.clear()
     fit_law("power", X, y, lower_is_better=True, n_boot=20)
     assert seen == [blas_threads()]
     monkeypatch.setenv("ANNEALPLAN_BLAS_THREADS", "many")
-    fit_module.blas_limit.cache_clear()
+    blas_module.blas_limit.cache_clear()
     with pytest.raises(ConfigError, match="whole number"):
         fit_law("power", X, y, lower_is_better=True)
     from planner.backtest import run_backtest
     from planner.domain import Observation
 
-    fit_module.blas_limit.cache_clear()
+    blas_module.blas_limit.cache_clear()
     # two computes per source: past the setting, this table has nothing to backtest
     # (FitError), so the ConfigError shows the setting is checked first, before any worker
     table = [Observation("s", "acc", src, float(x), 0.5) for src in "ab" for x in X[:2]]
     with pytest.raises(ConfigError, match="ANNEALPLAN_BLAS_THREADS"):
         run_backtest(table, fraction=0.5, jobs=2)
     monkeypatch.delenv("ANNEALPLAN_BLAS_THREADS")
-    fit_module.blas_limit.cache_clear()
+    blas_module.blas_limit.cache_clear()
     with pytest.raises(FitError, match="Nothing to backtest"):
         run_backtest(table, fraction=0.5, jobs=2)
-    fit_module.blas_limit.cache_clear()  # the next test reads the environment afresh
+    blas_module.blas_limit.cache_clear()  # the next test reads the environment afresh

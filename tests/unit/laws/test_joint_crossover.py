@@ -9,7 +9,7 @@ from planner.domain import Observation
 from planner.errors import FitError
 from planner.laws.crossover import crossover
 from planner.laws.families import compiled
-from planner.laws.fit import fit_law, predict
+from planner.laws.fit import fit_law
 from planner.laws.joint import (
     GroupData,
     build_problem,
@@ -18,6 +18,7 @@ from planner.laws.joint import (
     group_observations,
     parse_candidate,
 )
+from planner.laws.predict import predict
 
 X = np.logspace(18, 20, 5)
 
@@ -156,16 +157,15 @@ def test_constant_family_meets_the_allocator_contract():
 
 
 def test_flat_noisy_series_weigh_the_constant_and_averaging_is_consistent():
-    from planner.laws.fit import predict_boot, predict_interval
     from planner.laws.joint import llo_weights
+    from planner.laws.predict import predict_boot, predict_interval
 
     rng = np.random.default_rng(12)
     x = np.logspace(18, 19, 4)
     data = {s: (x, lvl + rng.normal(0, 0.01, x.size)) for s, lvl in (("a", 0.25), ("b", 0.27))}
     res = fit_joint(GroupData("s", "acc", False, data), n_boot=200)
     f = res.fits[0]
-    members = f.extra.get("members") or [{"candidate": f.extra["candidate"], "weight": 1.0}]
-    weights = {m["candidate"]: m["weight"] for m in members}
+    weights = f.average.weights if f.average else {f.candidate: 1.0}
     assert sum(weights.values()) == pytest.approx(1.0)
     assert "constant" in weights
     # the averaged prediction is the weighted mean of the members' predictions
@@ -176,7 +176,7 @@ def test_flat_noisy_series_weigh_the_constant_and_averaging_is_consistent():
     assert predict_boot(f, [1e19, 1e20]).shape == (200, 2)
     # selection keeps one law
     single = fit_joint(GroupData("s", "acc", False, data), n_boot=0, average=False)
-    assert "members" not in single.fits[0].extra
+    assert single.fits[0].average is None
     # weights: an exact extrapolation takes everything; equal errors share equally
     assert llo_weights({"a": np.zeros(3), "b": np.ones(3)}) == {"a": 1.0, "b": 0.0}
     w = llo_weights({"a": np.array([0.1, -0.1]), "b": np.array([-0.1, 0.1])})

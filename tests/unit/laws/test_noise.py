@@ -78,7 +78,7 @@ def test_the_fit_noise_is_never_below_the_known_noise():
         GroupData("s", "acc", False, {"a": (x, y)}, var), candidates=["loglinear"], n_boot=50
     )
     [f] = res.fits
-    assert f.extra["noise_sd"] == pytest.approx(0.01, rel=1e-6)
+    assert f.noise_sd == pytest.approx(0.01, rel=1e-6)
 
 
 def test_group_observations_carry_binomial_variances():

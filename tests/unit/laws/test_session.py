@@ -37,7 +37,7 @@ def test_a_fits_table_shows_the_law_chosen_and_a_failed_fit_without_parameters()
     data = {"a": (x, 0.3 + 0.01 * np.log(x / 1e18)), "b": (x, 0.32 + 0.012 * np.log(x / 1e18))}
     ok = fit_joint(GroupData("s", "acc", False, data), n_boot=0).fits[0]
     law, params = describe_fit(ok, lambda v: f"{v:.3g}")
-    assert law == ok.extra["candidate"] and "=" in params and "nan" not in params
+    assert law == ok.candidate and "=" in params and "nan" not in params
     one_point = {s: (x[:1], y[:1]) for s, (_, y) in data.items()}
     failed = fit_joint(GroupData("s", "acc", False, one_point), n_boot=0).fits[0]
     assert not failed.success and describe_fit(failed, str) == ("-", "-")

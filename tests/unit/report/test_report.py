@@ -24,7 +24,7 @@ def _fit(source, a, b, rng):
         boot=boot,
         x_max=8e8,
         n_points=3,
-        extra={"noise_sd_boot": np.full(100, 0.002).tolist()},
+        noise_sd_boot=np.full(100, 0.002),
     )
 
 

@@ -1,10 +1,13 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from planner.domain import stable_id
 from planner.errors import ImportDataError
 from planner.store import read_runs_table
+from planner.store.runs_table import quoted_in_csv, unquoted
 
 GOOD = """source,compute,metric,value,study,seed
 a,1e18,loss,3.2,s1,0
@@ -128,3 +131,51 @@ def test_evaluation_size_and_chance_belong_to_the_metric_row(tmp_path):
     by_metric = {o.metric: o for o in t.observations()}
     assert (by_metric["acc"].n_items, by_metric["acc"].chance) == (100.0, 0.25)
     assert (by_metric["loss"].n_items, by_metric["loss"].chance) == (None, None)
+
+
+def test_rows_repeating_an_earlier_row_exactly_are_named(tmp_path):
+    text = (
+        "source,compute,metric,value,notes\n"
+        "a,1,loss,2,x\n"
+        "a,1,loss,2,x\n"  # a copy of line 2
+        "a,1,loss,2,other\n"  # differs in a column left unread: not a copy
+        "\n"
+        "a,1,loss,2,x\n"  # line 6: a copy of line 2 again
+        "a,1,acc,0.5,x\n"
+    )
+    t = read_runs_table(write(tmp_path, text))
+    assert len(t.runs) == 4  # still read as repeats, as before
+    assert t.duplicate_rows == (("line 3", "line 2"), ("line 6", "line 2"))
+    note = t.duplicates_note()
+    assert "2 row(s) repeat an earlier row cell for cell: line 3 (= line 2), line 6" in note
+    assert "line 3 (= line 2) and 1 more;" in t.duplicates_note(most=1)
+    assert read_runs_table(write(tmp_path, GOOD)).duplicates_note() == ""
+
+
+def test_a_semicolon_separated_file_is_named_as_such(tmp_path):
+    text = "source;compute;metric;value\na;1e18;loss;3,2\n"
+    with pytest.raises(ImportDataError) as e:
+        read_runs_table(write(tmp_path, text))
+    assert "missing required column(s) source, compute, metric, value" in str(e.value)
+    assert "the file looks separated by semicolons" in str(e.value)
+    # a missing column in a comma-separated file gets no such hint
+    with pytest.raises(ImportDataError) as e:
+        read_runs_table(write(tmp_path, "source,compute,metric\na,1,loss\n"))
+    assert "separated by semicolons" not in str(e.value)
+
+
+@given(st.text())
+def test_a_csv_export_quote_is_taken_off_exactly(cell):
+    """Any text written as a CSV export writes it reads back the same, and what is written
+    starts like a formula only when it is a plain number."""
+    written = "'" + cell if quoted_in_csv(cell) else cell
+    assert unquoted(written) == cell
+    assert written[:1] not in ("=", "+", "-", "@", "\t", "\r") or _is_number(written)
+
+
+def _is_number(s: str) -> bool:
+    try:
+        float(s)
+    except ValueError:
+        return False
+    return s.strip() == s and "_" not in s and s.lower().lstrip("+-")[:1] in "0123456789."

@@ -11,8 +11,8 @@ import pytest
 
 from executors.daemon import DaemonConfig, create_app
 from executors.protocol import AnnealJobSpec
-from planner.dispatch.client import ExecutorClient
 from planner.errors import ExecutorError
+from plugins.backends.http.client import ExecutorClient
 
 TOKEN = "k" * 40
 

@@ -1,4 +1,4 @@
-"""The embedded default: a local executor daemon on 127.0.0.1, started by the planner.
+"""The local backend's launcher: an executor daemon on 127.0.0.1, started by the planner.
 
 It runs ``annealplan-executor serve`` as a child process (its own session) on a free port,
 with a generated token in a 0600 file under ``<project>/.annealplan/executor``, the project
@@ -18,9 +18,10 @@ import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
-from planner.dispatch.client import ExecutorClient
-from planner.errors import ExecutorError
+from plugins.backends.http.client import ExecutorClient
+from plugins.errors import ExecutorError
 
 STATE_SUBDIR = Path(".annealplan") / "executor"
 
@@ -125,7 +126,8 @@ class LocalExecutor:
             f"the local executor did not start within {self.start_timeout_s:.0f} s; see {log_path}"
         )
 
-    def client(self, **kwargs) -> ExecutorClient:
+    def client(self, **kwargs: Any) -> ExecutorClient:
+        """A client for the running daemon (closing it leaves the daemon running)."""
         return ExecutorClient(self.url, self.token, name=self.name, **kwargs)
 
     def stop(self, timeout_s: float = 30.0) -> None:
@@ -149,3 +151,17 @@ class LocalExecutor:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+class LocalClient(ExecutorClient):
+    """A client that owns the daemon it talks to: ``aclose()`` also stops the daemon."""
+
+    def __init__(self, launcher: LocalExecutor, *, name: str = "", **kwargs: Any) -> None:
+        super().__init__(launcher.url, launcher.token, name=name or launcher.name, **kwargs)
+        self.launcher = launcher
+
+    async def aclose(self) -> None:
+        try:
+            await super().aclose()
+        finally:
+            self.launcher.stop()

@@ -1,9 +1,11 @@
-"""``ExecutorClient``: the planner's side of the executor protocol, on ``httpx.AsyncClient``.
+"""``ExecutorClient``: the http backend's transport, the executor protocol on
+``httpx.AsyncClient`` (a :class:`~plugins.contract.JobSubmitter`).
 
 Every call has explicit timeouts. Transport errors and 429/5xx replies are retried with
 exponential backoff and full jitter (honouring ``Retry-After``); a retried submit sends the
 same job id, so a lost reply never becomes a second job. Other 4xx replies are not retried:
-they become :class:`ExecutorReplyError` carrying the daemon's ``{code, field, message}``.
+they become :class:`~plugins.errors.ExecutorReplyError` carrying the daemon's
+``{code, field, message}``.
 """
 
 from __future__ import annotations
@@ -26,29 +28,9 @@ from executors.protocol import (
     JobState,
     LogChunk,
 )
-from planner.errors import ConfigError, ExecutorError
+from plugins.errors import RETRY_STATUSES, ConfigError, ExecutorReplyError
 
 DEFAULT_TIMEOUT = httpx.Timeout(connect=5.0, read=30.0, write=30.0, pool=5.0)
-_RETRY_STATUS = frozenset({408, 425, 429, 500, 502, 503, 504})
-
-
-class ExecutorReplyError(ExecutorError):
-    """The executor answered with an error, or could not be reached.
-
-    Attributes:
-        status: the HTTP status (0: no reply at all).
-        code, field: from the daemon's error body.
-    """
-
-    def __init__(self, msg: str, *, status: int = 0, code: str = "", field: str | None = None):
-        super().__init__(msg)
-        self.status = status
-        self.code = code
-        self.field = field
-
-    @property
-    def unreachable(self) -> bool:
-        return self.status == 0 or self.status in _RETRY_STATUS
 
 
 def read_token(path: str | Path) -> str:
@@ -126,7 +108,7 @@ class ExecutorClient:
             if attempt:
                 delay = self.backoff(attempt - 1)
                 if last is not None and last.status == 429:
-                    delay = max(delay, getattr(last, "retry_after", 0.0))
+                    delay = max(delay, last.retry_after)
                 await self._sleep(delay)
             try:
                 resp = await self._http.request(method, path, **kwargs)
@@ -139,8 +121,8 @@ class ExecutorClient:
             if resp.status_code < 400:
                 return resp
             err = self._error(resp)
-            if resp.status_code in _RETRY_STATUS:
-                err.retry_after = _retry_after(resp)  # type: ignore[attr-defined]
+            if resp.status_code in RETRY_STATUSES:
+                err.retry_after = _retry_after(resp)
                 last = err
                 continue
             raise err
@@ -203,15 +185,6 @@ class ExecutorClient:
             "GET", f"/v1/jobs/{job_id}/log", params={"offset": offset, "limit": limit}
         )
         return LogChunk.model_validate(resp.json())
-
-    # The names the planner's other callers use.
-    async def get(self, job_id: str) -> JobRecord:
-        """Same as :meth:`job`."""
-        return await self.job(job_id)
-
-    async def list(self, state: JobState | None = None) -> list[JobRecord]:
-        """Same as :meth:`jobs`."""
-        return await self.jobs(state)
 
 
 def _retry_after(resp: httpx.Response) -> float:

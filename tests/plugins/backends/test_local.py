@@ -11,14 +11,14 @@ from pathlib import Path
 
 import psutil
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 
 
 def test_the_local_daemon_exits_when_its_planner_is_killed(tmp_path: Path):
     script = textwrap.dedent(
         f"""
         import time
-        from planner.dispatch.local import LocalExecutor
+        from plugins.backends.local.launcher import LocalExecutor
         ex = LocalExecutor({str(tmp_path)!r}).start()
         print(ex.proc.pid, flush=True)
         time.sleep(600)
@@ -48,3 +48,24 @@ def test_the_local_daemon_exits_when_its_planner_is_killed(tmp_path: Path):
         for p in psutil.process_iter(["cmdline"]):
             if str(tmp_path) in " ".join(p.info["cmdline"] or []):
                 p.kill()
+
+
+async def test_the_local_backend_starts_its_daemon_and_closing_stops_it(tmp_path: Path):
+    from plugins.manager import load_registry
+
+    local = load_registry(entry_points=False).executor_backend("local")
+    settings = local.parse_settings({"max_jobs": 2, "root": "data"})
+    (tmp_path / "data").mkdir()
+    client = local.connect(settings, name="here", project_dir=tmp_path)
+    daemon = psutil.Process(client.launcher.proc.pid)
+    try:
+        assert client.name == "here" and client.url.startswith("http://127.0.0.1:")
+        health = await client.health()
+        assert health.ok
+        cmdline = daemon.cmdline()
+        assert cmdline[cmdline.index("--max-jobs") + 1] == "2"
+        assert cmdline[cmdline.index("--root") + 1] == str((tmp_path / "data").resolve())
+    finally:
+        await client.aclose()
+    gone, _ = psutil.wait_procs([daemon], timeout=30)
+    assert daemon in gone, "closing the local backend's client left its daemon running"
