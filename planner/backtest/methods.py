@@ -196,10 +196,10 @@ METHODS: Mapping[str, Callable[[Target], GroupPrediction] | TableMethod] = {
     "loglinear-shared-slope": _fixed("loglinear[b]"),
     "loglinear": _fixed("loglinear"),
     "power-shared": _fixed("power[E,alpha]"),
-    # the default's candidates with the single best one chosen instead of averaged
+    # the joint laws' candidates with the single best one chosen instead of averaged
     "joint-select": _choose(None, average=False),
-    # the default's averaging over the earlier candidates: a per-source line in log-compute
-    # where the default now has the power law with a shared asymptote
+    # the joint laws' averaging over the earlier candidates: a per-source line in log-compute
+    # where `joint` now has the power law with a shared asymptote
     "joint-line": _choose(
         ("constant", "loglinear[b]", "loglinear", "power[E,alpha]"), average=True
     ),
@@ -209,7 +209,7 @@ METHODS: Mapping[str, Callable[[Target], GroupPrediction] | TableMethod] = {
         ("loglinear[b]", "loglinear", "power[E,alpha]", "power[alpha]", "power"), average=False
     ),
 }
-DEFAULT_METHOD = "joint"
+DEFAULT_METHOD = "table"
 
 
 def get_method(name: str) -> Callable[[Target], GroupPrediction] | TableMethod:
