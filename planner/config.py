@@ -47,6 +47,12 @@ class Settings(BaseModel):
     """Per-plugin option tables: ``[plugins.<name>]``; each plugin validates its own."""
     load_plugins: list[str] | None = None
     """Only load these entry-point plugins (``ANNEALPLAN_LOAD_PLUGINS=a,b``)."""
+    proxy: list[str] = Field(default_factory=list)
+    """Continuous proxies of accuracies, ``"ACC_GLOB=PROXY_METRIC"`` each (as ``--proxy``;
+    the flag, when given, wins)."""
+    chance: dict[str, float] = Field(default_factory=dict)
+    """Chance levels of metrics: metric glob → level (as ``--chance``; wins over a runs
+    table's ``chance`` column)."""
 
     @property
     def db_path(self) -> Path:

@@ -153,11 +153,19 @@ class Run:
 
 @dataclass(frozen=True, slots=True)
 class Metric:
-    """One measured value of one run."""
+    """One measured value of one run.
+
+    Attributes:
+        n_items: the evaluation's size (items scored), when known: an accuracy's binomial
+            noise is p(1-p)/n_items.
+        chance: the metric's value by chance (e.g. 0.25 for four choices), when known.
+    """
 
     run_id: str
     name: str
     value: float
+    n_items: float | None = None
+    chance: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -171,6 +179,8 @@ class Observation:
     value: float
     run_id: str = ""
     seed: int | None = None
+    n_items: float | None = None
+    chance: float | None = None
 
 
 @dataclass(frozen=True, slots=True)

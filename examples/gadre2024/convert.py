@@ -4,7 +4,9 @@ Reads ``<repo>/../shared/data/overtraining-gadre2024`` (runs_flat.csv and
 downstream_flat.csv; MIT licensed) in place — nothing is copied into the repository — and
 writes one row per (run, metric): source = training data set, study = architecture (model
 size), compute = 6·N·D FLOPs, params and tokens from the study, metric = each of the 8
-validation losses and each of the 46 downstream accuracies.
+validation losses and each of the 46 downstream accuracies. A downstream accuracy's row also
+gives its evaluation size (``n_items``, the task's number of items) and its chance level
+(``chance``, the task's random baseline), both from the study's eval_metadata.csv.
 
 Usage: ``python examples/gadre2024/convert.py [OUT.csv] [--data DIR]``
 """
@@ -18,13 +20,39 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
 DEFAULT_DATA = REPO / ".." / "shared" / "data" / "overtraining-gadre2024"
-COLUMNS = ("study", "source", "compute", "params", "tokens", "metric", "value", "run_id")
+COLUMNS = (
+    "study",
+    "source",
+    "compute",
+    "params",
+    "tokens",
+    "metric",
+    "value",
+    "run_id",
+    "n_items",
+    "chance",
+)
+
+
+def task_metadata(data_dir: Path) -> dict[str, tuple[str, str]]:
+    """Per downstream task: (number of items, chance level as a fraction), as strings."""
+    out = {}
+    path = data_dir / "eval_metadata.csv"
+    if not path.exists():
+        return out
+    with open(path, newline="") as fh:
+        for r in csv.DictReader(fh):
+            items, baseline = r.get("#datapoints", ""), r.get("Random baseline", "")
+            chance = f"{float(baseline) / 100:g}" if baseline not in ("", None) else ""
+            out[r["Eval Task"]] = (items or "", chance)
+    return out
 
 
 def convert(data_dir: Path) -> list[dict[str, str]]:
     """The runs table rows for the study in ``data_dir``."""
     runs = {}
     rows = []
+    meta = task_metadata(data_dir)
     with open(data_dir / "runs_flat.csv", newline="") as fh:
         for r in csv.DictReader(fh):
             runs[r["name"]] = r
@@ -54,6 +82,8 @@ def convert(data_dir: Path) -> list[dict[str, str]]:
                     "run_id": r["name"],
                     "metric": d["task"],
                     "value": d["value"],
+                    "n_items": meta.get(d["task"], ("", ""))[0],
+                    "chance": meta.get(d["task"], ("", ""))[1],
                 }
             )
     return rows

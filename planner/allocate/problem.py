@@ -289,6 +289,83 @@ def law_expr(
     return expr, values
 
 
+def predictor_expr(
+    fit: LawFit,
+    families: Mapping[str, object],
+    n: sympy.Symbol,
+    setup: CostSetup,
+    curation: object | None,
+    tag: str,
+    compute_unit: Unit,
+    extra_values: Mapping[str, float] | None = None,
+) -> tuple[sympy.Expr, dict[sympy.Symbol, object]]:
+    """The fit's predictor as an expression in tokens: its law, or for a model average the
+    sum of ``z_k·law_k`` over its laws.
+
+    ``z_k`` is law k's weight at the point values (the averaged prediction); in bootstrap
+    row b it is 1 for the law that draw b takes and 0 for the others, with the draws split
+    among the laws by their weights as :func:`planner.laws.decision.member_draws` splits
+    them (the same split for every source of one joint fit, so row b stays one joint
+    draw). The bootstrap rows then carry which law is right as well as its parameters.
+
+    Raises:
+        SolveError: an unknown family, or a law that lacks its family's parameters.
+    """
+    if fit.average is None or len(fit.average.members) < 2:
+        return law_expr(
+            fit, _family(families, fit), n, setup, curation, tag, compute_unit, extra_values
+        )
+    from planner.laws.decision import member_draws
+
+    n_draws, parts = member_draws([fit])
+    total: sympy.Expr = sympy.Integer(0)
+    values: dict[sympy.Symbol, object] = {}
+    for k, part in enumerate(parts):
+        member = part.fits[fit.source]
+        law, vals = law_expr(
+            member,
+            _family(families, member),
+            n,
+            setup,
+            curation,
+            f"{tag}a{k}",
+            compute_unit,
+            extra_values,
+        )
+        z = sympy.Symbol(f"z__{tag}a{k}", nonnegative=True)
+        takes = np.zeros(n_draws)
+        takes[part.rows] = 1.0
+        values.update(vals)
+        values[z] = takes
+        values[(z, "point")] = float(part.weight)  # type: ignore[index]
+        total = total + z * law
+    return total, values
+
+
+def _family(families: Mapping[str, object], fit: LawFit) -> object:
+    if fit.family not in families:
+        raise SolveError(
+            f"unknown law family {fit.family!r} in the fit of {fit.source}/{fit.metric}; "
+            "install the plugin that provides it"
+        )
+    return families[fit.family]
+
+
+def _boot_rows(fit: LawFit) -> int | None:
+    """How many joint bootstrap rows the fit's predictor has (None: none): the fewest of
+    its laws' for a model average, whose draws pair the laws' replicates row by row."""
+    if fit.average is not None and len(fit.average.members) > 1:
+        sizes = [
+            int(np.shape(m.boot)[0])
+            for m in fit.average.members
+            if m.boot is not None and np.ndim(m.boot) == 2 and np.shape(m.boot)[0]
+        ]
+        return min(sizes) if sizes else None
+    if fit.boot is not None and np.ndim(fit.boot) == 2:
+        return int(fit.boot.shape[0])
+    return None
+
+
 def build_problem(
     inputs: Sequence[SourceInput],
     families: Mapping[str, object],
@@ -364,10 +441,10 @@ def build_problem(
 def _joint_boot_length(inputs: Sequence[SourceInput], metrics: Sequence[str]) -> int:
     """One bootstrap length for all: row b of every source is one joint sample."""
     lengths = [
-        fit.boot.shape[0]
+        rows
         for s in inputs
         for m, fit in s.fits.items()
-        if m in metrics and fit.boot is not None and np.ndim(fit.boot) == 2
+        if m in metrics and (rows := _boot_rows(fit)) is not None
     ]
     return min(lengths) if lengths else 0
 
@@ -391,14 +468,9 @@ def _metric_gains(
                 f"source {s.name!r} has no fitted law for metric {m!r}; "
                 f"fit it (`annealplan fit --metric {m}`) or leave the source out"
             )
-        if fit.family not in families:
-            raise SolveError(
-                f"unknown law family {fit.family!r} in the fit of {s.name}/{m}; "
-                "install the plugin that provides it"
-            )
         unit = compute_units.get(m, Unit.TOKENS)
-        law, vals = law_expr(
-            fit, families[fit.family], N_TOKENS, setup, s.curation, f"m{t}", unit, extra_values
+        law, vals = predictor_expr(
+            fit, families, N_TOKENS, setup, s.curation, f"m{t}", unit, extra_values
         )
         ctrl = sympy.Symbol(f"ctrl__m{t}", real=True)
         c = controls[m]

@@ -1,19 +1,31 @@
-"""Prediction methods the backtest can replay, selectable by name."""
+"""Prediction methods the backtest can replay, selectable by name.
+
+Most methods predict each group on its own (:data:`Method`). A :class:`TableMethod` first
+backtests every group's fit set inside itself, chooses for the whole table (a trend prior,
+excess variances, the candidates' weights; see :mod:`planner.laws.table`), then predicts
+each group with those choices.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+import math
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 
-from planner.backtest.protocol import Prediction, Target
+import numpy as np
+
+from planner.backtest.protocol import GroupPrediction, Prediction, Target
 from planner.errors import FitError, did_you_mean
 from planner.laws.joint import GroupData, fit_independent, fit_joint
 from planner.laws.predict import DEFAULT_LEVEL, predict_interval
+from planner.laws.proxy import ProxyInput
+from planner.laws.table import Evidence, GroupInput, TableModel
 
 # Replicates per group in the backtest; enough for stable 5%/95% quantiles.
 BACKTEST_BOOTSTRAP = 400
 
 
-def _from_fits(fits, target: Target) -> tuple[dict[str, Prediction], str]:
+def _from_fits(fits, target: Target, *, beliefs: bool = False) -> GroupPrediction:
     x_target = target.x_target
     out = {}
     laws = set()
@@ -28,32 +40,59 @@ def _from_fits(fits, target: Target) -> tuple[dict[str, Prediction], str]:
         point, low, high = predict_interval(f, [x_target], DEFAULT_LEVEL)
         out[f.source] = Prediction(float(point[0]), float(low[0]), float(high[0]))
         laws.add(f.law)
-    return out, ",".join(sorted(laws))
+    p_beats = {}
+    ok = [f for f in fits if f.success and f.boot is not None and len(f.boot)]
+    if beliefs and len(ok) == len(fits) and len(ok) > 1:
+        from planner.laws.decision import pair_beliefs
+
+        var = None
+        if target.noise.known:
+            reps = float(np.median(np.concatenate([p.reps for p in target.fit_points.values()])))
+            var = {
+                s: float(target.noise.mean_variance(out[s].value, reps))
+                for s in out
+                if math.isfinite(out[s].value)
+            }
+        for b in pair_beliefs(ok, x_target, measurement_var=var):
+            p_beats[(b.a, b.b)] = b.p
+    return GroupPrediction(out, ",".join(sorted(laws)), p_beats)
 
 
-def point_estimate(target: Target) -> tuple[dict[str, Prediction], str]:
+def point_estimate(target: Target) -> GroupPrediction:
     """The baseline: each source's value at x_PE, as if it held at x_T (no interval)."""
-    return {s: Prediction(v) for s, v in target.point_estimate.items()}, "point-estimate"
+    return GroupPrediction(
+        {s: Prediction(v) for s, v in target.point_estimate.items()}, "point-estimate"
+    )
 
 
 def _group(target: Target) -> GroupData:
-    return GroupData(target.study, target.metric, target.lower_is_better, dict(target.fit_data))
+    """The group as the joint laws see it, with each point's variance where every one is
+    known (the fits weigh points by its inverse)."""
+    points = target.fit_points
+    known = bool(points) and all(
+        bool(np.all(np.isfinite(p.var) & (p.var > 0))) for p in points.values()
+    )
+    var = {s: p.var for s, p in points.items()} if known else None
+    return GroupData(
+        target.study, target.metric, target.lower_is_better, dict(target.fit_data), var
+    )
 
 
-def independent(target: Target) -> tuple[dict[str, Prediction], str]:
+def independent(target: Target) -> GroupPrediction:
     """One law per source, family chosen per source by leave-last-out error."""
     fits = fit_independent(_group(target), n_boot=BACKTEST_BOOTSTRAP)
     return _from_fits(fits, target)
 
 
-def joint(target: Target) -> tuple[dict[str, Prediction], str]:
-    """One joint law over the group's sources, candidate chosen by leave-last-out error."""
+def joint(target: Target) -> GroupPrediction:
+    """Joint laws over the group's sources averaged by leave-last-out error; P(a beats b)
+    from their joint bootstrap with the model-averaging uncertainty."""
     res = fit_joint(_group(target), n_boot=BACKTEST_BOOTSTRAP)
-    return _from_fits(res.fits, target)
+    return _from_fits(res.fits, target, beliefs=True)
 
 
-def _fixed(candidate: str) -> Callable[[Target], tuple[dict[str, Prediction], str]]:
-    def run(target: Target) -> tuple[dict[str, Prediction], str]:
+def _fixed(candidate: str) -> Callable[[Target], GroupPrediction]:
+    def run(target: Target) -> GroupPrediction:
         res = fit_joint(_group(target), candidates=[candidate], n_boot=BACKTEST_BOOTSTRAP)
         return _from_fits(res.fits, target)
 
@@ -63,8 +102,8 @@ def _fixed(candidate: str) -> Callable[[Target], tuple[dict[str, Prediction], st
 
 def _choose(
     candidates: tuple[str, ...] | None, *, average: bool
-) -> Callable[[Target], tuple[dict[str, Prediction], str]]:
-    def run(target: Target) -> tuple[dict[str, Prediction], str]:
+) -> Callable[[Target], GroupPrediction]:
+    def run(target: Target) -> GroupPrediction:
         res = fit_joint(
             _group(target),
             candidates=list(candidates) if candidates else None,
@@ -78,7 +117,78 @@ def _choose(
     return run
 
 
-METHODS: Mapping[str, Callable[[Target], tuple[dict[str, Prediction], str]]] = {
+def group_input(target: Target) -> GroupInput:
+    """A backtest group as the table's candidates see it."""
+    proxy = None
+    if target.proxy is not None:
+        proxy = ProxyInput(
+            target.proxy.metric, target.proxy.lower_is_better, dict(target.proxy.fit_points)
+        )
+    return GroupInput(
+        study=target.study,
+        metric=target.metric,
+        lower_is_better=target.lower_is_better,
+        points=dict(target.fit_points),
+        noise=target.noise,
+        chance=target.chance,
+        proxy=proxy,
+    )
+
+
+@dataclass(frozen=True)
+class TableMethod:
+    """A method that chooses for the whole table before predicting each group.
+
+    Attributes:
+        candidates: the candidates it weighs (see :mod:`planner.laws.table`).
+        description: what it is, for ``--help``.
+    """
+
+    candidates: tuple[str, ...]
+    description: str
+
+    def gather(self, target: Target) -> Evidence:
+        """The group's evidence: its candidates at x_T and inside its fit set."""
+        from planner.laws.table import gather
+
+        return gather(
+            group_input(target),
+            target.x_target,
+            candidates=self.candidates,
+            n_boot=BACKTEST_BOOTSTRAP,
+        )
+
+    def estimate(self, evidence: Sequence[Evidence]) -> TableModel:
+        from planner.laws.table import estimate_table
+
+        return estimate_table(evidence, self.candidates)
+
+    def predict(self, target: Target, evidence: Evidence, table: TableModel) -> GroupPrediction:
+        from planner.laws.table import predict
+
+        pred = predict(evidence, table)
+        if pred is None:
+            return GroupPrediction({}, "-")
+        values = {
+            s: Prediction(float(pred.value[i]), float(pred.low[i]), float(pred.high[i]))
+            for i, s in enumerate(pred.sources)
+        }
+        law = "+".join(f"{m} {w:.2f}" for m, w in pred.weights.items())
+        if "joint" in pred.weights and evidence.law:
+            law += f" [{evidence.law}]"
+        return GroupPrediction(values, law, dict(pred.p_beats))
+
+
+METHODS: Mapping[str, Callable[[Target], GroupPrediction] | TableMethod] = {
+    "table": TableMethod(
+        ("point-estimate", "difference", "joint", "proxy"),
+        "point estimate, difference model and joint laws (and a proxy where named), "
+        "weighed by the table's nested backtest",
+    ),
+    "difference": TableMethod(
+        ("difference",),
+        "differences between sources, trends shrunk by the table's empirical-Bayes prior",
+    ),
     "joint": joint,
     "independent": independent,
     "point-estimate": point_estimate,
@@ -86,10 +196,10 @@ METHODS: Mapping[str, Callable[[Target], tuple[dict[str, Prediction], str]]] = {
     "loglinear-shared-slope": _fixed("loglinear[b]"),
     "loglinear": _fixed("loglinear"),
     "power-shared": _fixed("power[E,alpha]"),
-    # the default's candidates with the single best one chosen instead of averaged
+    # the joint laws' candidates with the single best one chosen instead of averaged
     "joint-select": _choose(None, average=False),
-    # the default's averaging over the earlier candidates: a per-source line in log-compute
-    # where the default now has the power law with a shared asymptote
+    # the joint laws' averaging over the earlier candidates: a per-source line in log-compute
+    # where `joint` now has the power law with a shared asymptote
     "joint-line": _choose(
         ("constant", "loglinear[b]", "loglinear", "power[E,alpha]"), average=True
     ),
@@ -99,10 +209,10 @@ METHODS: Mapping[str, Callable[[Target], tuple[dict[str, Prediction], str]]] = {
         ("loglinear[b]", "loglinear", "power[E,alpha]", "power[alpha]", "power"), average=False
     ),
 }
-DEFAULT_METHOD = "joint"
+DEFAULT_METHOD = "table"
 
 
-def get_method(name: str) -> Callable[[Target], tuple[dict[str, Prediction], str]]:
+def get_method(name: str) -> Callable[[Target], GroupPrediction] | TableMethod:
     """A method by name; FitError with "did you mean" on unknown names."""
     if name in METHODS:
         return METHODS[name]

@@ -36,3 +36,44 @@ jobs_option = click.option(
     show_default=True,
     help="Worker processes for the groups; 0: one per core. The result does not depend on it.",
 )
+
+
+def proxy_options(f):
+    """``--proxy`` and ``--chance`` (the verbs that fit accuracies: fit, backtest)."""
+    f = click.option(
+        "--chance",
+        "chance",
+        multiple=True,
+        metavar="GLOB=LEVEL",
+        help="Chance level of the metrics matching GLOB (e.g. 'arc_*=0.25'); wins over a "
+        "runs table's chance column (repeatable).",
+    )(f)
+    return click.option(
+        "--proxy",
+        "proxy",
+        multiple=True,
+        metavar="ACC_GLOB=PROXY",
+        help="Predict the accuracies matching ACC_GLOB (globs, comma-separated; '!glob' "
+        "excludes) through the continuous metric PROXY: extrapolate it, then map it to the "
+        "accuracy by a sigmoid with its floor at chance (repeatable; e.g. "
+        "'*,!loss_*=loss_openlm_val'). A task's acc and its prob_correct_norm from the "
+        "executor are paired without it.",
+    )(f)
+
+
+def decision_settings(obj, proxy, chance, metrics, overrides) -> tuple[dict, dict]:
+    """The proxies and chance levels for ``metrics``: the flags, else the project file's.
+
+    Returns:
+        (metric → proxy metric, metric → chance level).
+
+    Raises:
+        FitError: a bad ``--proxy`` or ``--chance`` setting (one clear error).
+    """
+    from planner.laws.proxy import resolve_chance, resolve_proxies
+
+    settings = obj.settings if obj is not None else None
+    specs = list(proxy) or (list(settings.proxy) if settings is not None else [])
+    levels = list(chance) or (dict(settings.chance) if settings is not None else {})
+    known = sorted(set(metrics))
+    return resolve_proxies(specs, known, overrides=overrides), resolve_chance(levels, known)

@@ -252,14 +252,26 @@ def frontier_cmd(obj, budget_from, budget_to, points, as_json, **common):
 @click.command("crossovers")
 @_budget_range("1gpuh", points=25)
 def crossovers_cmd(obj, budget_from, budget_to, points, as_json, **common):
-    """Budgets at which the best single source changes, with probabilities."""
+    """Budgets at which the best single source changes, with probabilities, and for every
+    pair of sources P(a beats b) at the range's end (0.4–0.6: undecided, measure more)."""
+    from planner.allocate.beliefs import budget_beliefs
     from planner.allocate.frontier import crossovers
     from planner.units import format_quantity
 
     unit, budgets, loaded = _range_problem(obj, budget_from, budget_to, points, common)
     scan = crossovers(loaded.problem, budgets)
+    end = float(max(budgets))
+    beliefs = budget_beliefs(loaded.problem, end)
     if as_json:
-        click.echo(json.dumps(jsonable({"unit": unit, **scan.to_json()}), indent=2))
+        pairs = [
+            {"a": b.a, "b": b.b, "p_a_beats_b": b.p, "undecided": b.undecided} for b in beliefs
+        ]
+        click.echo(
+            json.dumps(
+                jsonable({"unit": unit, **scan.to_json(), "pairs_at": end, "pairs": pairs}),
+                indent=2,
+            )
+        )
         return
     if not scan.crossovers:
         click.echo(
@@ -269,6 +281,9 @@ def crossovers_cmd(obj, budget_from, budget_to, points, as_json, **common):
     for c in scan.crossovers:
         p = f" (probability {c.probability:.2f})" if c.probability is not None else ""
         click.echo(f"at {format_quantity(c.budget, unit)}: {c.before} → {c.after}{p}")
+    where = format_quantity(end, unit)
+    for b in beliefs:
+        click.echo(b.describe(where))
 
 
 COMMANDS = [allocate_cmd, frontier_cmd, crossovers_cmd]

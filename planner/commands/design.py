@@ -123,7 +123,11 @@ def design_cmd(
 def next_cmd(
     obj, budget, metric, model_params, control, study, replay_fraction, tolerance, top, as_json
 ):
-    """Recommend the next run by expected value of information per unit of cost."""
+    """Recommend the next run by expected value of information per unit of cost.
+
+    Pairs of sources whose P(a beats b) at the budget is between 0.4 and 0.6 are
+    undecided: measure more. Where there are some, only runs of their sources are weighed.
+    """
     from planner.allocate.session import ProblemOptions
     from planner.design.session import recommend_runs
     from planner.errors import SolveError
@@ -139,7 +143,7 @@ def next_cmd(
             )
         q = Quantity(plans[0][1].budget, plans[0][1].unit)
     options = ProblemOptions(metric=metric, model_params=model_params, control=control, study=study)
-    state, recs, noise = recommend_runs(
+    found = recommend_runs(
         obj.store,
         obj.registry,
         obj.settings.rates.as_rates(),
@@ -149,6 +153,7 @@ def next_cmd(
         tol=tolerance,
         top=top,
     )
+    state, recs, noise = found.state, found.recommendations, found.noise
     if as_json:
         click.echo(
             json.dumps(
@@ -159,6 +164,11 @@ def next_cmd(
                         "p_wrong_now": state.p_wrong,
                         "recommendations": [r.to_dict() for r in recs],
                         "noise": noise,
+                        "pairs": [
+                            {"a": b.a, "b": b.b, "p_a_beats_b": b.p, "undecided": b.undecided}
+                            for b in found.beliefs
+                        ],
+                        "targeted_sources": list(found.targeted),
                     }
                 ),
                 indent=2,
@@ -172,6 +182,11 @@ def next_cmd(
         click.echo(
             "the decision is already settled by the fits; more runs are not expected to change it"
         )
+    where = format_quantity(q.value, q.unit)
+    for b in found.beliefs:
+        click.echo(f"  {b.describe(where)}")
+    if found.targeted:
+        click.echo(f"runs of the undecided pairs' sources ({', '.join(found.targeted)}):")
     for r in recs:
         click.echo(
             f"  {r.source:<20}{r.tokens:>10.3g} tokens  cost {format_quantity(r.cost, q.unit):>12}  "

@@ -8,6 +8,7 @@ model size, pick the registered sources, price them through their cost models, c
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from planner.design.sweep import Design
@@ -92,6 +93,26 @@ def design_stored_sweep(
     return name, q, d
 
 
+@dataclass(frozen=True)
+class NextRuns:
+    """What ``annealplan next`` found.
+
+    Attributes:
+        state: the decision state now (P(wrong allocation) and the draws' plans).
+        recommendations: the best runs, best first.
+        noise: per source, one run's noise around its law.
+        beliefs: P(a beats b) at the budget for every pair of sources.
+        targeted: the sources of the undecided pairs (0.4 ≤ P ≤ 0.6) the candidate runs
+            were limited to; empty when no pair is undecided (every source's runs weighed).
+    """
+
+    state: Any
+    recommendations: list[Any]
+    noise: dict[str, float]
+    beliefs: tuple[Any, ...] = ()
+    targeted: tuple[str, ...] = ()
+
+
 def recommend_runs(
     store: Any,
     registry: Any,
@@ -102,8 +123,12 @@ def recommend_runs(
     replay_fraction: float = 0.7,
     tol: float = 0.05,
     top: int = 5,
-) -> tuple[Any, list[Any], dict[str, float]]:
+) -> NextRuns:
     """``annealplan next``: the runs that most reduce P(wrong allocation) per unit of cost.
+
+    Where some pairs of sources are undecided at the budget (P(a beats b) between 0.4 and
+    0.6), the candidate runs are those of the sources in those pairs: measuring them is
+    what settles the decision; where none is, runs of every source are weighed.
 
     Args:
         store, registry, rates: as for :func:`planner.allocate.session.load_for`.
@@ -112,25 +137,42 @@ def recommend_runs(
         replay_fraction: replay share of the candidate runs (for their cost).
         tol: a plan is wrong when it loses more than this share of the best gain.
         top: how many recommendations to return.
-
-    Returns:
-        The decision state now, the best ``top`` recommendations and the noise per source.
     """
     from planner.allocate.loader import noise_levels
     from planner.allocate.session import load_for
-    from planner.design.voi import decision_state, default_candidates, recommend_next
+    from planner.design.voi import decision_state, recommend_next
 
     loaded = load_for(store, registry, rates, budget.unit, options)
     problem = loaded.problem
     noise = noise_levels(problem, loaded.observations)
     state = decision_state(problem, budget.value, tol=tol)
+    beliefs, targeted, candidates = undecided_candidates(problem, budget.value)
     recs = recommend_next(
         problem,
         budget.value,
-        default_candidates(problem, budget.value),
+        candidates,
         noise,
         replay_fraction=replay_fraction,
         tol=tol,
         state=state,
     )[:top]
-    return state, recs, noise
+    return NextRuns(state, recs, noise, beliefs, targeted)
+
+
+def undecided_candidates(problem: Any, budget: float) -> tuple[tuple, tuple[str, ...], list]:
+    """The candidate runs ``next`` weighs: those of the sources in undecided pairs.
+
+    Returns:
+        (P(a beats b) at ``budget`` for every pair, the sources of the pairs between 0.4
+        and 0.6, and the candidate runs: of those sources only, or of every source when no
+        pair is undecided).
+    """
+    from planner.allocate.beliefs import budget_beliefs
+    from planner.design.voi import default_candidates
+
+    beliefs = tuple(budget_beliefs(problem, budget))
+    targeted = tuple(sorted({s for b in beliefs if b.undecided for s in (b.a, b.b)}))
+    candidates = default_candidates(problem, budget)
+    if targeted:
+        candidates = [c for c in candidates if c.source in targeted]
+    return beliefs, targeted, candidates

@@ -22,7 +22,7 @@ import numpy as np
 import sympy
 
 from planner.allocate.model import N_TOKENS, Curve, make_curve
-from planner.allocate.problem import AllocationProblem, cost_expr, law_expr, trim_to_boot
+from planner.allocate.problem import AllocationProblem, cost_expr, predictor_expr, trim_to_boot
 from planner.allocate.solve import evaluate_plan, solve_rows
 from planner.design.sweep import round3
 from planner.domain import is_control
@@ -117,8 +117,9 @@ def observation_curves(problem: AllocationProblem, metric: str | None = None) ->
     for s in problem.inputs:
         fit = s.fits[metric]
         unit = Unit(fit.compute_unit or "tokens")
-        expr, vals = law_expr(
-            fit, problem.families[fit.family], N_TOKENS, problem.setup, s.curation, "o", unit
+        # the fit's predictor: a model average's rows take the laws the problem's rows take
+        expr, vals = predictor_expr(
+            fit, problem.families, N_TOKENS, problem.setup, s.curation, "o", unit
         )
         out.append(
             make_curve(

@@ -3,7 +3,8 @@
 A ranking measured at small compute need not hold at the target: when two fitted laws
 cross inside the range of interest the point estimate picks the wrong source beyond it.
 The crossing is found with ``brentq`` on the difference of the two laws over a log grid,
-and its uncertainty from the bootstrap samples of both fits.
+and its uncertainty from the group's joint bootstrap: each draw takes one of the averaged
+laws by its weight, so which law is right is part of the uncertainty.
 """
 
 from __future__ import annotations
@@ -27,8 +28,8 @@ class Crossover:
 
     Attributes:
         compute: the first crossing of the point fits, or NaN when they do not cross.
-        probability: share of bootstrap replicates whose curves cross in the range
-            (NaN without bootstrap samples).
+        probability: share of the joint draws (with model averaging) whose curves cross
+            in the range (NaN without bootstrap samples).
         samples: crossing computes of the replicates that cross.
         better_after: the source that is better just above ``compute`` (direction-aware).
     """
@@ -68,6 +69,20 @@ def first_root(f, grid: np.ndarray, values: np.ndarray) -> float:
     return math.exp(root)
 
 
+def _difference_draws(fit_a: LawFit, fit_b: LawFit, grid: np.ndarray) -> np.ndarray:
+    """Draws of a − b on ``grid``: from the group's joint draws with model averaging (each
+    draw one law, chosen by its weight; :func:`planner.laws.decision.value_draws`), else,
+    for fits the draws cannot pair, each fit's own bootstrap curves."""
+    from planner.laws.decision import value_draws
+
+    try:
+        vd = value_draws([fit_a, fit_b], grid)
+    except FitError:
+        n = min(len(fit_a.boot), len(fit_b.boot))
+        return predict_boot(fit_a, grid)[:n] - predict_boot(fit_b, grid)[:n]
+    return vd.draws[:, 0, :] - vd.draws[:, 1, :]
+
+
 def crossover(fit_a: LawFit, fit_b: LawFit, low: float, high: float) -> Crossover:
     """Find where two sources' laws cross in [low, high], with bootstrap probability.
 
@@ -96,8 +111,7 @@ def crossover(fit_a: LawFit, fit_b: LawFit, low: float, high: float) -> Crossove
         better_after = fit_a.source if a_lower == fit_a.lower_is_better else fit_b.source
     probability, samples = math.nan, np.empty(0)
     if fit_a.boot is not None and fit_b.boot is not None and len(fit_a.boot) and len(fit_b.boot):
-        n = min(len(fit_a.boot), len(fit_b.boot))
-        d = predict_boot(fit_a, grid)[:n] - predict_boot(fit_b, grid)[:n]  # (B, grid)
+        d = _difference_draws(fit_a, fit_b, grid)  # (B, grid)
         s = np.sign(d)
         change = (s[:, :-1] * s[:, 1:]) < 0
         crosses = change.any(axis=1) & np.all(np.isfinite(d), axis=1)

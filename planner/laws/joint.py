@@ -141,12 +141,17 @@ def default_candidates(values: np.ndarray, metric: str = "") -> tuple[Candidate,
 
 @dataclass(frozen=True, slots=True)
 class GroupData:
-    """The points of one (study, metric), per source, sorted by compute."""
+    """The points of one (study, metric), per source, sorted by compute.
+
+    ``var`` gives, per source, each point's known noise variance (NaN where unknown; see
+    :mod:`planner.laws.noise`); the fits then weigh points by its inverse.
+    """
 
     study: str
     metric: str
     lower_is_better: bool
     data: Mapping[str, tuple[np.ndarray, np.ndarray]]
+    var: Mapping[str, np.ndarray] | None = None
 
     @property
     def sources(self) -> tuple[str, ...]:
@@ -158,19 +163,30 @@ def group_observations(
 ) -> list[GroupData]:
     """Group observations by (study, metric) and source, sorted by compute."""
     from planner.domain import lower_is_better as direction
+    from planner.laws.noise import RunPoint, group_noise, run_variances
 
-    buckets: dict[tuple[str, str], dict[str, list[tuple[float, float]]]] = {}
+    buckets: dict[tuple[str, str], dict[str, list[RunPoint]]] = {}
     for o in observations:
         buckets.setdefault((o.study, o.metric), {}).setdefault(o.source, []).append(
-            (float(o.compute), float(o.value))
+            RunPoint(float(o.compute), float(o.value), o.n_items, o.seed)
         )
     out = []
     for (study, metric), by_source in sorted(buckets.items()):
-        data = {}
+        noise = group_noise(by_source)
+        data, var = {}, {}
         for source, pts in sorted(by_source.items()):
-            arr = np.array(sorted(pts), dtype=float)
-            data[source] = (arr[:, 0], arr[:, 1])
-        out.append(GroupData(study, metric, direction(metric, lower_is_better), data))
+            pts = sorted(pts, key=lambda p: (p.compute, p.value))
+            data[source] = (
+                np.array([p.compute for p in pts], dtype=float),
+                np.array([p.value for p in pts], dtype=float),
+            )
+            var[source] = run_variances(pts, noise)
+        known = noise.known and all(np.all(np.isfinite(v)) for v in var.values())
+        out.append(
+            GroupData(
+                study, metric, direction(metric, lower_is_better), data, var if known else None
+            )
+        )
     return out
 
 
@@ -180,8 +196,10 @@ def build_problem(
     *,
     lower_is_better: bool | None,
     x_ref: float | None = None,
+    var: Mapping[str, np.ndarray] | None = None,
 ) -> LawProblem:
-    """The joint least-squares problem of a candidate over the sources in ``data``."""
+    """The joint least-squares problem of a candidate over the sources in ``data``
+    (weighed by the inverse of ``var``, each point's noise variance, where given)."""
     fam = get_family(candidate.family)
     names = fam.param_names
     sources = list(data)
@@ -204,6 +222,9 @@ def build_problem(
         src.append(np.full(x.size, s))
     x_all = np.concatenate(xs)
     ref = float(x_ref) if x_ref else float(np.max(x_all))
+    v_all = (
+        np.concatenate([np.asarray(var[name], dtype=float) for name in sources]) if var else None
+    )
     return make_problem(
         fam,
         x_all[None, :],
@@ -213,6 +234,7 @@ def build_problem(
         sources=sources,
         lower_is_better=lower_is_better,
         x_refs=[ref],
+        var=v_all,
     )
 
 
@@ -227,13 +249,15 @@ def _feasible(candidate: Candidate, data: Mapping[str, tuple[np.ndarray, np.ndar
     return sum(x.size for x, _ in data.values()) > candidate.n_params(len(data))
 
 
-def _hold_out_last(data):
-    train, held = {}, {}
+def _hold_out_last(data, var=None):
+    train, held, train_var = {}, {}, {} if var else None
     for name, (x, y) in data.items():
         last = x == np.max(x)
         train[name] = (x[~last], y[~last])
         held[name] = (float(np.max(x)), float(np.mean(y[last])), int(np.sum(last)))
-    return train, held
+        if var:
+            train_var[name] = np.asarray(var[name])[~last]
+    return train, held, train_var
 
 
 def leave_last_out(
@@ -242,6 +266,7 @@ def leave_last_out(
     *,
     lower_is_better: bool | None,
     loss: str = "soft_l1",
+    var: Mapping[str, np.ndarray] | None = None,
 ) -> tuple[np.ndarray, np.ndarray, float]:
     """Extrapolation errors of each source's largest-compute point, fitted without it.
 
@@ -252,11 +277,11 @@ def leave_last_out(
         the reduced fit's noise scale over the square root of their number); empty arrays
         and NaN when the candidate cannot be fitted on the reduced data.
     """
-    train, held = _hold_out_last(data)
+    train, held, train_var = _hold_out_last(data, var)
     empty = np.empty(0), np.empty(0), math.nan
     if not _feasible(candidate, train):
         return empty
-    problem = build_problem(candidate, train, lower_is_better=lower_is_better)
+    problem = build_problem(candidate, train, lower_is_better=lower_is_better, var=train_var)
     sol = solve_law(problem, loss=loss)
     if not sol.success:
         return empty
@@ -371,7 +396,7 @@ def fit_joint(
     members, weights = _weigh(feasible, held, average=average)
     solved: list[_Solved] = []
     for i, c in enumerate(members):
-        problem = build_problem(c, group.data, lower_is_better=group.lower_is_better)
+        problem = build_problem(c, group.data, lower_is_better=group.lower_is_better, var=group.var)
         sol = solve_law(problem, loss=loss)
         if not sol.success and (solved or i + 1 < len(members)):
             continue  # a member that cannot be fitted drops out of the average
@@ -402,7 +427,7 @@ def fit_joint(
 def _hold_out(candidate: Candidate, group: GroupData, *, loss: str, spread: float) -> _HeldOut:
     """A candidate's leave-last-out errors on the group, scored against the spread."""
     errs, dists, noise = leave_last_out(
-        candidate, group.data, lower_is_better=group.lower_is_better, loss=loss
+        candidate, group.data, lower_is_better=group.lower_is_better, loss=loss, var=group.var
     )
     ok = errs.size and np.all(np.isfinite(errs))
     score = float(np.mean(np.abs(errs))) / spread if ok else math.inf
@@ -515,7 +540,11 @@ def fit_independent(
     out: list[LawFit] = []
     for i, source in enumerate(group.sources):
         sub = GroupData(
-            group.study, group.metric, group.lower_is_better, {source: group.data[source]}
+            group.study,
+            group.metric,
+            group.lower_is_better,
+            {source: group.data[source]},
+            {source: group.var[source]} if group.var else None,
         )
         cands: Sequence[Candidate] = (Candidate(family),) if family else CANDIDATES_INDEPENDENT
         res = fit_joint(

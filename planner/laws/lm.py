@@ -46,6 +46,10 @@ class LawProblem:
         y_scale: residuals are divided by it.
         sources: source names, in index order.
         x_ref: the compute scale.
+        weights: the points' inverse-variance weights (mean 1; None: equal), for
+            noise-aware fits.
+        unit_var: the variance of a unit-weight point that the known variances imply
+            (0: none known).
     """
 
     family: LawFamily
@@ -60,6 +64,8 @@ class LawProblem:
     x_ref: float = 1.0
     x_refs: tuple[float, ...] = ()
     lower_is_better: bool | None = None
+    weights: np.ndarray | None = None
+    unit_var: float = 0.0
     _cols: np.ndarray = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -68,6 +74,11 @@ class LawProblem:
     @property
     def n(self) -> int:
         return int(self.y.shape[0])
+
+    @property
+    def sqrt_w(self) -> np.ndarray:
+        """Square roots of the points' weights (ones for equal weights)."""
+        return np.ones(self.n) if self.weights is None else np.sqrt(self.weights)
 
     @property
     def n_params(self) -> int:
@@ -389,8 +400,13 @@ def make_problem(
     sources: Sequence[str],
     lower_is_better: bool | None,
     x_refs: Sequence[float] | None = None,
+    var: np.ndarray | None = None,
 ) -> LawProblem:
-    """Scale inputs and y and build a :class:`LawProblem` (see its attributes)."""
+    """Scale inputs and y and build a :class:`LawProblem` (see its attributes).
+
+    ``var`` gives each point's known noise variance (NaN where unknown): the points are
+    then weighed by its inverse, and the fit's noise is never taken below it.
+    """
     inputs = np.atleast_2d(np.asarray(inputs, dtype=float))
     refs = (
         tuple(float(v) for v in x_refs)
@@ -408,6 +424,9 @@ def make_problem(
     spread = float(np.std(y))
     if not spread > 0:
         spread = max(abs(float(np.mean(y))), 1.0)
+    from planner.laws.noise import inverse_variance_weights
+
+    weights, unit_var = inverse_variance_weights(var) if var is not None else (None, 0.0)
     return LawProblem(
         family=family,
         X=X,
@@ -421,7 +440,16 @@ def make_problem(
         x_ref=refs[0],
         x_refs=refs,
         lower_is_better=lower_is_better,
+        weights=weights,
+        unit_var=unit_var,
     )
+
+
+def _weights_for(problem: LawProblem, rows: int) -> np.ndarray | None:
+    """The points' weights for ``rows`` parameter vectors (None for equal weights)."""
+    if problem.weights is None:
+        return None
+    return np.broadcast_to(problem.weights, (rows, problem.n))
 
 
 def _starts(problem: LawProblem) -> np.ndarray:
@@ -460,18 +488,21 @@ def solve_law(problem: LawProblem, *, loss: str = "soft_l1") -> LawSolution:
     if trouble:
         return LawSolution.failed(P, trouble, n - P)
     starts = _starts(problem)
-    theta, cost, _ = batched_lm(problem, starts, loss="linear")
+    sw = problem.sqrt_w
+    theta, cost, _ = batched_lm(
+        problem, starts, loss="linear", W=_weights_for(problem, starts.shape[0])
+    )
     best = theta[int(np.argmin(cost))]
-    r0 = (problem.value(best) - problem.y) / problem.y_scale
+    r0 = sw * (problem.value(best) - problem.y) / problem.y_scale
     # f_scale: the robust noise level of a plain least-squares fit, in y_scale units
     f_scale = max(_robust_sd(r0), 1e-3) if n > P else 1.0
 
     def fun(t: np.ndarray) -> np.ndarray:
-        r = (problem.value(t) - problem.y) / problem.y_scale
+        r = sw * (problem.value(t) - problem.y) / problem.y_scale
         return np.where(np.isfinite(r), r, 1e6)
 
     def jac(t: np.ndarray) -> np.ndarray:
-        J = problem.jac(t) / problem.y_scale
+        J = sw[:, None] * problem.jac(t) / problem.y_scale
         return np.where(np.isfinite(J), J, 0.0)
 
     try:
@@ -497,6 +528,8 @@ def solve_law(problem: LawProblem, *, loss: str = "soft_l1") -> LawSolution:
     msg = "converged" if ok else f"did not converge: {res.message}"
     dof = n - P
     noise_sd = math.sqrt(float(np.sum(resid**2)) / dof) if dof > 0 else math.nan
+    if problem.unit_var > 0:  # the noise of a unit-weight point: never below the known
+        noise_sd = max(noise_sd, math.sqrt(problem.unit_var)) if dof > 0 else math.nan
     cov = _covariance(problem, theta_hat, noise_sd) if dof > 0 and ok else None
     return LawSolution(
         theta_hat, float(res.cost), ok, msg, int(res.nfev), f_scale, cov, noise_sd, dof
@@ -532,7 +565,7 @@ def _strictly_inside(theta: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.nd
 
 def _covariance(problem: LawProblem, theta: np.ndarray, noise_sd: float) -> np.ndarray | None:
     """The parameters' covariance (JᵀJ)⁻¹·σ̂², None when JᵀJ is (nearly) singular."""
-    J = problem.jac(theta)
+    J = problem.sqrt_w[:, None] * problem.jac(theta)
     JtJ = J.T @ J
     if np.all(np.isfinite(JtJ)) and np.linalg.cond(JtJ) < 1e12:
         return np.linalg.inv(JtJ) * noise_sd**2
@@ -566,8 +599,9 @@ def bootstrap(
     fitted = problem.value(sol.theta)
     sd = sol.noise_sd * np.sqrt(sol.dof / rng.chisquare(sol.dof, size=n_boot))
     if scheme == "parametric":
-        Y = fitted + sd[:, None] * rng.standard_normal((n_boot, problem.n))
-        W = None
+        # a point of weight w has noise sd / sqrt(w)
+        Y = fitted + sd[:, None] * rng.standard_normal((n_boot, problem.n)) / problem.sqrt_w
+        W = _weights_for(problem, n_boot)
     elif scheme == "cases":
         Y = None
         W = np.zeros((n_boot, problem.n))
@@ -575,6 +609,8 @@ def bootstrap(
             idx = np.flatnonzero(problem.src == s)
             counts = rng.multinomial(idx.size, np.full(idx.size, 1.0 / idx.size), size=n_boot)
             W[:, idx] = counts
+        if problem.weights is not None:
+            W = W * problem.weights
     else:
         raise FitError(f"Unknown bootstrap scheme {scheme!r}: use parametric or cases.")
     theta0 = np.broadcast_to(sol.theta, (n_boot, problem.n_params))

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import duckdb
+import pyarrow as pa
 
 from planner.domain import Metric, Observation, Run
 from planner.errors import StoreError
@@ -56,6 +57,8 @@ _EXPORT_COLUMNS = (
     ("cost_training", "r.cost_training"),
     ("compute_unit", "r.compute_unit"),
     ("run_id", "r.run_id"),
+    ("n_items", "m.n_items"),
+    ("chance", "m.chance"),
 )
 #: the text columns of an export (the others are numbers, which no spreadsheet runs)
 _EXPORT_TEXT = frozenset(("source", "metric", "study", "compute_unit", "run_id"))
@@ -87,6 +90,9 @@ class RunStore(StoreBase):
             "run_id": [m.run_id for m in metrics],
             "name": [m.name for m in metrics],
             "value": [float(m.value) for m in metrics],
+            # typed: a column of only None would otherwise have no type to insert by
+            "n_items": pa.array([m.n_items for m in metrics], type=pa.float64()),
+            "chance": pa.array([m.chance for m in metrics], type=pa.float64()),
         }
         return self._insert(con, "metrics", columns, on_conflict="skip", key=("run_id", "name"))
 
@@ -181,8 +187,8 @@ class RunStore(StoreBase):
         self, study: str | None = None, metric: str | None = None, source: str | None = None
     ) -> list[Observation]:
         sql = (
-            "SELECT r.study, m.name AS metric, r.source, r.compute, m.value, r.run_id, r.seed"
-            " FROM runs r JOIN metrics m USING (run_id)"
+            "SELECT r.study, m.name AS metric, r.source, r.compute, m.value, r.run_id, r.seed,"
+            " m.n_items, m.chance FROM runs r JOIN metrics m USING (run_id)"
             " WHERE (? IS NULL OR r.study = ?) AND (? IS NULL OR m.name = ?)"
             " AND (? IS NULL OR r.source = ?)"
             " ORDER BY r.study, m.name, r.source, r.compute, r.run_id"

@@ -1,8 +1,9 @@
 """The runs table: the file format every import and backtest uses.
 
 One row per (run, metric): required columns ``source, compute, metric, value``; optional
-``study, params, tokens, seed, cost_curation, cost_training, compute_unit, run_id``. Rows that
-share (study, source, compute, params, tokens, seed, run_id) are one run. ``compute`` is any
+``study, params, tokens, seed, cost_curation, cost_training, compute_unit, run_id`` (the run's
+cells) and ``n_items, chance`` (the metric's: the evaluation's size, and its value by chance).
+Rows that share (study, source, compute, params, tokens, seed, run_id) are one run. ``compute`` is any
 quantity that grows with cost; runs are compared only within one (study, metric).
 
 A bad file raises one :class:`ImportDataError` naming the row and the column; nothing is
@@ -39,8 +40,12 @@ OPTIONAL = (
     "cost_training",
     "compute_unit",
     "run_id",
+    "n_items",
+    "chance",
 )
 COLUMNS = REQUIRED + OPTIONAL
+#: the cells that belong to a metric row rather than to its run
+METRIC_COLUMNS = ("metric", "value", "n_items", "chance")
 COMPUTE_UNITS = ("flops", "gpu_hours", "usd", "tokens")
 
 #: the start of a text cell a spreadsheet runs as a formula: ``=``, ``+``, ``-``, ``@``, a tab
@@ -118,6 +123,8 @@ class RunsTable:
                     value=m.value,
                     run_id=r.run_id,
                     seed=r.seed,
+                    n_items=m.n_items,
+                    chance=m.chance,
                 )
                 for m in self.metrics
             ]
@@ -257,6 +264,7 @@ class _RowReader:
         self.parsed_runs: dict[Any, _RunCells] = {}
         self.run_ids: dict[tuple[Any, ...], str] = {}
         self.metric_at, self.value_at = self.index["metric"], self.index["value"]
+        self.n_items_at, self.chance_at = self.index.get("n_items"), self.index.get("chance")
 
     def where(self, offset: int) -> str:
         """Where a row is, as errors name it ("runs.csv line 7")."""
@@ -271,6 +279,8 @@ class _RowReader:
         width, run_cells = self.width, self.run_cells
         metric_at, value_at = self.metric_at, self.value_at
         parsed_runs, seen_cells, metrics = self.parsed_runs, self.seen_cells, self.metrics
+        n_items_at, chance_at = self.n_items_at, self.chance_at
+        noise_cells = n_items_at is not None or chance_at is not None
         for offset, row in enumerate(rows):
             if len(row) != width:
                 raise ImportDataError(f"{self.where(offset)}: {len(row)} cells for {width} columns")
@@ -288,7 +298,12 @@ class _RowReader:
                 self.runs[run_id] = cells.run(run_id)
             elif previous is not cells and previous != cells:
                 _refuse_other_cells(previous, cells, run_id, self.where(offset))
-            metrics[(run_id, metric)] = Metric(run_id=run_id, name=metric, value=value)
+            n_items = chance = None
+            if noise_cells:
+                n_items, chance = _metric_cells(row, n_items_at, chance_at, self.where(offset))
+            metrics[(run_id, metric)] = Metric(
+                run_id=run_id, name=metric, value=value, n_items=n_items, chance=chance
+            )
 
     def run_id(self, cells: _RunCells, metric: str, offset: int) -> str:
         """The row's run: its explicit run_id, else the hash of its run cells and of which
@@ -355,8 +370,38 @@ def _refuse_other_cells(previous: _RunCells, cells: _RunCells, run_id: str, ctx:
     raise ImportDataError(f"{ctx}, column compute_unit: differs between rows of one run")
 
 
-#: the columns that describe a run: all but the metric's own two
-_RUN_COLUMNS = tuple(c for c in COLUMNS if c not in ("metric", "value"))
+#: the columns that describe a run: all but the metric's own
+_RUN_COLUMNS = tuple(c for c in COLUMNS if c not in METRIC_COLUMNS)
+
+
+def _cell(row: Sequence[Any], i: int | None) -> Any:
+    """A cell's value, None when the column is absent or the cell is empty (or NaN)."""
+    if i is None:
+        return None
+    v = row[i]
+    if v is None or (isinstance(v, str) and not v.strip()):
+        return None
+    if isinstance(v, float) and math.isnan(v):
+        return None
+    return v
+
+
+def _metric_cells(
+    row: Sequence[Any], n_items_at: int | None, chance_at: int | None, ctx: str
+) -> tuple[float | None, float | None]:
+    """A metric row's evaluation size (a count of items, at least 1) and chance level;
+    ``ctx`` names the row in errors."""
+    raw_n = _cell(row, n_items_at)
+    raw_c = _cell(row, chance_at)
+    if raw_n is None and raw_c is None:
+        return None, None
+    n_items = _number(raw_n, ctx, "n_items", positive=True)
+    if n_items is not None and n_items < 1:
+        raise ImportDataError(
+            f"{ctx}, column n_items: {raw_n!r} is not a count of evaluation items (>= 1)"
+        )
+    chance = _number(raw_c, ctx, "chance", signed=True)
+    return n_items, chance
 
 
 @dataclass(frozen=True, slots=True)

@@ -71,6 +71,10 @@ class MetricData:
     curves: Mapping[str, Any] = field(default_factory=dict)
     crossovers: tuple[Any, ...] = ()
     compute_unit: str = ""
+    #: P(a beats b) per pair of sources (``planner.laws.decision.PairBelief``) at
+    #: ``beliefs_at``, the end of the drawn range
+    beliefs: tuple[Any, ...] = ()
+    beliefs_at: float = float("nan")
 
 
 class MetricsListed(Message):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 
-from textual.widgets import DataTable, Input, Select
+from textual.widgets import DataTable, Input, Select, Static
 
 from planner.tui.app import make_app
 from planner.tui.messages import FitFinished, LawsLoaded
@@ -36,6 +36,12 @@ async def test_fit_saves_laws_and_draws_them(settings, runs_store, registry):
             assert math.isclose(grid[-1], max(own) * 10)
         table = screen.query_one("#laws-params", DataTable)
         assert table.row_count == 3
+        # how sure the fits are of the pair at the end of the drawn range (the control
+        # anneal is no candidate)
+        [belief] = loaded.beliefs
+        assert {belief.a, belief.b} == {"pubmed", "textbooks"} and 0 <= belief.p <= 1
+        text = str(screen.query_one("#laws-crossovers", Static).render())
+        assert belief.describe(f"{loaded.beliefs_at:.4g} {loaded.compute_unit}") in text
     # saved, as `annealplan fit` saves them
     assert len(runs_store.fits(metric="domain_acc")) == 3
 

@@ -111,10 +111,13 @@ def recommend(
     from planner.units import parse_quantity
 
     q = parse_quantity(budget_text)
-    state, recs, _noise = recommend_runs(
+    found = recommend_runs(
         store, app.registry, _rates(app), q, _options(study, metric, model_params), top=3
     )
+    state, recs = found.state, found.recommendations
     lines = [f"P(wrong allocation at {format_quantity(q.value, q.unit)}) now: {state.p_wrong:.2f}"]
+    where = format_quantity(q.value, q.unit)
+    lines.extend(b.describe(where) for b in found.beliefs if b.undecided)
     if state.p_wrong == 0:
         lines.append(
             "the fits already settle the decision; more runs are not expected to change it"

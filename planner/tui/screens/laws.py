@@ -5,7 +5,9 @@ Fitting is ``annealplan fit --study S --metric M --family F --method X``'s core 
 (``planner.laws.session.fit_store``); each law is drawn over its own runs and one decade
 beyond (``planner.laws.session.draw_grid``, as in the report) with ``predict_interval``'s
 90% prediction interval as its band; the crossovers are ``planner.laws.crossover.crossover``
-between each pair of sources, where both are drawn.
+between each pair of sources, where both are drawn; below them, for every pair, how likely
+one beats the other at the end of the drawn range (``planner.laws.session.group_beliefs``:
+the joint bootstrap with model averaging; 0.4–0.6 is "undecided: measure more").
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from textual.containers import Horizontal, Vertical
 from textual.widgets import DataTable, Input, Label, Select, Static
 from textual_plotext import PlotextPlot
 
+from planner.errors import FitError
 from planner.tui.messages import FitFinished, LawsLoaded, MetricData, MetricsListed
 from planner.tui.screens.base import PlannerScreen
 from planner.tui.widgets.plotting import line, log_ticks, log_x, points
@@ -58,7 +61,7 @@ def metric_data(store: Any, study: str, metric: str) -> MetricData:
     from planner.domain import is_control
     from planner.laws.crossover import crossover
     from planner.laws.predict import DEFAULT_LEVEL, predict_interval
-    from planner.laws.session import draw_grid
+    from planner.laws.session import draw_grid, group_beliefs
 
     observations = tuple(store.observations(study=study, metric=metric))
     unit = store.compute_units(study).get(study) or "unknown unit"
@@ -93,7 +96,14 @@ def metric_data(store: Any, study: str, metric: str) -> MetricData:
             continue
         if math.isfinite(c.compute):
             crossings.append(c)
-    return MetricData(study, metric, observations, fits, curves, tuple(crossings), unit)
+    where, beliefs = math.nan, []
+    try:
+        where, beliefs = group_beliefs([f for _, f in fits], observations)
+    except FitError:  # fits that cannot be drawn from: no beliefs, the table says why
+        where, beliefs = math.nan, []
+    return MetricData(
+        study, metric, observations, fits, curves, tuple(crossings), unit, tuple(beliefs), where
+    )
 
 
 def _fmt(v: float) -> str:
@@ -271,11 +281,12 @@ class LawsScreen(PlannerScreen):
                 f"{c.a} × {c.b} cross at {_fmt(c.compute)}{band}{p}; "
                 f"{c.better_after or '?'} better beyond"
             )
-        self.query_one("#laws-crossovers", Static).update(
-            "\n".join(lines)
-            if lines
-            else ("no crossover in the plotted range" if data.fits else "")
-        )
+        if not lines and data.fits:
+            lines.append("no crossover in the plotted range")
+        # how sure the fits are of each pair at the end of the drawn range
+        where = f"{_fmt(data.beliefs_at)} {data.compute_unit}".strip()
+        lines.extend(b.describe(where) for b in data.beliefs)
+        self.query_one("#laws-crossovers", Static).update("\n".join(lines))
 
     def banded_source(self, data: MetricData) -> str | None:
         """The source whose band is drawn: the table's highlighted row, else the first

@@ -109,7 +109,13 @@ def test_frontier_crossovers_design_and_next(db):
     assert len(rows) == 4 and rows[-1]["gain"] >= rows[0]["gain"]
     r = _run(db, "crossovers", "--from", "0.01gpuh", "--to", "1000gpuh", "--points", "12", "--json")
     assert r.exit_code == 0
-    assert "p_best" in json.loads(r.stdout)
+    cross = json.loads(r.stdout)
+    assert "p_best" in cross
+    # every pair of sources, with P(a beats b) at the range's end
+    assert cross["pairs_at"] == pytest.approx(1000.0)
+    assert {(p["a"], p["b"]) for p in cross["pairs"]} and all(
+        0 <= p["p_a_beats_b"] <= 1 for p in cross["pairs"]
+    )
     r = _run(
         db,
         "design",
@@ -136,6 +142,11 @@ def test_frontier_crossovers_design_and_next(db):
     assert r.exit_code == 0
     nxt = json.loads(r.stdout)
     assert nxt["recommendations"] and 0.0 <= nxt["p_wrong_now"] <= 1.0
+    # runs are weighed for the sources of undecided pairs only, when there are some
+    undecided = {s for p in nxt["pairs"] if p["undecided"] for s in (p["a"], p["b"])}
+    assert set(nxt["targeted_sources"]) == undecided
+    if undecided:
+        assert {r["source"] for r in nxt["recommendations"]} <= undecided
 
 
 def test_a_perplexity_law_gives_a_plan(tmp_path):

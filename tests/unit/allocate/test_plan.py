@@ -274,3 +274,53 @@ def test_missing_control_is_a_clear_error():
         build_problem(
             _two_sources(np.random.default_rng(6)), families(), {}, SETUP, weights={"acc": 1.0}
         )
+
+
+def test_a_model_average_reaches_the_plan_with_its_laws_drawn_by_weight():
+    """An averaged fit's curve is its laws' weighted mean at the point values, and each
+    bootstrap row takes one law (row b of every source the same law, as the joint draws
+    do), its share of the rows its weight: the plan's uncertainty includes which law is
+    right."""
+    from dataclasses import replace
+
+    from planner.domain import AveragedLaw, ModelAverage
+
+    LL = families()["t_loglinear"]
+    rng = np.random.default_rng(3)
+    B = 200
+    pa, pb = (0.55, 0.1, 0.8), (0.30, 0.02)
+
+    def averaged(source, shift):
+        sat = dict(zip(P.param_names, (pa[0] + shift, *pa[1:]), strict=True))
+        lin = dict(zip(LL.param_names, (pb[0] + shift, pb[1]), strict=True))
+        boot_sat = _boot(list(sat.values()), (0.01, 0.005, 0.05), rng, B)
+        boot_lin = _boot(list(lin.values()), (0.01, 0.002), rng, B)
+        base = make_fit(source, P, sat, boot=boot_sat, x_max=2e9)
+        members = (
+            AveragedLaw("sat", P.name, 0.7, sat, boot_sat),
+            AveragedLaw("lin", LL.name, 0.3, lin, boot_lin),
+        )
+        return replace(base, candidate="sat", average=ModelAverage(members)), sat, lin
+
+    fa, sat_a, lin_a = averaged("a", 0.0)
+    fb, _, _ = averaged("b", 0.05)
+    prob = _problem([SourceInput("a", {"acc": fa}), SourceInput("b", {"acc": fb})])
+    assert prob.n_boot == B
+    d = 5e9
+    x = d / 1e9
+    law_sat = sat_a["E"] - sat_a["A"] * x ** -sat_a["alpha"]
+    law_lin = lin_a["a"] + lin_a["b"] * np.log(x)
+    assert float(prob.curves[0].gain(d)) == pytest.approx(0.7 * law_sat + 0.3 * law_lin - 0.40)
+    # each row is one law: the rows' gains sit near one law or the other, never between
+    th = prob.thetas(B, np.arange(B))
+
+    def takes_lin(k, shift):
+        g = np.array([float(prob.curves[k].gain(d, th[k][b])) for b in range(B)])
+        return np.abs(g - (law_lin + shift - 0.40)) < np.abs(g - (law_sat + shift - 0.40))
+
+    near_lin = takes_lin(0, 0.0)
+    assert 0.25 <= near_lin.mean() <= 0.35
+    # the same law in row b for both sources (one joint draw)
+    assert np.array_equal(near_lin, takes_lin(1, 0.05))
+    plan = make_plan(prob, 2000.0)
+    assert plan.success and plan.gain_low <= plan.gain <= plan.gain_high

@@ -1,4 +1,4 @@
-"""The default backtest method on synthetic groups whose true law is known.
+"""The joint laws (``--method joint``) on synthetic groups whose true law is known.
 
 Each group is one (study, metric) with four sources on a power law in compute, eight
 doublings of compute, so F = 0.1 keeps four points per source and x_T is 16× beyond them.
@@ -45,7 +45,9 @@ def test_intervals_are_calibrated_with_and_without_seeds():
     covered = total = 0
     for crossing in (False, True):
         for seeds, fraction in ((1, 0.1), (3, 0.25)):
-            res = run_backtest(_groups(crossing=crossing, seeds=seeds), fraction=fraction, jobs=0)
+            res = run_backtest(
+                _groups(crossing=crossing, seeds=seeds), fraction=fraction, method="joint", jobs=0
+            )
             covered += round(res.interval_coverage * res.intervals)
             total += res.intervals
     assert 0.85 <= covered / total <= 0.95, covered / total
@@ -64,7 +66,7 @@ def test_no_false_crossings_from_per_source_lines():
     line = run_backtest(shared, fraction=0.1, method="loglinear", jobs=0)
     assert line.decision_accuracy < line.point_estimate_decision_accuracy - 0.2
     crossing = _groups(crossing=True, seeds=1)
-    default = run_backtest(crossing, fraction=0.1, jobs=0)
+    default = run_backtest(crossing, fraction=0.1, method="joint", jobs=0)
     earlier = run_backtest(crossing, fraction=0.1, method="joint-line", jobs=0)
     assert default.decision_accuracy >= earlier.decision_accuracy
     assert default.decision_accuracy >= default.point_estimate_decision_accuracy - 0.02

@@ -82,3 +82,25 @@ def test_next_loses_less_gain_than_a_uniform_grid_of_the_same_cost():
     wrong_next, wrong_grid = (results > TOL).mean(axis=0)
     assert r_next < r_grid, (r_next, r_grid, results)
     assert wrong_next <= wrong_grid
+
+
+def test_next_weighs_the_runs_of_undecided_pairs():
+    """Three sources: two measured alike (nothing tells them apart: undecided), one far
+    below them. P(a beats b) says so, and the candidate runs are those of the undecided
+    pair."""
+    from planner.design.session import undecided_candidates
+
+    rng = np.random.default_rng(0)
+    sigma = 0.002
+    toks = [1e8, 3e8, 1e9, 3e9]
+    same = [law((0.56, 0.22, 0.30), t) + sigma * rng.standard_normal() for t in toks]
+    worse = [law((0.45, 0.22, 0.30), t) + sigma * rng.standard_normal() for t in toks]
+    data = {"a": (toks, same), "b": (toks, same), "worse": (toks, worse)}
+    costs = {k: FeeCost(10.0, 1e-10) for k in data}
+    prob = problem_with(data, sigma, CONTROL, rng, costs, n_boot=BOOT)
+    beliefs, targeted, candidates = undecided_candidates(prob, BUDGET)
+    p = {(x.a, x.b): x.p for x in beliefs}
+    assert 0.4 <= p[("a", "b")] <= 0.6
+    assert p[("a", "worse")] > 0.95 and p[("b", "worse")] > 0.95
+    assert targeted == ("a", "b")
+    assert candidates and {c.source for c in candidates} == {"a", "b"}

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import pytest
 from click.testing import CliRunner
 
 from planner.cli import cli
@@ -33,6 +34,15 @@ def test_fit_then_predict(tmp_path):
     assert out.exit_code == 0, out.output
     fits = json.loads(out.output)
     assert {f["source"] for f in fits} == {"web", "books"} and all(f["success"] for f in fits)
+    # P(this source beats the other) at ten times the largest run: web's loss is lower
+    by = {f["source"]: f for f in fits}
+    assert by["web"]["beats_at"] == X.max() * 10
+    assert by["web"]["beats"]["books"] > 0.95
+    assert by["web"]["beats"]["books"] == 1.0 - by["books"]["beats"]["web"]
+    text = run.invoke(cli, ["--db", db, "fit", "--bootstrap", "100", "--at", "1e21"])
+    assert "web beats books at 1e+21 with P = " in text.output
+    bad = run.invoke(cli, ["--db", db, "fit", "--at", "-1"])
+    assert bad.exit_code == 2 and "--at must be a positive compute" in bad.output
     out = run.invoke(cli, ["--db", db, "predict", "--source", "web", "--compute", "1e21", "--json"])
     assert out.exit_code == 0, out.output
     p = json.loads(out.output)
@@ -61,3 +71,29 @@ def test_tables_written_to_a_pipe_keep_every_name_whole(tmp_path):
             assert name in out.stdout, (verb, out.stdout)
         assert "…" not in out.stdout
     assert metric in run.invoke(cli, ["--db", db, "fit", "--bootstrap", "20"]).stdout
+
+
+def test_fit_predicts_an_accuracy_through_its_proxy(tmp_path):
+    """``fit --proxy 'acc=loss'``: the accuracy is also predicted in two steps (the loss
+    extrapolated, then mapped by a sigmoid floored at chance), inside [0, 1], with P(a
+    beats b); a bad proxy is refused before anything is fitted."""
+    rng = np.random.default_rng(0)
+    lines = ["source,compute,metric,value,n_items,chance"]
+    for name, shift in (("web", 0.0), ("books", 0.2), ("code", 0.4)):
+        for c in X:
+            loss = 3.5 - 0.3 * np.log10(c / X[0]) + shift
+            p = 0.25 + 0.75 / (1 + np.exp(-(8.0 - 2.5 * loss)))
+            lines.append(f"{name},{c},loss,{loss:.6f},,")
+            lines.append(f"{name},{c},acc,{rng.binomial(2000, p) / 2000},2000,0.25")
+    run, db = _imported(tmp_path, lines)
+    bad = run.invoke(cli, ["--db", db, "fit", "--proxy", "acc=los"])
+    assert bad.exit_code == 2 and "did you mean 'loss'" in bad.output
+    assert "fits saved" not in bad.output
+    fit = ["--db", db, "fit", "--bootstrap", "40", "--jobs", "1", "--proxy", "acc=loss"]
+    out = run.invoke(cli, [*fit, "--metric", "acc", "--json"])
+    assert out.exit_code == 0, out.output
+    by = {f["source"]: f for f in json.loads(out.output)}
+    web = by["web"]["proxy"]
+    assert web["metric"] == "loss" and 0.25 <= web["low"] <= web["value"] <= web["high"] <= 1
+    assert web["beats"]["code"] > 0.9  # web's loss is lowest: its accuracy the highest
+    assert by["code"]["proxy"]["beats"]["web"] == pytest.approx(1.0 - web["beats"]["code"])

@@ -84,6 +84,9 @@ def test_repeated_rows_are_distinct_repeats(tmp_path):
             "line 3, column metric: run 'r1' already has a value for 'loss'",
         ),
         ("", "empty"),
+        ("source,compute,metric,value,n_items\na,1,acc,0.5,0.5\n", "line 2, column n_items"),
+        ("source,compute,metric,value,n_items\na,1,acc,0.5,many\n", "column n_items"),
+        ("source,compute,metric,value,chance\na,1,acc,0.5,x\n", "line 2, column chance"),
     ],
 )
 def test_bad_files_name_row_and_column(tmp_path, text, needle):
@@ -117,6 +120,17 @@ def test_missing_and_unknown_format(tmp_path):
         read_runs_table(write(tmp_path, GOOD, "runs.xlsx"))
     with pytest.raises(ImportDataError, match="Parquet"):
         read_runs_table(write(tmp_path, "not parquet", "runs.parquet"))
+
+
+def test_evaluation_size_and_chance_belong_to_the_metric_row(tmp_path):
+    """n_items and chance describe a metric's evaluation, not its run: one run may have an
+    accuracy on 100 items and a loss with neither, and both rows stay one run."""
+    text = "source,compute,metric,value,n_items,chance\na,1,acc,0.5,100,0.25\na,1,loss,3.0,,\n"
+    t = read_runs_table(write(tmp_path, text))
+    assert len(t.runs) == 1
+    by_metric = {o.metric: o for o in t.observations()}
+    assert (by_metric["acc"].n_items, by_metric["acc"].chance) == (100.0, 0.25)
+    assert (by_metric["loss"].n_items, by_metric["loss"].chance) == (None, None)
 
 
 def test_rows_repeating_an_earlier_row_exactly_are_named(tmp_path):

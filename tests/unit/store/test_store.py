@@ -80,6 +80,20 @@ def test_export_round_trip(store, tmp_path):
             ) == sorted((o.source, o.compute, o.metric, o.value) for o in store.observations())
 
 
+def test_evaluation_size_and_chance_are_stored_and_exported(store, tmp_path):
+    p = tmp_path / "r.csv"
+    p.write_text(
+        "source,compute,metric,value,n_items,chance\na,1,acc,0.5,100,0.25\na,1,loss,3.0,,\n"
+    )
+    store.import_runs(read_runs_table(p))
+    got = {o.metric: (o.n_items, o.chance) for o in store.observations()}
+    assert got == {"acc": (100.0, 0.25), "loss": (None, None)}
+    out = tmp_path / "out.csv"
+    store.export_runs(out)
+    again = {o.metric: (o.n_items, o.chance) for o in read_runs_table(out).observations()}
+    assert again == got
+
+
 def test_ingest_result_exactly_once(store):
     run = Run(run_id="job-1", source="a", compute=5.0, origin="sweep")
     metrics = [Metric("job-1", "acc", 0.5), Metric("job-1", "loss", 2.0)]
@@ -112,7 +126,7 @@ def test_killed_ingest_leaves_no_partial_rows(tmp_path):
         s = open_store({str(path)!r})
         with s.transaction() as con:
             con.execute("INSERT INTO runs (run_id, study, source, compute, origin) VALUES ('r', 's', 'a', 1, 'x')")
-            con.execute("INSERT INTO metrics VALUES ('r', 'acc', 0.5)")
+            con.execute("INSERT INTO metrics (run_id, name, value) VALUES ('r', 'acc', 0.5)")
             os.kill(os.getpid(), signal.SIGKILL)
         """
     )
