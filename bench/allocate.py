@@ -14,6 +14,7 @@ import time
 
 import numpy as np
 import sympy
+from common import quick
 
 from planner.allocate.model import N_TOKENS, make_curve
 from planner.allocate.reference import slsqp
@@ -44,15 +45,7 @@ def main() -> None:
     ap.add_argument("--sources", type=int, default=50)
     ap.add_argument("--budgets", type=int, default=100)
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument(
-        "--quick",
-        action="store_true",
-        help="tiny sizes, seconds: checks that the bench still runs (figures mean nothing)",
-    )
-    quick, _ = ap.parse_known_args()
-    if quick.quick:
-        ap.set_defaults(**QUICK)
-    args = ap.parse_args()
+    args = quick.parse_args(ap, QUICK)
     rng = np.random.default_rng(args.seed)
     t0 = time.perf_counter()
     curves = instance(args.sources, rng)

@@ -20,6 +20,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from common import quick
+
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
@@ -138,15 +140,7 @@ def main() -> None:
     p.add_argument("--seq-len", type=int, default=128)
     p.add_argument("--hidden", type=int, default=256)
     p.add_argument("--layers", type=int, default=4)
-    p.add_argument(
-        "--quick",
-        action="store_true",
-        help="tiny sizes, seconds: checks that the bench still runs (figures mean nothing)",
-    )
-    quick, _ = p.parse_known_args()
-    if quick.quick:
-        p.set_defaults(**QUICK)
-    a = p.parse_args()
+    a = quick.parse_args(p, QUICK)
 
     import numpy as np
 

@@ -23,6 +23,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from common import quick
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -64,15 +65,7 @@ def main() -> None:
     ap.add_argument("--sources", type=int, default=25)
     ap.add_argument("--computes", type=int, default=60)
     ap.add_argument("--metrics", type=int, default=6)
-    ap.add_argument(
-        "--quick",
-        action="store_true",
-        help="tiny sizes, seconds: checks that the bench still runs (figures mean nothing)",
-    )
-    quick, _ = ap.parse_known_args()
-    if quick.quick:
-        ap.set_defaults(**QUICK)
-    args = ap.parse_args()
+    args = quick.parse_args(ap, QUICK)
     with tempfile.TemporaryDirectory() as tmp:
         table = Path(tmp) / "runs.csv"
         write_table(table, args.sources, args.computes, args.metrics)

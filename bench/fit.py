@@ -21,6 +21,8 @@ from scipy.optimize import curve_fit
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from common import quick
+
 from planner.laws.families import compiled, get_family
 from planner.laws.fit import fit_many
 from planner.laws.lm import batched_lm, make_problem
@@ -136,15 +138,7 @@ def main() -> None:
     ap.add_argument("--points", type=int, default=8)
     ap.add_argument("--boot", type=int, default=1000)
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument(
-        "--quick",
-        action="store_true",
-        help="tiny sizes, seconds: checks that the bench still runs (figures mean nothing)",
-    )
-    quick, _ = ap.parse_known_args()
-    if quick.quick:
-        ap.set_defaults(**QUICK)
-    args = ap.parse_args()
+    args = quick.parse_args(ap, QUICK)
     rng = np.random.default_rng(args.seed)
     x, xs, y = synthetic(args.sources, args.points, rng)
 

@@ -26,6 +26,7 @@ import time
 from pathlib import Path
 
 import httpx
+from common import quick
 
 #: ``--quick``: sizes that run in seconds (explicit flags still win)
 QUICK = {"requests": 20}
@@ -68,15 +69,7 @@ def timed(get, paths: list[str], n: int) -> list[float]:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--requests", type=int, default=200, help="rounds of requests per mode")
-    ap.add_argument(
-        "--quick",
-        action="store_true",
-        help="tiny sizes, seconds: checks that the bench still runs (figures mean nothing)",
-    )
-    quick, _ = ap.parse_known_args()
-    if quick.quick:
-        ap.set_defaults(**QUICK)
-    args = ap.parse_args()
+    args = quick.parse_args(ap, QUICK)
     headers = {"Authorization": f"Bearer {TOKEN}"}
     with tempfile.TemporaryDirectory() as tmp:
         proc, url = start_daemon(Path(tmp))

@@ -31,6 +31,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from common import quick
+
 ROOT = Path(__file__).resolve().parents[1]
 
 BARE = r"""
@@ -152,15 +154,7 @@ def main() -> None:
     ap.add_argument("--runs", type=int, default=10_000)
     ap.add_argument("--metrics-per-run", type=int, default=10)
     ap.add_argument("--repeat", type=int, default=5)
-    ap.add_argument(
-        "--quick",
-        action="store_true",
-        help="tiny sizes, seconds: checks that the bench still runs (figures mean nothing)",
-    )
-    quick, _ = ap.parse_known_args()
-    if quick.quick:
-        ap.set_defaults(**QUICK)
-    args = ap.parse_args()
+    args = quick.parse_args(ap, QUICK)
     with tempfile.TemporaryDirectory() as tmp:
         db = Path(tmp) / "annealplan.duckdb"
         t = time.perf_counter()

@@ -1,0 +1,1 @@
+"""What the benches share (a folder, so that ``bench/*.py`` finds only the benches)."""
