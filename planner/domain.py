@@ -471,7 +471,10 @@ class ProblemOptions:
         sources: comma-separated sources to consider (None: every fitted one).
         replay_fraction: replay share trained alongside a source's tokens.
         eval_cost: evaluation cost of the final plan, ``5gpuh``.
-        max_extrapolation: trust each law up to this multiple of its largest budget.
+        max_extrapolation: the trust region: no source is bought past this multiple of its
+            largest measured budget (None: the project's setting, default 10).
+        combination: how single-source gains combine in the mixed anneal, ``coverage``
+            (bounded by the metric's headroom) or ``additive``.
     """
 
     metric: str | None = None
@@ -484,6 +487,7 @@ class ProblemOptions:
     replay_fraction: float = 0.0
     eval_cost: str | None = None
     max_extrapolation: float | None = None
+    combination: str = "coverage"
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> ProblemOptions:
@@ -590,12 +594,17 @@ class PlanUncertainty:
 
 @dataclass(frozen=True, slots=True)
 class Confirmation:
-    """One mixed anneal of the chosen mix, scaled down, that tests whether gains add.
+    """One mixed anneal of the chosen mix, scaled down, that tests the combination rule.
 
     Attributes:
         source: the mixture's name, ``a@0.6+b@0.4`` (see ``allocate.mixture.parse_mixture``).
         tokens: its source tokens in all; ``tokens_per_source`` split by source.
-        predicted_gain: the gain the laws predict for it if gains add.
+        predicted_gain: the gain the plan's combination rule predicts for it;
+            ``predicted_low``/``predicted_high`` its 90% interval over the bootstrap.
+        additive_gain: the gain if single-source gains simply added; ``additive_low`` and
+            ``additive_high`` its interval.
+        measured_gain: the gain the anneal measured over the control (None: not run yet);
+            ``run_id`` the stored run it comes from.
         note: what to do with it.
     """
 
@@ -604,6 +613,61 @@ class Confirmation:
     tokens_per_source: Mapping[str, float]
     predicted_gain: float
     note: str = "run it as one anneal; compare its measured gain with the prediction"
+    predicted_low: float = float("nan")
+    predicted_high: float = float("nan")
+    additive_gain: float = float("nan")
+    additive_low: float = float("nan")
+    additive_high: float = float("nan")
+    measured_gain: float | None = None
+    run_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class CertificateEntry:
+    """One source's line of a plan's KKT certificate.
+
+    At a cost-optimal plan every source bought strictly between zero and its cap
+    (``interior``) has the same marginal utility per unit of cost, the multiplier λ; a source
+    left at zero (``zero``) has a lower one, a source held at its cap or trust limit
+    (``capped``) a higher one.
+
+    Attributes:
+        source: the source.
+        status: ``interior``, ``zero`` or ``capped``.
+        marginal_utility: d(combined gain)/d(cost) of this source at the plan (per unit of
+            the budget's unit).
+        tokens: the plan's tokens of it.
+        limit: what caps it (``supply`` or ``trust``), empty unless capped.
+    """
+
+    source: str
+    status: str
+    marginal_utility: float
+    tokens: float
+    limit: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Combination:
+    """How a plan combines single-source gains into the one mixed anneal's gain.
+
+    Attributes:
+        rule: ``coverage`` (H·(1 − Π(1 − g_i/H)), generalised by ``interaction``) or
+            ``additive`` (the plain sum).
+        headroom: H, the largest gain the metric allows over the control (1 − control for
+            an accuracy; control − best asymptote for a loss).
+        interaction: the rule's overlap exponent p (1: independent coverage; larger:
+            sources overlap more); fitted from measured mixtures when there are any.
+        interaction_low, interaction_high: its 90% interval (NaN: not fitted).
+        mixtures: measured mixed runs the interaction was fitted from.
+    """
+
+    rule: str = "coverage"
+    headroom: float = float("nan")
+    interaction: float = 1.0
+    interaction_low: float = float("nan")
+    interaction_high: float = float("nan")
+    mixtures: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -655,6 +719,14 @@ class Plan:
         confirmation: the mixed anneal that tests the plan's separability assumption.
         mixed_runs: measured mixed runs against their predicted gain.
         options: the options the plan was solved with (None: not recorded).
+        certificate: the KKT certificate, one entry per source (see
+            :class:`CertificateEntry`).
+        combination: how single-source gains were combined into ``gain``.
+        additive_gain, additive_low, additive_high: the plan's gain and interval had the
+            gains simply added (shown beside the combined prediction).
+        trust_multiple: no source is bought past this multiple of its largest measured
+            budget (None: no trust region).
+        trust_limited: sources the trust region held back (the budget could buy more).
     """
 
     budget: float
@@ -677,6 +749,13 @@ class Plan:
     confirmation: Confirmation | None = None
     mixed_runs: tuple[MixedRunCheck, ...] = ()
     options: ProblemOptions | None = None
+    certificate: tuple[CertificateEntry, ...] = ()
+    combination: Combination | None = None
+    additive_gain: float = float("nan")
+    additive_low: float = float("nan")
+    additive_high: float = float("nan")
+    trust_multiple: float | None = None
+    trust_limited: tuple[str, ...] = ()
 
     def to_json(self) -> dict[str, Any]:
         """The plan as JSON-able data (what the store keeps; :meth:`from_json` reads it)."""
@@ -707,12 +786,17 @@ class Plan:
         kw["mixed_runs"] = tuple(
             MixedRunCheck(**_known(MixedRunCheck, m)) for m in flat.get("mixed_runs") or ()
         )
+        kw["certificate"] = tuple(
+            CertificateEntry(**_known(CertificateEntry, c)) for c in flat.get("certificate") or ()
+        )
+        kw["trust_limited"] = tuple(flat.get("trust_limited") or ())
         for key, typ in (
             ("best_single", BestSingle),
             ("point_estimate", PointEstimate),
             ("uncertainty", PlanUncertainty),
             ("confirmation", Confirmation),
             ("options", ProblemOptions),
+            ("combination", Combination),
         ):
             kw[key] = _optional(typ, flat.get(key))
         return cls(**kw)
