@@ -613,11 +613,11 @@ class Confirmation:
     tokens_per_source: Mapping[str, float]
     predicted_gain: float
     note: str = "run it as one anneal; compare its measured gain with the prediction"
-    predicted_low: float = float("nan")
-    predicted_high: float = float("nan")
-    additive_gain: float = float("nan")
-    additive_low: float = float("nan")
-    additive_high: float = float("nan")
+    predicted_low: float | None = None
+    predicted_high: float | None = None
+    additive_gain: float | None = None
+    additive_low: float | None = None
+    additive_high: float | None = None
     measured_gain: float | None = None
     run_id: str | None = None
 
@@ -658,15 +658,15 @@ class Combination:
             an accuracy; control − best asymptote for a loss).
         interaction: the rule's overlap exponent p (1: independent coverage; larger:
             sources overlap more); fitted from measured mixtures when there are any.
-        interaction_low, interaction_high: its 90% interval (NaN: not fitted).
+        interaction_low, interaction_high: its 90% interval (None: not fitted).
         mixtures: measured mixed runs the interaction was fitted from.
     """
 
     rule: str = "coverage"
     headroom: float = float("nan")
     interaction: float = 1.0
-    interaction_low: float = float("nan")
-    interaction_high: float = float("nan")
+    interaction_low: float | None = None
+    interaction_high: float | None = None
     mixtures: int = 0
 
 
@@ -751,9 +751,9 @@ class Plan:
     options: ProblemOptions | None = None
     certificate: tuple[CertificateEntry, ...] = ()
     combination: Combination | None = None
-    additive_gain: float = float("nan")
-    additive_low: float = float("nan")
-    additive_high: float = float("nan")
+    additive_gain: float | None = None
+    additive_low: float | None = None
+    additive_high: float | None = None
     trust_multiple: float | None = None
     trust_limited: tuple[str, ...] = ()
 
