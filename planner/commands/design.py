@@ -22,6 +22,13 @@ from planner.commands.allocate import jsonable
 @click.option("--points", type=int, default=4, show_default=True, help="Token budgets per source.")
 @click.option("--seeds", type=int, default=1, show_default=True, help="Repeats of every run.")
 @click.option(
+    "--repeat-top/--no-repeat-top",
+    default=True,
+    show_default=True,
+    help="With --seeds 1, run each source's largest budget with a second seed too "
+    "(the sweep's own measure of seed noise).",
+)
+@click.option(
     "--span",
     type=float,
     default=10.0,
@@ -41,6 +48,7 @@ def design_cmd(
     sources,
     points,
     seeds,
+    repeat_top,
     span,
     replay_fraction,
     model_params,
@@ -67,6 +75,7 @@ def design_cmd(
         replay_fraction=replay_fraction,
         eval_cost=eval_cost,
         experiment=experiment,
+        repeat_top=repeat_top,
     )
     if as_json:
         click.echo(

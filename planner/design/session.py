@@ -34,6 +34,7 @@ def design_stored_sweep(
     eval_cost: str | None = None,
     experiment: str | None = None,
     no_sources_hint: str = NO_SOURCES_HINT,
+    repeat_top: bool = True,
 ) -> tuple[str, Quantity, Design]:
     """Design the first sweep for a target ``budget`` and store it.
 
@@ -44,7 +45,7 @@ def design_stored_sweep(
         budget: the final anneal's budget, e.g. ``2000gpuh`` (a cost, not tokens).
         model_params: the annealing model's size N, e.g. ``135M``.
         sources: the sources to sweep (None: every registered source).
-        fraction, points, seeds, span, replay_fraction: as :func:`design_sweep`.
+        fraction, points, seeds, span, replay_fraction, repeat_top: as :func:`design_sweep`.
         eval_cost: one run's evaluation cost, e.g. ``0.5gpuh``.
         experiment: the experiment's name (default ``sweep-<budget>``).
         no_sources_hint: what the error says to do when no source is registered.
@@ -88,6 +89,7 @@ def design_stored_sweep(
         replay_fraction=replay_fraction,
         eval_cost=ec,
         experiment=name,
+        repeat_top=repeat_top,
     )
     store.save_experiment(name, list(d.specs), d.meta)
     return name, q, d

@@ -3,7 +3,10 @@
 Every source gets runs on one geometric token grid spanning at least a decade (the same grid
 for all sources, so their laws are compared over the same range; a source's supply cap clips
 its grid), repeated for each seed, plus the control anneal (replay only) at the grid's middle
-size per seed. The grid's scale is chosen by bisection so the whole sweep costs ``fraction``
+size per seed. With one seed, each source's largest budget is also run with a second seed by
+default (``repeat_top``): the fits then measure the noise a retraining adds (the seed spread
+in :mod:`planner.laws.noise`) from the sweep itself, where the law matters most for
+extrapolation, for one run per source. The grid's scale is chosen by bisection so the whole sweep costs ``fraction``
 of the target budget. Job ids are deterministic (:func:`planner.domain.stable_id` of source,
 tokens, replay share, seed and model size) so designing again reuses the same jobs.
 """
@@ -66,6 +69,7 @@ def design_sweep(
     replay_fraction: float = 0.7,
     eval_cost: float = 0.0,
     experiment: str = "sweep",
+    repeat_top: bool = True,
 ) -> Design:
     """Design a sweep that costs ``fraction × budget``.
 
@@ -80,6 +84,8 @@ def design_sweep(
         replay_fraction: replay share of every run's training tokens.
         eval_cost: evaluation cost of one run, in ``setup.unit``.
         experiment: the experiment's name.
+        repeat_top: with ``seeds == 1``, run each source's largest budget with a second
+            seed too (the sweep's own measure of seed noise). No effect with more seeds.
 
     Raises:
         SolveError: bad arguments, or the sweep budget cannot pay for the evaluations alone.
@@ -90,7 +96,8 @@ def design_sweep(
     prices = _Prices.of(sources, setup, replay_fraction)
     mid = float(np.sqrt(rel[0] * rel[-1]))
     caps = [np.inf if s.cap_tokens is None else float(s.cap_tokens) for s in sources]
-    n_runs = seeds * (len(sources) * points + 1)
+    repeat = repeat_top and seeds == 1
+    n_runs = seeds * (len(sources) * points + 1) + (len(sources) if repeat else 0)
     target = fraction * budget - n_runs * eval_cost - sum(prices.fixed)
     if target <= 0:
         raise SolveError(
@@ -100,7 +107,7 @@ def design_sweep(
         )
     top = _largest_within(
         lambda top: prices.sweep(
-            _grid_rows(top, rel, caps), top * mid / (1 - replay_fraction), seeds
+            _grid_rows(top, rel, caps), top * mid / (1 - replay_fraction), seeds, repeat
         ),
         target,
     )
@@ -111,6 +118,7 @@ def design_sweep(
         round3(top * mid / (1 - replay_fraction)),
         setup=setup,
         seeds=seeds,
+        repeat_top=repeat,
         replay_fraction=replay_fraction,
         eval_cost=eval_cost,
         experiment=experiment,
@@ -123,6 +131,7 @@ def design_sweep(
         "fraction": fraction,
         "points": points,
         "seeds": seeds,
+        "repeat_top": repeat,
         "span": span,
         "replay_fraction": replay_fraction,
         "model_params": setup.model_params,
@@ -177,12 +186,19 @@ class _Prices:
         )
         return cls(fixed, runs, control)
 
-    def sweep(self, rows: Sequence[Sequence[float]], control_tokens: float, seeds: int) -> float:
+    def sweep(
+        self,
+        rows: Sequence[Sequence[float]],
+        control_tokens: float,
+        seeds: int,
+        repeat_top: bool = False,
+    ) -> float:
         """What a sweep costs (fixed parts aside): every source's grid ``rows`` and the
-        control, once per seed."""
+        control, once per seed, plus each row's largest run again with ``repeat_top``."""
         c = sum(float(fn(t)) for fn, row in zip(self.runs, rows, strict=True) for t in row)
         c += float(self.control(control_tokens))
-        return seeds * c
+        extra = sum(float(fn(max(row))) for fn, row in zip(self.runs, rows, strict=True))
+        return seeds * c + (extra if repeat_top else 0.0)
 
 
 def _largest_within(cost: Callable[[float], float], target: float) -> float:
@@ -208,11 +224,13 @@ def _specs(
     *,
     setup: CostSetup,
     seeds: int,
+    repeat_top: bool,
     replay_fraction: float,
     eval_cost: float,
     experiment: str,
 ) -> tuple[list[AnnealSpec], dict[str, float]]:
-    """Every run of every seed (the sources' grids, then the control) and each one's cost."""
+    """Every run of every seed (the sources' grids, then the control), each source's
+    largest run with seed 1 when ``repeat_top``, and each one's cost."""
     specs: list[AnnealSpec] = []
     run_costs: dict[str, float] = {}
     for seed in range(seeds):
@@ -224,4 +242,10 @@ def _specs(
         jid = stable_id("job", None, control_tokens, 1.0, seed, setup.model_params)
         specs.append(AnnealSpec(jid, experiment, None, control_tokens, 1.0, seed))
         run_costs[jid] = float(prices.control(control_tokens)) + eval_cost
+    if repeat_top:
+        for s, fn, row in zip(sources, prices.runs, rows, strict=True):
+            t = round3(max(row))
+            jid = stable_id("job", s.name, t, replay_fraction, 1, setup.model_params)
+            specs.append(AnnealSpec(jid, experiment, s.name, t, replay_fraction, 1))
+            run_costs[jid] = float(fn(t)) + eval_cost
     return specs, run_costs

@@ -57,3 +57,24 @@ def test_bad_arguments_are_plain_errors():
         design_sweep(SOURCES, SETUP, 2000.0, fraction=0.0)
     with pytest.raises(SolveError, match="evaluations"):
         design_sweep(SOURCES, SETUP, 10.0, fraction=0.01, eval_cost=1.0)
+
+
+def test_one_seed_repeats_each_sources_largest_budget_with_a_second_seed():
+    d = design_sweep(SOURCES, SETUP, 2000.0, fraction=0.05, points=4)
+    for name in ("web", "synth", "lic"):
+        runs = [s for s in d.specs if s.source == name]
+        top = max(s.tokens for s in runs)
+        assert sorted(s.seed for s in runs if s.tokens == top) == [0, 1]
+        assert all(s.seed == 0 for s in runs if s.tokens < top)
+    assert [s.seed for s in d.specs if s.is_control] == [0]
+    assert d.meta["repeat_top"] is True
+    assert len({s.job_id for s in d.specs}) == len(d.specs)
+    # the repeats are paid from the same sweep budget
+    assert d.cost == pytest.approx(100.0, rel=0.02)
+
+    plain = design_sweep(SOURCES, SETUP, 2000.0, fraction=0.05, points=4, repeat_top=False)
+    assert {s.seed for s in plain.specs} == {0}
+    assert len(d.specs) == len(plain.specs) + 3
+    # with several seeds every run is repeated already: nothing is added
+    two = design_sweep(SOURCES, SETUP, 2000.0, seeds=2)
+    assert len(two.specs) == len(design_sweep(SOURCES, SETUP, 2000.0, seeds=2, repeat_top=False).specs)
