@@ -30,6 +30,9 @@ N_LABELLED = 800
 
 # Licensed terms: a price per token and a hard cap below what the files hold.
 TEXTBOOK_USD_PER_TOKEN = 2e-4
+# The demo's rule (README): a licensed token costs this many times the compute of training
+# the demo's model on one token, so prices compare in one currency at any model size.
+TEXTBOOK_COMPUTE_MULTIPLE = 10.0
 TEXTBOOK_FIXED_FEE_USD = 0.0
 TEXTBOOK_MAX_TOKENS = 40_000
 
@@ -138,6 +141,7 @@ def source_specs(
     seed: int = kbm.DEFAULT_SEED,
     generator: Path | None = None,
     relative_to: Path | None = None,
+    textbook_usd_per_token: float = TEXTBOOK_USD_PER_TOKEN,
 ) -> dict[str, SourceSpec]:
     """The demo's sources, configured for the built-in kinds.
 
@@ -148,6 +152,8 @@ def source_specs(
             ``<cache_dir>/generator-model``, see ``base_model.prepare_generator_model``).
         relative_to: write paths relative to this folder (an executor's root: job specs
             accept only paths under it); None writes absolute paths.
+        textbook_usd_per_token: the licence's price (see :func:`licence_usd_per_token`
+            for the demo's rule).
 
     Returns:
         ``{name: SourceSpec}`` for ``replay`` (files), ``web`` (files), ``textbook``
@@ -177,7 +183,7 @@ def source_specs(
         "textbook": SourceSpec(
             "textbook",
             "licensed",
-            _textbook_config(place(data.textbook)),
+            _textbook_config(place(data.textbook), textbook_usd_per_token),
             "licensed monographs and worked questions: every drug, correct; priced, capped",
         ),
         "synthetic": SourceSpec(
@@ -197,11 +203,17 @@ def source_specs(
     }
 
 
-def _textbook_config(path: str) -> dict[str, Any]:
+def licence_usd_per_token(model_params: float, usd_per_flop: float) -> float:
+    """The demo's licence price: ``TEXTBOOK_COMPUTE_MULTIPLE`` × the compute of training a
+    model of ``model_params`` on one token (6·N FLOPs), at ``usd_per_flop``."""
+    return TEXTBOOK_COMPUTE_MULTIPLE * 6.0 * float(model_params) * float(usd_per_flop)
+
+
+def _textbook_config(path: str, usd_per_token: float) -> dict[str, Any]:
     """The licensed textbook: a price per token and a hard cap below what the file holds."""
     return {
         "paths": [path],
-        "usd_per_token": TEXTBOOK_USD_PER_TOKEN,
+        "usd_per_token": usd_per_token,
         "fixed_fee_usd": TEXTBOOK_FIXED_FEE_USD,
         "max_tokens": TEXTBOOK_MAX_TOKENS,
     }

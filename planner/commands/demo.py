@@ -6,12 +6,19 @@ Stages, each visible as it runs:
    the synthetic source's generator), cached under ``.annealplan/cache``;
 2. register the candidate sources through the real plugin kinds;
 3. design the sweep: three token budgets per source on a geometric grid spanning a decade,
+   each source's largest budget again with a second seed (the noise a retraining adds),
    plus the control anneal (replay only);
 4. start a local executor daemon on 127.0.0.1 and run the sweep — real DeepSpeed anneals,
    each followed by lm-eval — ingesting every result into DuckDB exactly once (finished jobs
    are reused when the demo runs again);
-5. fit the laws, allocate the target budget, write the report;
-6. open the TUI on the results, or print a summary when stdout is not a terminal.
+5. fit the laws, allocate the budget (by default ``auto``: half of what the trust region
+   could buy) on the domain task's probability of the right answer, write the report;
+6. run the plan's confirmation anneal (the mixed anneal it proposes) as a real job and
+   rebuild the report with its measured gain beside the predictions;
+7. open the TUI on the results, or print a summary when stdout is not a terminal.
+
+The metric, price and budget rules are stated, with their reasons, in
+``examples/domain/README.md``.
 
 The embedded default's executor root is the project folder, so the paths in the sources'
 configurations (relative to it) mean the same to the planner and to the executor.
@@ -38,6 +45,20 @@ GRID_TOKENS = (4_000, 12_600, 40_000)
 QUICK_GRID_TOKENS = (1_000, 3_200, 10_000)
 QUICK_CANDIDATES = ("web", "textbook")
 REPLAY_FRACTION = 0.5
+# The second seed run at each source's largest budget (the sweep's own seed noise).
+REPEAT_SEED = 1
+# The decision metric, first fitted one wins (README: the metric rule).
+DECISION_METRICS = (
+    "demo_domain_mc/prob_correct",
+    "demo_domain_mc/acc",
+    "demo_domain_gen/exact_match",
+)
+# Bootstrap draws per fit (the intervals of the laws, the report's bands).
+N_BOOT = 400
+# --budget auto: this share of what the trust region could buy (README: the budget rule).
+AUTO_BUDGET_FRACTION = 0.5
+# The plan may not take a source past this multiple of its largest measured budget.
+MAX_EXTRAPOLATION = 10.0
 
 
 def _repo_examples(project: Path) -> Path:
@@ -73,7 +94,12 @@ def _say(console, text: str) -> None:
 
 
 @click.command("demo")
-@click.option("--budget", default="$60", show_default=True, help="Target budget to allocate.")
+@click.option(
+    "--budget",
+    default="auto",
+    show_default=True,
+    help="Target budget to allocate (auto: half of what the trust region could buy).",
+)
 @click.option("--quick", is_flag=True, help="Smaller budgets and fewer eval docs (tests, CI).")
 @click.option("--no-tui", is_flag=True, help="Print the summary instead of opening the TUI.")
 @click.option(
@@ -84,35 +110,45 @@ def demo(ctx: click.Context, budget: str, quick: bool, no_tui: bool, report_dir:
     """Run the main job end to end on the example domain in examples/."""
     from rich.console import Console
 
-    from planner.units import parse_quantity
-
     obj = ctx.obj
     console = Console(stderr=True)
     started = time.perf_counter()
+    stages: dict[str, float] = {}
     project = obj.settings.project_dir
     bm, dm, ev = _example_domain(project)
-    target = parse_quantity(budget)
     cache = project / ".annealplan" / "cache"
 
     _say(console, "preparing the example domain (cached after the first run)")
+    t0 = time.perf_counter()
     base, gen = _prepare(bm, dm, cache, quick, console)
+    params = _param_count(base)
+    stages["prepare"] = time.perf_counter() - t0
 
     _say(console, "registering the candidate sources through their plugin kinds")
     candidates = QUICK_CANDIDATES if quick else CANDIDATES
-    _register_sources(obj, dm.source_specs(cache, generator=gen), base, candidates, console)
+    rates = obj.settings.rates.as_rates()
+    licence = dm.licence_usd_per_token(params, _usd_per_flop(rates))
+    specs = dm.source_specs(cache, generator=gen, textbook_usd_per_token=licence)
+    _register_sources(obj, specs, base, candidates, console)
 
-    _say(console, "designing the sweep: 3 budgets per source (a decade) + the control anneal")
+    _say(
+        console,
+        "designing the sweep: 3 budgets per source (a decade), the largest with a second "
+        "seed, + the control anneal",
+    )
     grid = QUICK_GRID_TOKENS if quick else GRID_TOKENS
-    params = _param_count(base)
     anneals = _anneals(candidates, grid, quick)
-    meta = _experiment_meta(obj, bm, ev, base, params, grid, target, quick)
+    meta = _experiment_meta(obj, bm, ev, base, params, grid, quick)
     obj.store.save_experiment(EXPERIMENT, anneals, meta)
     console.print(
-        f"  {len(anneals)} anneals: {len(candidates)} sources × {len(grid)} budgets + control"
+        f"  {len(anneals)} anneals: {len(candidates)} sources × {len(grid)} budgets, "
+        f"{len(candidates)} second seeds, the control"
     )
 
     _say(console, "running the sweep on a local executor (DeepSpeed anneal + lm-eval per job)")
+    t0 = time.perf_counter()
     summary = _run(obj.store, project, console, obj.registry)
+    stages["sweep"] = time.perf_counter() - t0
     console.print(
         f"  {summary.succeeded} succeeded ({summary.reused} reused), {len(summary.failed)} failed"
     )
@@ -120,31 +156,47 @@ def demo(ctx: click.Context, budget: str, quick: bool, no_tui: bool, report_dir:
         console.print(f"  [red]failed[/] {f}")
 
     _say(console, "fitting the laws with bootstrap intervals")
+    t0 = time.perf_counter()
     from planner.commands.laws import fit
 
     with _quiet():
         ctx.invoke(
-            fit, study=STUDY, metric=None, family="auto", method="joint", n_boot=400, as_json=True
+            fit,
+            study=STUDY,
+            metric=None,
+            family="auto",
+            method="joint",
+            n_boot=N_BOOT,
+            as_json=True,
         )
+    stages["fit"] = time.perf_counter() - t0
 
+    t0 = time.perf_counter()
     metric = _decision_metric(obj.store)
-    _say(console, f"allocating {target} on {metric} and writing the report")
-    from planner.commands.report import make_report
-
-    files = make_report(
-        obj,
-        out=project / report_dir,
-        budget=budget,
-        metric=metric,
-        model_params=str(int(params)),
-        title="annealplan demo: a fictional pharmacology domain",
-        # The example's laws come from tiny runs; do not trust them beyond 10x the largest.
-        max_extrapolation=10.0,
-    )
+    if budget.strip().lower() == "auto":
+        budget = _auto_budget(obj, metric, params)
+        console.print(
+            f"  budget auto: {budget}, {AUTO_BUDGET_FRACTION:g} × what the trust region "
+            f"({MAX_EXTRAPOLATION:g}× each source's largest run, or its cap) could buy"
+        )
+    _say(console, f"allocating {budget} on {metric} and writing the report")
+    files = _report(obj, project, report_dir, budget, metric, params)
+    stages["report"] = time.perf_counter() - t0
     console.print(f"  report: {files.markdown} and {files.html}")
-    console.print(f"  the main job took {time.perf_counter() - started:.0f} s")
 
-    plan = obj.store.plans(limit=1)[0][1]
+    plan_id, plan = obj.store.plans(limit=1)[0]
+    t0 = time.perf_counter()
+    if _confirm(obj, project, plan_id, plan, console):
+        # the stored plan now carries the measured gain: write the report again
+        files = _report(obj, project, report_dir, None, metric, params)
+        plan = obj.store.plans(limit=1)[0][1]
+    stages["confirm"] = time.perf_counter() - t0
+    console.print(
+        "  stages: "
+        + ", ".join(f"{k} {v:.0f} s" for k, v in stages.items())
+        + f"; the main job took {time.perf_counter() - started:.0f} s"
+    )
+
     if sys.stdout.isatty() and not no_tui and "tui" in ctx.parent.command.commands:
         ctx.invoke(ctx.parent.command.commands["tui"])
         return
@@ -219,7 +271,8 @@ def _register_sources(
 
 
 def _anneals(candidates: Sequence[str], grid: Sequence[int], quick: bool) -> list[Any]:
-    """Every candidate at every grid budget, plus the control anneal at the middle one."""
+    """Every candidate at every grid budget, its largest budget again with a second seed,
+    plus the control anneal at the middle budget."""
     from planner.domain import AnnealSpec, stable_id
 
     anneals = []
@@ -227,6 +280,9 @@ def _anneals(candidates: Sequence[str], grid: Sequence[int], quick: bool) -> lis
         for tokens in grid:
             jid = stable_id("job", EXPERIMENT, name, tokens, REPLAY_FRACTION, 0, quick)
             anneals.append(AnnealSpec(jid, EXPERIMENT, name, float(tokens), REPLAY_FRACTION, 0))
+        top, seed = grid[-1], REPEAT_SEED
+        jid = stable_id("job", EXPERIMENT, name, top, REPLAY_FRACTION, seed, quick)
+        anneals.append(AnnealSpec(jid, EXPERIMENT, name, float(top), REPLAY_FRACTION, seed))
     control_tokens = float(grid[1] / (1 - REPLAY_FRACTION))
     anneals.append(
         AnnealSpec(
@@ -248,7 +304,6 @@ def _experiment_meta(
     base: Path,
     params: float,
     grid: Sequence[int],
-    target: Any,
     quick: bool,
 ) -> dict[str, Any]:
     """What every job of the sweep shares: the study, base model, replay source, training
@@ -276,7 +331,7 @@ def _experiment_meta(
             "batch_size": 96,
             **({"limit": 32} if quick else {}),
         },
-        "compute_unit": target.unit.value if target.unit.value != "tokens" else "usd",
+        "compute_unit": "usd",
         "rates": {
             "flops_per_gpu_hour": rates.flops_per_gpu_hour,
             "usd_per_gpu_hour": rates.usd_per_gpu_hour,
@@ -316,9 +371,10 @@ def _param_count(base: Path) -> float:
 
 
 def _decision_metric(store) -> str:
-    """The domain task's main metric: the dose exact match (the generative domain task),
-    else the multiple-choice task's probability of the right answer, else its accuracy —
-    the first of these that has fitted laws for at least two sources."""
+    """The domain task's continuous metric: the multiple-choice task's probability of the
+    right answer (``p_gold``), else its accuracy, else the dose exact match — the first of
+    these that has fitted laws for at least two sources. Accuracy and exact match move in
+    steps (exact match is 0 at most of the sweep's budgets), so they come last."""
     fitted: dict[str, int] = {}
     from planner.domain import is_control
 
@@ -327,11 +383,7 @@ def _decision_metric(store) -> str:
             fitted[f.metric] = fitted.get(f.metric, 0) + 1
     # A metric every source stayed flat on (e.g. all zeros) has no law to allocate with.
     names = sorted(m for m, n in fitted.items() if n >= 2)
-    for prefix in (
-        "demo_domain_gen/exact_match",
-        "demo_domain_mc/prob_correct",
-        "demo_domain_mc/acc",
-    ):
+    for prefix in DECISION_METRICS:
         hits = [n for n in names if n.startswith(prefix)]
         if hits:
             return hits[0]
@@ -341,6 +393,75 @@ def _decision_metric(store) -> str:
         f"no domain metric could be fitted for two sources (fitted: {', '.join(names) or 'none'}); "
         "look at the runs with `annealplan runs list`"
     )
+
+
+def _usd_per_flop(rates: Any) -> float:
+    from planner.units import Unit, convert
+
+    return convert(1.0, Unit.FLOPS, Unit.USD, rates)
+
+
+def _options(metric: str, params: float) -> Any:
+    from planner.allocate.session import ProblemOptions
+
+    # The example's laws come from tiny runs; do not trust them beyond 10x the largest.
+    return ProblemOptions(
+        metric=metric, model_params=str(int(params)), max_extrapolation=MAX_EXTRAPOLATION
+    )
+
+
+def _auto_budget(obj: Any, metric: str, params: float) -> str:
+    """``--budget auto``: ``AUTO_BUDGET_FRACTION`` × what buying every source up to its
+    trust-region limit (its cap, or ``MAX_EXTRAPOLATION`` × its largest run) would cost."""
+    from planner.allocate.session import load_for
+    from planner.errors import SolveError
+    from planner.units import Unit
+
+    loaded = load_for(
+        obj.store, obj.registry, obj.settings.rates.as_rates(), Unit.USD, _options(metric, params)
+    )
+    full = 0.0
+    for c in loaded.problem.curves:
+        if not math.isfinite(c.cap_tokens):
+            raise SolveError(f"--budget auto: {c.name} has no limit; give --budget $X instead")
+        full += float(c.cost(c.cap_tokens))
+    return f"${AUTO_BUDGET_FRACTION * full:.3g}"
+
+
+def _report(
+    obj: Any, project: Path, report_dir: Path, budget: str | None, metric: str, params: float
+) -> Any:
+    """Plan for ``budget`` (None: rebuild the newest stored plan) and write the report."""
+    from planner.commands.report import make_report
+
+    return make_report(
+        obj,
+        out=project / report_dir,
+        budget=budget,
+        metric=metric,
+        model_params=str(int(params)),
+        title="annealplan demo: a fictional pharmacology domain",
+        max_extrapolation=MAX_EXTRAPOLATION,
+    )
+
+
+def _confirm(obj: Any, project: Path, plan_id: str, plan: Any, console) -> bool:
+    """Run the plan's confirmation anneal (a real job on the embedded local executor) and
+    store its measured gain on the plan. False when there is nothing to confirm."""
+    if getattr(plan, "confirmation", None) is None:
+        console.print("  the plan proposes no confirmation anneal")
+        return False
+    try:
+        from planner.dispatch.confirm import confirm_plan
+    except ImportError:
+        console.print("  confirmation anneal skipped: planner.dispatch.confirm is not here yet")
+        return False
+    _say(console, "running the plan's confirmation anneal (the mixed anneal it proposes)")
+    done = confirm_plan(obj.store, obj.registry, project, plan_id)
+    measured = getattr(done, "measured_gain", None)
+    if measured is not None:
+        console.print(f"  measured gain {measured:+.4g}")
+    return True
 
 
 class _quiet:

@@ -46,16 +46,43 @@ def test_quick_demo_end_to_end(tmp_path):
     assert (project / "report" / "report.html").exists()
     assert "the ranking" in first.stdout or "no crossing" in first.stdout
 
-    runs = json.loads(_annealplan(project, "runs", "list", "--json").stdout)
-    # 2 sources × 3 budgets + the control anneal, each with lm-eval metrics, exactly once
-    assert len(runs) == 7
+    runs = _sweep_runs(project)
+    # 2 sources × 3 budgets, each source's largest budget with a second seed, the control
+    # anneal: each with lm-eval metrics, exactly once
+    assert len(runs) == 9
     assert all(r["metrics"] > 0 for r in runs)
     by_source: dict[str, int] = {}
     for r in runs:
         by_source[r["source"]] = by_source.get(r["source"], 0) + 1
-    assert by_source == {"web": 3, "textbook": 3, "control": 1}
+    assert by_source == {"web": 4, "textbook": 4, "control": 1}
+    for source in ("web", "textbook"):
+        mine = [r for r in runs if r["source"] == source]
+        top = max(r["tokens"] for r in mine)
+        assert sorted(r["seed"] for r in mine if r["tokens"] == top) == [0, 1]
+
+    # the plan is made on a continuous metric (the domain task's p_gold), for the budget
+    # the auto rule gives (half of what the trust region could buy)
+    plan = _stored_plan(project)
+    assert plan.metric.startswith("demo_domain_mc/prob_correct")
+    assert "budget auto: $" in first.stderr
 
     again = _annealplan(project, "demo", "--quick", "--no-tui")
     assert again.returncode == 0, again.stderr[-4000:]
-    assert "7 succeeded (7 reused)" in again.stderr
-    assert len(json.loads(_annealplan(project, "runs", "list", "--json").stdout)) == 7
+    assert "9 succeeded (9 reused)" in again.stderr
+    assert len(_sweep_runs(project)) == 9
+
+
+def _sweep_runs(project: Path) -> list[dict]:
+    """The stored runs but the plan's confirmation anneal (a mixture, ``a@0.6+b@0.4``)."""
+    runs = json.loads(_annealplan(project, "runs", "list", "--json").stdout)
+    return [r for r in runs if "@" not in (r["source"] or "")]
+
+
+def _stored_plan(project: Path):
+    from planner.store import open_store
+
+    store = open_store(project / "annealplan.duckdb")
+    try:
+        return store.plans(limit=1)[0][1]
+    finally:
+        store.close()

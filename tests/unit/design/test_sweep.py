@@ -77,4 +77,6 @@ def test_one_seed_repeats_each_sources_largest_budget_with_a_second_seed():
     assert len(d.specs) == len(plain.specs) + 3
     # with several seeds every run is repeated already: nothing is added
     two = design_sweep(SOURCES, SETUP, 2000.0, seeds=2)
-    assert len(two.specs) == len(design_sweep(SOURCES, SETUP, 2000.0, seeds=2, repeat_top=False).specs)
+    assert len(two.specs) == len(
+        design_sweep(SOURCES, SETUP, 2000.0, seeds=2, repeat_top=False).specs
+    )
