@@ -16,8 +16,9 @@ from typing import Any
 TASKS_DIR = Path(__file__).resolve().parent / "tasks"
 DOMAIN_MC = "demo_domain_mc"
 DOMAIN_GEN = "demo_domain_gen"
+DOMAIN_DOSE = "demo_domain_dose"
 GENERAL_MC = "demo_general_mc"
-TASKS = (DOMAIN_MC, DOMAIN_GEN, GENERAL_MC)
+TASKS = (DOMAIN_MC, DOMAIN_DOSE, DOMAIN_GEN, GENERAL_MC)
 
 
 def task_manager(metadata: dict[str, Any] | None = None):

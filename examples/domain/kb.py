@@ -501,6 +501,21 @@ def domain_gen_docs(kb: KnowledgeBase) -> list[dict]:
     ]
 
 
+def domain_dose_docs(kb: KnowledgeBase) -> list[dict]:
+    """Multiple choice: the standard dose of each drug among every dose (8 choices), the
+    generative task's question scored by likelihood, so its probability of the right
+    answer moves before a greedy answer turns right."""
+    choices = [f"{m} mg" for m in DOSES_MG]
+    return [
+        {
+            "query": f"The standard dose of {d.name} is",
+            "choices": choices,
+            "gold": choices.index(f"{d.dose_mg} mg"),
+        }
+        for d in kb.drugs
+    ]
+
+
 def general_mc_docs(seed: int = DEFAULT_SEED) -> list[dict]:
     """Multiple choice on the everyday facts (4 choices from the same relation)."""
     rng = random.Random(seed + 2)

@@ -49,6 +49,7 @@ REPLAY_FRACTION = 0.5
 REPEAT_SEED = 1
 # The decision metric, first fitted one wins (README: the metric rule).
 DECISION_METRICS = (
+    "demo_domain_dose/prob_correct",
     "demo_domain_mc/prob_correct",
     "demo_domain_mc/acc",
     "demo_domain_gen/exact_match",
@@ -371,10 +372,11 @@ def _param_count(base: Path) -> float:
 
 
 def _decision_metric(store) -> str:
-    """The domain task's continuous metric: the multiple-choice task's probability of the
-    right answer (``p_gold``), else its accuracy, else the dose exact match — the first of
-    these that has fitted laws for at least two sources. Accuracy and exact match move in
-    steps (exact match is 0 at most of the sweep's budgets), so they come last."""
+    """The domain's continuous metric: the probability of the right dose among the eight
+    (``p_gold`` of ``demo_domain_dose``), else the condition task's, else its accuracy,
+    else the dose exact match — the first of these that has fitted laws for at least two
+    sources. Accuracy and exact match move in steps (exact match is 0 at most of the
+    sweep's budgets), so they come last."""
     fitted: dict[str, int] = {}
     from planner.domain import is_control
 

@@ -119,6 +119,8 @@ def test_tasks_evaluate_offline(tiny_base: Path, monkeypatch) -> None:
         "demo_domain_mc/acc",
         "demo_domain_mc/p_gold",
         "demo_domain_gen/exact_match",
+        "demo_domain_dose/acc",
+        "demo_domain_dose/p_gold",
         "demo_general_mc/acc",
         "demo_general_mc/p_gold",
     ):
@@ -136,6 +138,9 @@ def test_task_docs_match_the_knowledge_base() -> None:
         sys.path.remove(str(ev.TASKS_DIR))
     assert task_utils.load_domain_mc()["test"].num_rows == kbm.N_DRUGS
     assert list(task_utils.load_domain_gen()["test"]) == kbm.domain_gen_docs(kbm.make_kb())
+    dose = list(task_utils.load_domain_dose()["test"])
+    gen = kbm.domain_gen_docs(kbm.make_kb())
+    assert [d["choices"][d["gold"]] for d in dose] == [g["answer"] for g in gen]
     assert task_utils.load_general_mc(seed=5)["test"].num_rows == len(kbm.general_mc_docs(5))
 
 

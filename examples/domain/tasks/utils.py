@@ -41,6 +41,11 @@ def load_domain_gen(**kwargs: Any):
     return _dataset(kb.domain_gen_docs(kb.make_kb(_seed(kwargs))))
 
 
+def load_domain_dose(**kwargs: Any):
+    """The standard dose of each drug, among every dose (8 choices)."""
+    return _dataset(kb.domain_dose_docs(kb.make_kb(_seed(kwargs))))
+
+
 def load_general_mc(**kwargs: Any):
     """Everyday facts the base model learned in pretraining (4 choices)."""
     return _dataset(kb.general_mc_docs(_seed(kwargs)))
