@@ -10,6 +10,11 @@ from their residuals, as before.
 A point's variance is the variance of the mean of its runs: the per-run variance (the
 binomial variance, or the group's pooled seed variance where that is larger) over the
 number of runs.
+
+Runs of one source are at the same compute when their computes agree within
+:data:`SAME_COMPUTE_RTOL`: a run's compute includes the curation cost its executor
+measured (a generator's or a classifier's FLOPs), which can differ a little between
+seeds of the same token budget.
 """
 
 from __future__ import annotations
@@ -19,6 +24,31 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
+
+#: computes of one source within this relative distance are one budget (seeds of it)
+SAME_COMPUTE_RTOL = 1e-3
+
+
+def same_compute(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Group computes that agree within :data:`SAME_COMPUTE_RTOL` (neighbours in sorted
+    order chain into one group).
+
+    Returns:
+        (the groups' mean computes, ascending; each input's group index).
+    """
+    x = np.asarray(x, dtype=float)
+    if x.size == 0:
+        return x, np.zeros(0, dtype=int)
+    order = np.argsort(x, kind="stable")
+    xs = x[order]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        gap = np.diff(xs) > SAME_COMPUTE_RTOL * np.maximum(np.abs(xs[1:]), np.abs(xs[:-1]))
+    sorted_group = np.concatenate([[0], np.cumsum(gap)])
+    inv = np.empty(x.size, dtype=int)
+    inv[order] = sorted_group
+    n = int(sorted_group[-1]) + 1
+    centres = np.bincount(inv, weights=x, minlength=n) / np.bincount(inv, minlength=n)
+    return centres, inv
 
 
 def binomial_variance(value: np.ndarray | float, n_items: np.ndarray | float) -> np.ndarray:
@@ -102,9 +132,10 @@ def group_noise(by_source: Mapping[str, Sequence[RunPoint]]) -> GroupNoise:
     sizes = [p.n_items for pts in by_source.values() for p in pts if p.n_items]
     ss, dof = 0.0, 0
     for pts in by_source.values():
-        at: dict[float, list[float]] = {}
-        for p in pts:
-            at.setdefault(p.compute, []).append(p.value)
+        at: dict[int, list[float]] = {}
+        _, groups = same_compute(np.array([p.compute for p in pts], dtype=float))
+        for p, g in zip(pts, groups, strict=True):
+            at.setdefault(int(g), []).append(p.value)
         for values in at.values():
             if len(values) > 1:
                 v = np.asarray(values, dtype=float)
@@ -121,7 +152,7 @@ def averaged(points: Sequence[RunPoint], noise: GroupNoise) -> SourcePoints:
     """A source's runs averaged per compute, each mean with its variance under ``noise``."""
     x = np.array([p.compute for p in points], dtype=float)
     y = np.array([p.value for p in points], dtype=float)
-    ux, inv = np.unique(x, return_inverse=True)
+    ux, inv = same_compute(x)
     reps = np.bincount(inv).astype(float)
     uy = np.bincount(inv, weights=y) / reps
     sizes = [p.n_items for p in points if p.n_items]

@@ -90,3 +90,19 @@ def test_group_observations_carry_binomial_variances():
     [g] = group_observations(obs)
     assert g.var["a"] == pytest.approx([0.3 * 0.7 / 400, 0.35 * 0.65 / 400, 0.4 * 0.6 / 400])
     assert group_observations([Observation("s", "loss", "a", 1.0, 3.0)])[0].var is None
+
+
+def test_seeds_whose_measured_curation_differs_a_little_are_one_budget():
+    """A second seed of the same token budget measures a slightly different curation cost
+    (a generator's FLOPs): its run still pools with the first as a seed of that budget."""
+    pts = [
+        RunPoint(1.0e-7, 0.20),
+        RunPoint(1.31992e-6, 0.19),
+        RunPoint(1.31955e-6, 0.21),  # 3e-4 apart: the same budget
+    ]
+    noise = group_noise({"synthetic": pts})
+    assert noise.seed_dof == 1 and noise.seed_var == pytest.approx(0.0002)
+    sp = averaged(pts, noise)
+    assert sp.x.size == 2 and list(sp.reps) == [1.0, 2.0]
+    assert sp.y[1] == pytest.approx(0.20)
+    assert sp.x[1] == pytest.approx(1.319735e-6)
