@@ -528,7 +528,9 @@ def _sweep_on_local_executor(store, project: Path, registry, on_update) -> Any:
     from planner.dispatch.scheduler import run_sweep
 
     async def go():
-        local = embedded_entry(registry, max_jobs=2)
+        # torchrun starts each trainer with one Python process fewer than the deepspeed
+        # launcher (~10 s a job on a shared CPU); the trainer is the DeepSpeed engine either way
+        local = embedded_entry(registry, max_jobs=2, launcher="torchrun")
         async with open_submitters(project, registry, [local]) as clients:
             return await run_sweep(store, EXPERIMENT, clients, on_update=on_update)
 

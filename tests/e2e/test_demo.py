@@ -63,7 +63,7 @@ def test_quick_demo_end_to_end(tmp_path):
     # the plan is made on a continuous metric (the domain task's p_gold), for the budget
     # the auto rule gives (half of what the trust region could buy)
     plan = _stored_plan(project)
-    assert plan.metric.startswith("demo_domain_mc/prob_correct")
+    assert plan.metric.startswith("demo_domain_dose/prob_correct")
     assert "budget auto: $" in first.stderr
 
     again = _annealplan(project, "demo", "--quick", "--no-tui")

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 from pydantic import Field
 
@@ -38,6 +38,9 @@ class LocalSettings(BackendSettings):
     """The port to listen on (default: any free one)."""
     start_timeout_s: float = Field(default=60.0, gt=0)
     """How long to wait for the daemon to listen."""
+    launcher: Literal["deepspeed", "torchrun"] = "deepspeed"
+    """What starts each trainer (the DeepSpeed engine either way). ``torchrun`` starts one
+    Python process fewer per job, which is most of a small job's start-up on a CPU."""
 
 
 class LocalBackend(ExecutorBackend):
@@ -66,6 +69,7 @@ class LocalBackend(ExecutorBackend):
             start_timeout_s=settings.start_timeout_s,
             port=settings.port,
             max_jobs=settings.max_jobs,
+            extra_args=("--launcher", settings.launcher),
         ).start()
         knobs = {} if retries is None else {"retries": retries}
         try:
