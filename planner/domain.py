@@ -452,6 +452,9 @@ class SourceAllocation:
     capped: bool = False
     tokens_low: float = float("nan")
     tokens_high: float = float("nan")
+    trust_tokens: float | None = None
+    """The trust region's limit for this source: the trust multiple × its largest measured
+    budget (None: no trust region, or no measured budget)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import sympy
 
+from planner.allocate.combine import CombinationRule, additive_rule
 from planner.allocate.model import N_TOKENS, Curve, make_curve
 from planner.domain import LawFit
 from planner.errors import SolveError
@@ -176,6 +177,11 @@ class AllocationProblem:
         n_boot: bootstrap rows available (0: point only).
         fit_ids: provenance.
         x_max_tokens: per source, the largest tokens the laws were fitted on (nan unknown).
+        combination: how single-source gains combine (None: they add).
+        supply_caps: per source, its own supply cap before the trust region (empty: the
+            curves' caps are the supply caps).
+        largest_tokens: per source, its largest measured budget in tokens (NaN unknown).
+        trust_multiple: the trust region's multiple (None: no trust region).
     """
 
     names: tuple[str, ...]
@@ -190,6 +196,15 @@ class AllocationProblem:
     inputs: tuple[SourceInput, ...] = ()
     controls: Mapping[str, Control] = field(default_factory=dict)
     families: Mapping[str, object] = field(default_factory=dict)
+    combination: CombinationRule | None = None
+    supply_caps: tuple[float, ...] = ()
+    largest_tokens: tuple[float, ...] = ()
+    trust_multiple: float | None = None
+
+    @property
+    def rule(self) -> CombinationRule:
+        """The combination rule; the additive rule when none was set."""
+        return additive_rule() if self.combination is None else self.combination
 
     @property
     def metric_label(self) -> str:

@@ -52,6 +52,7 @@ def load_for(
         replay_fraction=options.replay_fraction,
         eval_cost=ec,
         max_extrapolation=options.max_extrapolation,
+        combination=options.combination,
     )
 
 

@@ -67,10 +67,20 @@ def _common(f):
         ),
         click.option(
             "--max-extrapolation",
+            "--trust-multiple",
+            "max_extrapolation",
             type=float,
             default=None,
-            help="Trust each law up to this many times its source's largest measured budget "
-            "(caps the source's tokens there); default: no limit.",
+            help="The trust region: buy no source past this many times its largest measured "
+            "budget (default: the project's trust_multiple setting, 10).",
+        ),
+        click.option(
+            "--combination",
+            type=click.Choice(["coverage", "additive"]),
+            default="coverage",
+            show_default=True,
+            help="How single-source gains combine in the mixed anneal: coverage, "
+            "H·(1 − Π(1 − g/H)) bounded by the metric's headroom H, or additive (the sum).",
         ),
         click.option("--json", "as_json", is_flag=True, help="Print JSON."),
     ]
@@ -166,7 +176,7 @@ def allocate_cmd(obj, budget, micro_fraction, no_save, as_json, **common):
         obj.registry,
         _rates(obj),
         _budget(budget),
-        _options(common),
+        _options(common, obj),
         micro_fraction=micro_fraction,
         save=not no_save,
     )
@@ -180,11 +190,15 @@ def allocate_cmd(obj, budget, micro_fraction, no_save, as_json, **common):
             click.echo(f"  stored as {plan_id}")
 
 
-def _options(common: dict):
-    """The shared options (``_common``) as the allocation room's ``ProblemOptions``."""
+def _options(common: dict, obj=None):
+    """The shared options (``_common``) as the allocation room's ``ProblemOptions``; the
+    trust multiple defaults to the project's setting."""
     from planner.allocate.session import ProblemOptions
 
-    return ProblemOptions(**{**common, "guards": tuple(common.get("guards", ()))})
+    opts = {**common, "guards": tuple(common.get("guards", ()))}
+    if opts.get("max_extrapolation") is None and obj is not None:
+        opts["max_extrapolation"] = obj.settings.trust_multiple
+    return ProblemOptions(**opts)
 
 
 def _range_problem(obj, budget_from, budget_to, points, common: dict):
@@ -192,7 +206,13 @@ def _range_problem(obj, budget_from, budget_to, points, common: dict):
     from planner.allocate.session import range_problem
 
     return range_problem(
-        obj.store, obj.registry, _rates(obj), budget_from, budget_to, points, _options(common)
+        obj.store,
+        obj.registry,
+        _rates(obj),
+        budget_from,
+        budget_to,
+        points,
+        _options(common, obj),
     )
 
 

@@ -27,6 +27,8 @@ def make_report(
 
     store = obj.store
     rates = obj.settings.rates.as_rates()
+    if max_extrapolation is None:
+        max_extrapolation = obj.settings.trust_multiple
     asked = ProblemOptions(
         metric=metric, model_params=model_params, max_extrapolation=max_extrapolation
     )
