@@ -411,6 +411,12 @@ def _summary(
             "following that choice at the target budget is predicted under the laws to give up "
             f"**{_fmt(pe.gain_lost)}** of gain compared with the allocation" + interval
         )
+        conf = plan.confirmation
+        if conf is not None and conf.measured_gain is not None:
+            md[-1] += (
+                f" The allocation's mixed anneal measured {conf.measured_gain:+.4g} against "
+                f"its predicted {conf.predicted_gain:+.4g}."
+            )
         md.append("")
     return md, measured, tuple(story)
 

@@ -185,6 +185,10 @@ def test_report_shows_the_measured_confirmation_beside_the_predictions(noisy_sto
     files = build_report(noisy_store, tmp_path / "rep", metric="acc", plan=plan, beliefs=[])
     md = files.markdown.read_text()
     assert "The mixed anneal that confirms it measured **+0.0105**." in md
+    assert (
+        "compared with the allocation (90% interval 0.02 to 0.04). The allocation's mixed "
+        "anneal measured +0.0105 against its predicted +0.012." in md
+    )
     assert "- measured gain: +0.0105 (run mix-1)" in md
     assert "- predicted (coverage): +0.012 [+0.008, +0.016]" in md
     assert "- additive: +0.014 [+0.01, +0.018]" in md
