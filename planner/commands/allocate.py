@@ -99,20 +99,22 @@ def _budget(text: str):
     return parse_quantity(text)
 
 
-def render_plan(plan) -> str:
-    """A plan for people, as plain text."""
+def render_plan(plan, plan_id: str | None = None) -> str:
+    """A plan for people, as plain text of at most 80 columns (long names aside): both
+    predictions, the allocation, its KKT certificate, the confirmation anneal (how to run
+    it, or its measured gain) and the trust region."""
+    from planner.report import story
+    from planner.report.story import gain_text, wrap
     from planner.units import format_quantity
 
-    lines = []
-    head = f"Plan for {format_quantity(plan.budget, plan.unit)} on {plan.metric}"
-    lines.append(head)
+    lines = [f"Plan for {format_quantity(plan.budget, plan.unit)} on {plan.metric}"]
     if not plan.success:
-        lines.append(f"  no plan: {plan.message}")
+        lines += wrap(f"no plan: {plan.message}")
         return "\n".join(lines)
-    ci = ""
-    if math.isfinite(plan.gain_low):
-        ci = f" (90% interval {plan.gain_low:+.4g} to {plan.gain_high:+.4g})"
-    lines.append(f"  predicted gain over control: {plan.gain:+.4g}{ci}; {plan.message}")
+    for text in story.prediction_lines(plan):
+        lines += wrap(text)
+    if plan.message:
+        lines += wrap(plan.message)
     lines.append(f"  {'source':<24}{'tokens':>12}{'cost':>16}{'gain':>10}{'P(in opt)':>11}")
     for a in plan.allocations:
         p = f"{a.p_in_optimal:.2f}" if math.isfinite(a.p_in_optimal) else "-"
@@ -121,31 +123,31 @@ def render_plan(plan) -> str:
             f"  {a.source:<24}{format_quantity(a.tokens, _tokens()):>12}"
             f"{format_quantity(a.cost, plan.unit):>16}{a.gain:>+10.4g}{p:>11}{cap}"
         )
+    # the certificate is a table: indented, not wrapped
+    lines += [f"  {row}" for row in story.certificate_lines(plan)]
+    for text in [*story.confirmation_lines(plan, plan_id), *story.trust_lines(plan)]:
+        lines += wrap(text)
     if bs := plan.best_single:
-        lines.append(f"  best single source: {bs.source} (gain {bs.gain:+.4g})")
+        lines += wrap(f"best single source: {bs.source} (predicted gain {gain_text(bs.gain)})")
     if pe := plan.point_estimate:
-        lines.append(
-            f"  the laws read at a micro budget of {format_quantity(pe.micro_budget, plan.unit)}"
-            f" pick {pe.choice}; following it loses {pe.gain_lost:+.4g} of predicted gain"
+        lines += wrap(
+            f"the laws read at a micro budget of {format_quantity(pe.micro_budget, plan.unit)}"
+            f" pick {pe.choice}; following it loses {pe.gain_lost:.4g} of gain, predicted "
+            "under the laws"
         )
     if u := plan.uncertainty:
-        lines.append(
-            f"  over {u.samples} bootstrap fits: P(plan within 5% of optimal) "
+        lines += wrap(
+            f"over {u.samples} bootstrap fits: P(plan within 5% of optimal) "
             f"{u.p_plan_near_optimal:.2f}, P(beats best single) {u.p_beats_best_single:.2f}"
-        )
-    if conf := plan.confirmation:
-        lines.append(
-            f"  confirm with one mixed anneal: {conf.source} at "
-            f"{format_quantity(conf.tokens, _tokens())} (predicted gain {conf.predicted_gain:+.4g})"
         )
     for m in plan.mixed_runs:
         if not m.skipped:
-            lines.append(
-                f"  mixed run {m.source}: measured {m.measured_gain:+.4g}, "
-                f"predicted {m.predicted_gain:+.4g}"
+            lines += wrap(
+                f"mixed run {m.source}: measured {gain_text(m.measured_gain)}, "
+                f"predicted {gain_text(m.predicted_gain)}"
             )
     for n in plan.notes:
-        lines.append(f"  note: {n}")
+        lines += wrap(f"note: {n}")
     return "\n".join(lines)
 
 
@@ -185,7 +187,7 @@ def allocate_cmd(obj, budget, micro_fraction, no_save, as_json, **common):
         body["plan_id"] = plan_id
         click.echo(json.dumps(body, indent=2))
     else:
-        click.echo(render_plan(plan))
+        click.echo(render_plan(plan, plan_id))
         if plan_id:
             click.echo(f"  stored as {plan_id}")
 
