@@ -659,15 +659,16 @@ class Combination:
             ``additive`` (the plain sum).
         headroom: H, the largest gain the metric allows over the control (1 − control for
             an accuracy; control − best asymptote for a loss).
-        interaction: the rule's overlap exponent p (1: independent coverage; larger:
-            sources overlap more); fitted from measured mixtures when there are any.
+        interaction: the rule's interaction θ (0: independent coverage; above 0 the
+            sources overlap, below 0 they complement each other); fitted from measured
+            mixtures when there are any (see ``planner.allocate.combine``).
         interaction_low, interaction_high: its 90% interval (None: not fitted).
         mixtures: measured mixed runs the interaction was fitted from.
     """
 
     rule: str = "coverage"
     headroom: float = float("nan")
-    interaction: float = 1.0
+    interaction: float = 0.0
     interaction_low: float | None = None
     interaction_high: float | None = None
     mixtures: int = 0

@@ -38,7 +38,7 @@ from planner.domain import (
     PointEstimate,
     SourceAllocation,
 )
-from planner.units import Unit, format_quantity
+from planner.units import format_quantity
 
 SEPARABILITY_NOTE = (
     "The solver assumes gains add across sources (each source's gain is measured in its own "
@@ -199,13 +199,15 @@ def _trust_notes(
     problem: AllocationProblem, certificate: Sequence[CertificateEntry], lam: float
 ) -> list[str]:
     """What the trust region held back, and what to measure to extend it."""
+    # each held-back source is named with its limit by the plan's trust lines (the
+    # report's story); the notes say what that means for the budget
     held = [c for c in certificate if c.limit == "trust"]
     notes = []
-    for c in held:
+    if held:
         notes.append(
-            f"the laws are not trusted past {format_quantity(c.tokens, Unit.TOKENS)} of "
-            f"{c.source} ({problem.trust_multiple:g}× its largest measured budget); measure "
-            "larger first (`annealplan next` proposes the runs)"
+            f"{', '.join(c.source for c in held)} held at the trust region's limit "
+            f"({problem.trust_multiple:g}× the largest measured budget): "
+            "`annealplan next` proposes the runs that would extend it"
         )
     if held and not lam > 0:
         notes.append(

@@ -86,7 +86,10 @@ def wrap(text: str, indent: str = "  ", width: int = WIDTH) -> list[str]:
 
 
 def rule_text(plan: Plan) -> str:
-    """The combination rule in words: ``coverage rule, H = 0.38, p = 1`` (empty: unknown)."""
+    """The combination rule in words: ``coverage rule, H = 0.38, θ = 0`` (empty: unknown).
+
+    θ is the rule's interaction: 0 for sources that cover the headroom independently, above
+    0 where they overlap, below 0 where they complement each other."""
     c = plan.combination
     if c is None:
         return ""
@@ -95,7 +98,7 @@ def rule_text(plan: Plan) -> str:
     parts = ["coverage rule"]
     if known(c.headroom):
         parts.append(f"H = {c.headroom:.3g}")
-    p = f"p = {c.interaction:.3g}"
+    p = f"θ = {c.interaction:.3g}"
     if known(c.interaction_low) and known(c.interaction_high):
         p += f" [{c.interaction_low:.3g}, {c.interaction_high:.3g}]"
     if c.mixtures:
@@ -241,11 +244,12 @@ def confirmation_lines(plan: Plan, plan_id: str | None = None) -> list[str]:
 
 
 def trust_limit_tokens(plan: Plan, source: str) -> float | None:
-    """Where the trust region stops ``source``: its tokens in the plan (a trust-limited
-    source sits at its limit, trust_multiple × its largest measured budget)."""
+    """Where the trust region stops ``source``: trust_multiple × its largest measured
+    budget (a plan without that figure: its tokens, since a trust-limited source sits at its
+    limit)."""
     for a in plan.allocations:
         if a.source == source:
-            return a.tokens
+            return a.trust_tokens if a.trust_tokens is not None else a.tokens
     for c in plan.certificate:
         if c.source == source:
             return c.tokens

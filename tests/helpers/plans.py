@@ -36,7 +36,7 @@ def story_plan(measured_gain: float | None = None, *, trust_multiple: float | No
             CertificateEntry("synthetic", "capped", 0.000733, 1.2e6, "trust"),
             CertificateEntry("textbook", "zero", 0.000151, 0.0),
         ),
-        combination=Combination("coverage", 0.38, 1.0, 0.8, 1.3, 2),
+        combination=Combination("coverage", 0.38, 0.4, 0.1, 0.9, 2),
         additive_gain=0.083,
         additive_low=0.069,
         additive_high=0.097,

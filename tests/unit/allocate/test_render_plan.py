@@ -18,7 +18,7 @@ def test_the_printout_tells_the_whole_story_in_80_columns():
     assert max(len(line) for line in lines) <= WIDTH
     for expected in (
         # both predictions: the rule, H and each interval
-        "  predicted gain (coverage rule, H = 0.38, p = 1 [0.8, 1.3] from 2 mixtures):",
+        "  predicted gain (coverage rule, H = 0.38, θ = 0.4 [0.1, 0.9] from 2 mixtures):",
         "    +0.071 [+0.058, +0.083]",
         "  additive prediction (gains summed): +0.083 [+0.069, +0.097]",
         # the certificate, one row per source, against λ

@@ -21,7 +21,7 @@ def _cross(a, b, compute, p, after):
 def test_both_predictions_name_the_rule_and_headroom_with_intervals():
     lines = story.prediction_lines(story_plan())
     assert lines == [
-        "predicted gain (coverage rule, H = 0.38, p = 1 [0.8, 1.3] from 2 mixtures): "
+        "predicted gain (coverage rule, H = 0.38, θ = 0.4 [0.1, 0.9] from 2 mixtures): "
         "+0.071 [+0.058, +0.083]",
         "additive prediction (gains summed): +0.083 [+0.069, +0.097]",
     ]
