@@ -32,7 +32,7 @@ def render_confirmation(plan_id: str, plan: Any) -> str:
     rule = plan.combination.rule if plan.combination is not None else "combined"
     lines = [
         f"{plan_id}: one anneal of {conf.source} "
-        f"({format_quantity(conf.tokens, Unit.TOKENS)} source tokens; run {conf.run_id})",
+        f"({format_quantity(conf.tokens, Unit.TOKENS)} of its sources; run {conf.run_id})",
         f"  measured gain over control  {_signed(conf.measured_gain)}   on {plan.metric}",
         f"  predicted ({rule} rule)".ljust(30)
         + f"{_signed(conf.predicted_gain)}{_interval(conf.predicted_low, conf.predicted_high)}",
@@ -42,8 +42,9 @@ def render_confirmation(plan_id: str, plan: Any) -> str:
             "  predicted if gains added".ljust(30)
             + f"{_signed(conf.additive_gain)}{_interval(conf.additive_low, conf.additive_high)}"
         )
-    if conf.measured_gain is not None and conf.predicted_low is not None:
-        inside = conf.predicted_low <= conf.measured_gain <= (conf.predicted_high or math.inf)
+    low, high = conf.predicted_low, conf.predicted_high
+    if conf.measured_gain is not None and low is not None and high is not None:
+        inside = low <= conf.measured_gain <= high
         lines.append(
             "  the measured gain is "
             + ("inside" if inside else "outside")
