@@ -37,6 +37,13 @@ def is_control(source: str | None) -> bool:
     return source is None or source.strip().lower() in _CONTROL_NAMES
 
 
+def is_mixture(source: str | None) -> bool:
+    """True for a mixed run's source: two or more sources joined by ``+`` (``a+b``,
+    ``a@0.6+b@0.4``; see ``allocate.mixture.parse_mixture``). Such runs are never fitted
+    as a source of their own."""
+    return bool(source) and sum(1 for p in str(source).split("+") if p.strip()) >= 2
+
+
 def lower_is_better(metric: str, overrides: Mapping[str, bool] | None = None) -> bool:
     """Direction of a metric: lower is better for loss/ppl/perplexity/bpb/error names.
 
@@ -691,6 +698,31 @@ class MixedRunCheck:
     predicted_gain: float | None = None
     difference: float | None = None
     skipped: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class MeasuredMixture:
+    """A stored run that annealed on several sources at once (a plan's confirmation).
+
+    Its metric values are the run's, like any run's (``store.observations``); this says
+    what it trained on, so a fit can learn how single-source gains combine.
+
+    Attributes:
+        run_id, study, source: the run; ``source`` is the mixture's name (``a@0.6+b@0.4``).
+        tokens_per_source: the tokens of each source it trained on (replay excluded).
+        compute: the run's compute, in its study's unit.
+    """
+
+    run_id: str
+    study: str
+    source: str
+    tokens_per_source: Mapping[str, float]
+    compute: float
+
+    @property
+    def tokens(self) -> float:
+        """Its source tokens in all."""
+        return float(sum(self.tokens_per_source.values()))
 
 
 def _optional(cls: type, data: Mapping[str, Any] | None) -> Any:

@@ -190,6 +190,8 @@ def allocate_cmd(obj, budget, micro_fraction, no_save, as_json, **common):
         click.echo(render_plan(plan, plan_id))
         if plan_id:
             click.echo(f"  stored as {plan_id}")
+            if plan.confirmation is not None:
+                click.echo(f"  run its confirmation anneal: annealplan confirm {plan_id}")
 
 
 def _options(common: dict, obj=None):
