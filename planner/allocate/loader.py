@@ -166,8 +166,9 @@ def load_problem(
     main = next(iter(weights))
     mixed = _mixed_runs(obs, runs, main, compute_units.get(main) is Unit.TOKENS)
     rule = combination_for(problem, obs, combination)
-    if rule.bounded and mixed:
-        rule = fit_mixtures(problem, rule, mixed)
+    measured = _measured_mixtures(store, study, obs, mixed, main)
+    if rule.bounded and measured:
+        rule = fit_mixtures(problem, rule, measured)
     elif rule.why_additive:
         notes.append(f"gains are added across sources: {rule.why_additive}")
     problem = dataclasses.replace(problem, combination=rule)
@@ -391,19 +392,45 @@ def combination_for(
     return CombinationRule(rule="coverage", headroom=abs(w) * head)
 
 
+def _measured_mixtures(
+    store: Any,
+    study: str | None,
+    obs: Sequence[Observation],
+    mixed: Sequence[tuple[str, float, float]],
+    main: str,
+) -> list[tuple[Mapping[str, float], float]]:
+    """Each measured mixture as (tokens per source, value of the main metric): from the
+    store's record of what the run trained on, else from its name's shares."""
+    found = store.mixtures(study) if hasattr(store, "mixtures") else []
+    exact = {m.run_id: m.tokens_per_source for m in found}
+    out: list[tuple[Mapping[str, float], float]] = []
+    seen = set()
+    for o in obs:
+        if o.metric == main and o.run_id in exact:
+            out.append((exact[o.run_id], float(o.value)))
+            seen.add(o.source)
+    for source, tok, value in mixed:
+        shares = parse_mixture(source)
+        if shares and source not in seen:
+            out.append(({k: v * tok for k, v in shares.items()}, value))
+    return out
+
+
 def fit_mixtures(
-    problem: AllocationProblem, rule: CombinationRule, mixed: Sequence[tuple[str, float, float]]
+    problem: AllocationProblem,
+    rule: CombinationRule,
+    mixtures: Sequence[tuple[Mapping[str, float], float]],
 ) -> CombinationRule:
-    """The rule with its interaction fitted from measured mixtures of the problem's sources."""
+    """The rule with its interaction fitted from measured mixtures of the problem's sources,
+    each given as (tokens per source, measured value of the main metric)."""
     metric, w = next(iter(problem.weights.items()))
     ctrl = problem.controls[metric].value
     lib = any(s.fits[metric].lower_is_better for s in problem.inputs if metric in s.fits)
     rows, measured = [], []
-    for source, tok, value in mixed:
-        shares = parse_mixture(source)
-        if not shares or any(s not in problem.names for s in shares):
+    for tokens_by, value in mixtures:
+        if not tokens_by or any(s not in problem.names for s in tokens_by):
             continue
-        rows.append([shares.get(n, 0.0) * tok for n in problem.names])
+        rows.append([float(tokens_by.get(n, 0.0)) for n in problem.names])
         measured.append(w * ((ctrl - value) if lib else (value - ctrl)))
     if not rows:
         return rule
