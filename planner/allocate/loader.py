@@ -143,6 +143,7 @@ def load_problem(
     problem = _with_min_tokens(
         problem, runs, compute_units.get(next(iter(weights))), max_extrapolation
     )
+    problem = _with_pairwise(problem, obs, notes)
     if max_extrapolation:
         notes.append(
             f"each source is capped at {max_extrapolation:g}× its largest measured budget "
@@ -320,6 +321,30 @@ def _mixed_runs(
         and parse_mixture(o.source) is not None
         and compute_units.get(main) is Unit.TOKENS
     )
+
+
+def _with_pairwise(
+    problem: AllocationProblem, observations: Sequence[Any], notes: list[str]
+) -> AllocationProblem:
+    """Attach the difference model's view of the objective's metrics (see
+    :mod:`planner.allocate.pairwise_view`), built from the study's runs with the problem's
+    fits as the common level; the problem is left without one where it cannot be built."""
+    import dataclasses
+
+    from planner.laws.pairwise_view import study_views
+
+    fits = [f for s in problem.inputs for m, f in s.fits.items() if m in problem.weights]
+    wanted = [o for o in observations if o.metric in problem.weights]
+    try:
+        views = study_views(wanted, fits)
+    except (ValueError, np.linalg.LinAlgError, FloatingPointError) as e:
+        notes.append(
+            f"the difference model could not be built ({e}); P(in optimal plan) "
+            "counts the laws' bootstrap rows as they are"
+        )
+        return problem
+    by_metric = {m: v for (_, m), v in views.items()}
+    return dataclasses.replace(problem, pairwise=by_metric)
 
 
 def _with_min_tokens(

@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from planner.allocate.mixture import compare_mixed_runs, confirmation_anneal
+from planner.allocate.pairwise_view import p_in_optimal
 from planner.allocate.problem import AllocationProblem
 from planner.allocate.solve import (
     BatchSolution,
@@ -249,7 +250,7 @@ def _bootstrap(
     sample = np.arange(B)
     boot = solve_rows(problem, np.full(B, budget), sample)
     bt = boot.sol.tokens
-    in_opt = (bt > 0).mean(axis=0)
+    in_opt = p_in_optimal(problem, budget, bt, sample)  # the difference model's view
     plan_gain = evaluate_plan(problem, np.broadcast_to(tokens, (B, K)), sample)
     tot = plan_gain.sum(axis=1)
     single_gain = evaluate_plan(problem, np.broadcast_to(single_tokens, (B, K)), sample).sum(axis=1)

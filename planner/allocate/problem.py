@@ -22,6 +22,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 import sympy
@@ -30,6 +31,9 @@ from planner.allocate.model import N_TOKENS, Curve, make_curve
 from planner.domain import LawFit
 from planner.errors import SolveError
 from planner.units import Rates, Unit, convert
+
+if TYPE_CHECKING:
+    from planner.laws.pairwise_view import PairwiseView
 
 
 @dataclass(frozen=True, slots=True)
@@ -176,6 +180,8 @@ class AllocationProblem:
         n_boot: bootstrap rows available (0: point only).
         fit_ids: provenance.
         x_max_tokens: per source, the largest tokens the laws were fitted on (nan unknown).
+        pairwise: metric → the difference model's view of the study's runs (see
+            :mod:`planner.allocate.pairwise_view`); empty when none was built.
     """
 
     names: tuple[str, ...]
@@ -190,6 +196,7 @@ class AllocationProblem:
     inputs: tuple[SourceInput, ...] = ()
     controls: Mapping[str, Control] = field(default_factory=dict)
     families: Mapping[str, object] = field(default_factory=dict)
+    pairwise: Mapping[str, PairwiseView] = field(default_factory=dict)
 
     @property
     def metric_label(self) -> str:

@@ -1,0 +1,247 @@
+"""The difference model's view in the allocation: P(in optimal plan) and the pairs'
+crossings over a range of budgets.
+
+The problem's bootstrap rows come from the joint laws: each row extrapolates every source's
+curve, and how the rows differ between sources at the target is the joint laws' view. The
+decision's own view of those differences is the difference model's
+(:mod:`planner.laws.pairwise_view`). Each row is recalibrated to it before its optimum is
+counted:
+
+1. at the target (the compute the whole budget buys) the row's gain of each source is
+   taken, and split into the row's common part (their mean) and its deviations;
+2. the deviations are replaced by one posterior draw of the difference model's (in gain
+   units: the metric's weight and direction), so across rows the sources' pairwise
+   differences follow the difference model while each row keeps its own common level;
+3. the change is a level shift of each source's whole gain curve in that row (the marginal
+   utilities, hence the water-filling inside a set of sources, are the row's own), so the
+   row's optimum is the best of the optima over sets of sources, each set's solved gain
+   plus the shifts of the sources it funds.
+
+P(in optimal plan) is then the share of rows whose optimum funds each source. Where the
+problem has no view (no runs, several metrics, a source the view lacks) the rows are
+counted as they are.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from planner.allocate.problem import AllocationProblem
+from planner.allocate.solve import evaluate_plan, objective_batch, single_gains, solve_rows
+from planner.laws.pairwise_view import PairwiseView, pair_crossing
+from planner.units import Unit, convert
+
+#: up to this many sources every set is solved; beyond it, the singletons, the pairs, the
+#: whole set and the whole set less one source
+ALL_SETS_UP_TO = 5
+
+
+def problem_view(problem: AllocationProblem) -> tuple[str, PairwiseView] | None:
+    """The objective's metric and its difference-model view, where it holds every source
+    of the problem (None otherwise: several metrics, or no view)."""
+    if len(problem.weights) != 1:
+        return None
+    metric = next(iter(problem.weights))
+    view = problem.pairwise.get(metric)
+    if view is None or not set(problem.names) <= set(view.sources):
+        return None
+    return metric, view
+
+
+def _compute_unit(problem: AllocationProblem, metric: str) -> Unit:
+    for s in problem.inputs:
+        f = s.fits.get(metric)
+        if f is not None and f.compute_unit in {u.value for u in Unit}:
+            return Unit(f.compute_unit)
+    return Unit.TOKENS
+
+
+def target_compute(
+    problem: AllocationProblem, metric: str, budget: float
+) -> tuple[float, np.ndarray]:
+    """The common compute the budget buys, in the runs' compute unit, and the tokens (K,)
+    at which each source reaches it.
+
+    With compute a cost (a run's compute is its total cost) it is the budget available
+    after the evaluation, and each source's tokens are what that buys it alone; with
+    compute in tokens it is the geometric mean of those tokens, taken by every source.
+    """
+    avail = max(float(budget) - problem.setup.eval_cost, 0.0)
+    tokens, _ = single_gains(objective_batch(problem, np.array([avail])))
+    tokens = tokens[0]
+    unit = _compute_unit(problem, metric)
+    if unit is Unit.TOKENS:
+        pos = tokens[tokens > 0]
+        x = float(np.exp(np.mean(np.log(pos)))) if pos.size else math.nan
+        caps = np.array([c.cap_tokens for c in problem.curves], dtype=float)
+        return x, np.minimum(np.full(tokens.shape, x), caps)
+    return convert(avail, problem.setup.unit, unit, problem.setup.rates), tokens
+
+
+def gain_shifts(problem: AllocationProblem, budget: float, sample: np.ndarray) -> np.ndarray | None:
+    """Per bootstrap row (of ``sample``) and source, the level shift of the source's gain
+    that gives the row the difference model's deviations at the target (see the module);
+    None where the problem has no view.
+    """
+    found = problem_view(problem)
+    if found is None:
+        return None
+    metric, view = found
+    x, ref = target_compute(problem, metric, budget)
+    if not (math.isfinite(x) and x > 0 and np.all(ref > 0)):
+        return None
+    B = sample.shape[0]
+    gains = evaluate_plan(problem, np.broadcast_to(ref, (B, ref.size)), sample)
+    own = gains - gains.mean(axis=1, keepdims=True)
+    dev = view.deviations(x)[:, [view.index(n) for n in problem.names]]
+    dev = dev - dev.mean(axis=1, keepdims=True)
+    lower = any(s.fits[metric].lower_is_better for s in problem.inputs if metric in s.fits)
+    scale = problem.weights[metric] * (-1.0 if lower else 1.0)
+    drawn = scale * dev[np.arange(B) % dev.shape[0]]
+    shifts = drawn - own
+    return np.where(np.all(np.isfinite(own), axis=1, keepdims=True), shifts, 0.0)
+
+
+def _sets(K: int) -> list[tuple[int, ...]]:
+    """The sets of sources whose optima are compared, the whole set first."""
+    whole = tuple(range(K))
+    if K <= ALL_SETS_UP_TO:
+        sets = [c for r in range(K - 1, 0, -1) for c in itertools.combinations(whole, r)]
+    else:
+        sets = [
+            *itertools.combinations(whole, K - 1),
+            *itertools.combinations(whole, 2),
+            *itertools.combinations(whole, 1),
+        ]
+    return [whole, *sets]
+
+
+def _subproblem(problem: AllocationProblem, keep: Sequence[int]) -> AllocationProblem:
+    pick = list(keep)
+    inputs = problem.inputs
+    return dataclasses.replace(
+        problem,
+        names=tuple(problem.names[k] for k in pick),
+        curves=tuple(problem.curves[k] for k in pick),
+        guard_curves=tuple(tuple(g[k] for k in pick) for g in problem.guard_curves),
+        x_max_tokens=tuple(problem.x_max_tokens[k] for k in pick),
+        inputs=tuple(inputs[k] for k in pick) if len(inputs) == len(problem.names) else inputs,
+    )
+
+
+def funded_with_shifts(
+    problem: AllocationProblem, budget: float, sample: np.ndarray, shifts: np.ndarray
+) -> np.ndarray:
+    """(B, K) whether each row's optimum funds each source, with each source's gain curve
+    shifted by ``shifts`` (B, K) wherever it is funded (see the module).
+
+    A set is solved only for the rows it could win: its unshifted optimum is at most the
+    whole set's, so its score is at most that plus its sources' positive shifts.
+    """
+    B, K = shifts.shape
+    best = np.zeros(B)  # spending nothing: the control anneal
+    funded = np.zeros((B, K), dtype=bool)
+    ceiling = None
+    for keep in _sets(K):
+        cols = list(keep)
+        rows = np.arange(B)
+        if ceiling is not None:
+            bound = ceiling + np.sum(np.maximum(shifts[:, cols], 0.0), axis=1)
+            rows = np.flatnonzero(bound > best + 1e-12 * np.maximum(1.0, np.abs(best)))
+            if rows.size == 0:
+                continue
+        sol = solve_rows(
+            _subproblem(problem, keep), np.full(rows.size, float(budget)), sample[rows]
+        )
+        used = sol.sol.tokens > 0
+        score = sol.sol.total + np.sum(np.where(used, shifts[np.ix_(rows, cols)], 0.0), axis=1)
+        ok = sol.sol.feasible & sol.guard_ok & np.isfinite(score)
+        if ceiling is None:  # the whole set: its unshifted optimum bounds every other set's
+            ceiling = np.where(ok, np.maximum(sol.sol.total, 0.0), np.inf)
+        better = ok & (score > best[rows] + 1e-12 * np.maximum(1.0, np.abs(best[rows])))
+        if better.any():
+            win = rows[better]
+            best[win] = score[better]
+            funded[win] = False
+            funded[np.ix_(win, cols)] = used[better]
+    return funded
+
+
+def p_in_optimal(
+    problem: AllocationProblem, budget: float, boot_tokens: np.ndarray, sample: np.ndarray
+) -> np.ndarray:
+    """P(in optimal plan) per source (K,): the share of bootstrap rows whose optimum funds
+    it, each row recalibrated to the difference model's pairwise view where the problem
+    has one (see the module), else as solved (``boot_tokens`` (B, K) > 0)."""
+    shifts = gain_shifts(problem, budget, sample)
+    if shifts is None:
+        return (boot_tokens > 0).mean(axis=0)
+    return funded_with_shifts(problem, budget, sample, shifts).mean(axis=0)
+
+
+@dataclass(frozen=True, slots=True)
+class BudgetPairCrossing:
+    """Where the difference model says two sources' values cross over a range of budgets.
+
+    Attributes:
+        a, b: the sources.
+        low, high: the computes (the runs' unit) the range of budgets spans.
+        probability: share of the difference model's draws of a − b that change sign there.
+        compute: where its mean does (None when it does not).
+        compute_low, compute_high: the 5th and 95th percentiles of where the draws that
+            cross do (None when none does).
+        unit: the runs' compute unit.
+    """
+
+    a: str
+    b: str
+    low: float
+    high: float
+    probability: float
+    compute: float | None
+    compute_low: float | None
+    compute_high: float | None
+    unit: str
+
+    def to_json(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+def budget_pair_crossings(
+    problem: AllocationProblem, budgets: Sequence[float]
+) -> list[BudgetPairCrossing]:
+    """For every pair of sources, the difference model's crossing over the computes the
+    range of budgets buys (see :func:`target_compute`); empty without a view."""
+    found = problem_view(problem)
+    if found is None or len(budgets) < 2:
+        return []
+    metric, view = found
+    lo, _ = target_compute(problem, metric, float(min(budgets)))
+    hi, _ = target_compute(problem, metric, float(max(budgets)))
+    if not (math.isfinite(lo) and math.isfinite(hi) and 0 < lo < hi):
+        return []
+    unit = _compute_unit(problem, metric).value
+    out = []
+    for a, b in itertools.combinations(problem.names, 2):
+        c = pair_crossing(view, a, b, lo, hi)
+        q = np.percentile(c.samples, (5.0, 95.0)) if c.samples.size else (None, None)
+        out.append(
+            BudgetPairCrossing(
+                a,
+                b,
+                lo,
+                hi,
+                c.probability,
+                c.compute if math.isfinite(c.compute) else None,
+                None if q[0] is None else float(q[0]),
+                None if q[1] is None else float(q[1]),
+                unit,
+            )
+        )
+    return out
