@@ -281,10 +281,11 @@ class LawsScreen(PlannerScreen):
         lines = []
         for c in data.crossovers:
             p = f", p={c.probability:.2f}" if math.isfinite(c.probability) else ""
-            if math.isfinite(c.difference_probability):
-                p += (
-                    f"; difference model p={c.difference_probability:.2f}"
-                    f" at {_fmt(c.difference_compute)}"
+            if c.method == "difference":  # the difference model first (see laws.crossover)
+                laws = f"; laws p={c.probability:.2f}" if math.isfinite(c.probability) else ""
+                p = (
+                    f", p={c.difference_probability:.2f} (difference model, mean crossing "
+                    f"at {_fmt(c.difference_compute)}){laws}"
                 )
             q = c.quantiles()
             band = f" [{_fmt(q[0])}, {_fmt(q[2])}]" if math.isfinite(q[0]) else ""
