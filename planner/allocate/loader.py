@@ -29,7 +29,7 @@ from planner.allocate.problem import (
     control_from_values,
 )
 from planner.domain import CONTROL_SOURCE, DEFAULT_STUDY, LawFit, Observation, Run, is_control
-from planner.errors import SolveError
+from planner.errors import AnnealplanError, SolveError
 from planner.units import Rates, Unit
 
 
@@ -337,7 +337,7 @@ def _with_pairwise(
     wanted = [o for o in observations if o.metric in problem.weights]
     try:
         views = study_views(wanted, fits)
-    except (ValueError, np.linalg.LinAlgError, FloatingPointError) as e:
+    except (ValueError, ArithmeticError, np.linalg.LinAlgError, AnnealplanError) as e:
         notes.append(
             f"the difference model could not be built ({e}); P(in optimal plan) "
             "counts the laws' bootstrap rows as they are"

@@ -15,7 +15,9 @@ counted:
 3. the change is a level shift of each source's whole gain curve in that row (the marginal
    utilities, hence the water-filling inside a set of sources, are the row's own), so the
    row's optimum is the best of the optima over sets of sources, each set's solved gain
-   plus the shifts of the sources it funds.
+   plus the shifts of the sources it funds. The sets are the whole set, each set with one
+   source left out and each source alone: every set up to three sources, beyond that a
+   local search around the row's own optimum (K solves instead of 2^K).
 
 P(in optimal plan) is then the share of rows whose optimum funds each source. Where the
 problem has no view (no runs, several metrics, a source the view lacks) the rows are
@@ -36,10 +38,6 @@ from planner.allocate.problem import AllocationProblem
 from planner.allocate.solve import evaluate_plan, objective_batch, single_gains, solve_rows
 from planner.laws.pairwise_view import PairwiseView, pair_crossing
 from planner.units import Unit, convert
-
-#: up to this many sources every set is solved; beyond it, the singletons, the pairs, the
-#: whole set and the whole set less one source
-ALL_SETS_UP_TO = 5
 
 
 def problem_view(problem: AllocationProblem) -> tuple[str, PairwiseView] | None:
@@ -108,20 +106,6 @@ def gain_shifts(problem: AllocationProblem, budget: float, sample: np.ndarray) -
     return np.where(np.all(np.isfinite(own), axis=1, keepdims=True), shifts, 0.0)
 
 
-def _sets(K: int) -> list[tuple[int, ...]]:
-    """The sets of sources whose optima are compared, the whole set first."""
-    whole = tuple(range(K))
-    if K <= ALL_SETS_UP_TO:
-        sets = [c for r in range(K - 1, 0, -1) for c in itertools.combinations(whole, r)]
-    else:
-        sets = [
-            *itertools.combinations(whole, K - 1),
-            *itertools.combinations(whole, 2),
-            *itertools.combinations(whole, 1),
-        ]
-    return [whole, *sets]
-
-
 def _subproblem(problem: AllocationProblem, keep: Sequence[int]) -> AllocationProblem:
     pick = list(keep)
     inputs = problem.inputs
@@ -135,41 +119,69 @@ def _subproblem(problem: AllocationProblem, keep: Sequence[int]) -> AllocationPr
     )
 
 
+def _tol(v: np.ndarray) -> np.ndarray:
+    return 1e-12 * np.maximum(1.0, np.abs(v))
+
+
 def funded_with_shifts(
-    problem: AllocationProblem, budget: float, sample: np.ndarray, shifts: np.ndarray
+    problem: AllocationProblem,
+    budget: float,
+    sample: np.ndarray,
+    shifts: np.ndarray,
+    boot_tokens: np.ndarray,
 ) -> np.ndarray:
     """(B, K) whether each row's optimum funds each source, with each source's gain curve
     shifted by ``shifts`` (B, K) wherever it is funded (see the module).
 
-    A set is solved only for the rows it could win: its unshifted optimum is at most the
-    whole set's, so its score is at most that plus its sources' positive shifts.
+    The sets compared are the whole set (the rows' own optima, ``boot_tokens``), each set
+    with one source left out, and each source alone (its whole-budget plan): every set up
+    to three sources, a local search around the row's optimum beyond. A set with a source
+    left out is solved only for the rows that fund that source and whose shift lowers it,
+    and only where it could win: its unshifted optimum is at most the whole set's, so its
+    score is at most that plus its sources' positive shifts.
     """
     B, K = shifts.shape
-    best = np.zeros(B)  # spending nothing: the control anneal
-    funded = np.zeros((B, K), dtype=bool)
-    ceiling = None
-    for keep in _sets(K):
-        cols = list(keep)
-        rows = np.arange(B)
-        if ceiling is not None:
+    used = boot_tokens > 0
+    ceiling = evaluate_plan(problem, boot_tokens, sample).sum(axis=1)
+    ceiling = np.where(np.isfinite(ceiling), np.maximum(ceiling, 0.0), np.inf)
+    best = np.where(used.any(axis=1), ceiling + np.sum(np.where(used, shifts, 0.0), axis=1), 0.0)
+    funded = used.copy()
+    empty = best < 0  # spending nothing (the control anneal) beats a plan shifted below it
+    best[empty], funded[empty] = 0.0, False
+
+    def consider(rows: np.ndarray, cols: list[int], tokens: np.ndarray, gain: np.ndarray, ok):
+        got = tokens > 0
+        score = gain + np.sum(np.where(got, shifts[np.ix_(rows, cols)], 0.0), axis=1)
+        better = ok & np.isfinite(score) & (score > best[rows] + _tol(best[rows]))
+        win = rows[better]
+        best[win] = score[better]
+        funded[win] = False
+        funded[np.ix_(win, cols)] = got[better]
+
+    if K > 2:
+        for left_out in range(K):
+            cols = [k for k in range(K) if k != left_out]
             bound = ceiling + np.sum(np.maximum(shifts[:, cols], 0.0), axis=1)
-            rows = np.flatnonzero(bound > best + 1e-12 * np.maximum(1.0, np.abs(best)))
+            # leaving out a source the row does not fund, or one the shift does not hurt,
+            # is not tried: the row's own optimum already weighs the rest
+            hurt = used[:, left_out] & (shifts[:, left_out] < 0)
+            rows = np.flatnonzero(hurt & (bound > best + _tol(best)))
             if rows.size == 0:
                 continue
-        sol = solve_rows(
-            _subproblem(problem, keep), np.full(rows.size, float(budget)), sample[rows]
-        )
-        used = sol.sol.tokens > 0
-        score = sol.sol.total + np.sum(np.where(used, shifts[np.ix_(rows, cols)], 0.0), axis=1)
-        ok = sol.sol.feasible & sol.guard_ok & np.isfinite(score)
-        if ceiling is None:  # the whole set: its unshifted optimum bounds every other set's
-            ceiling = np.where(ok, np.maximum(sol.sol.total, 0.0), np.inf)
-        better = ok & (score > best[rows] + 1e-12 * np.maximum(1.0, np.abs(best[rows])))
-        if better.any():
-            win = rows[better]
-            best[win] = score[better]
-            funded[win] = False
-            funded[np.ix_(win, cols)] = used[better]
+            sub = _subproblem(problem, cols)
+            sol = solve_rows(sub, np.full(rows.size, float(budget)), sample[rows])
+            consider(rows, cols, sol.sol.tokens, sol.sol.total, sol.sol.feasible & sol.guard_ok)
+    # each source alone, with the whole budget (as the best single source is found)
+    avail = np.full(B, max(float(budget) - problem.setup.eval_cost, 0.0))
+    alone_tokens, alone_gain = single_gains(objective_batch(problem, avail, sample))
+    for k in range(K):
+        if problem.guards:  # the guard-rails bind a source alone too: solve it
+            rows = np.arange(B)
+            sol = solve_rows(_subproblem(problem, [k]), np.full(B, float(budget)), sample)
+            consider(rows, [k], sol.sol.tokens, sol.sol.total, sol.sol.feasible & sol.guard_ok)
+        else:
+            t = alone_tokens[:, k : k + 1]
+            consider(np.arange(B), [k], t, alone_gain[:, k], np.ones(B, dtype=bool))
     return funded
 
 
@@ -182,7 +194,7 @@ def p_in_optimal(
     shifts = gain_shifts(problem, budget, sample)
     if shifts is None:
         return (boot_tokens > 0).mean(axis=0)
-    return funded_with_shifts(problem, budget, sample, shifts).mean(axis=0)
+    return funded_with_shifts(problem, budget, sample, shifts, boot_tokens).mean(axis=0)
 
 
 @dataclass(frozen=True, slots=True)

@@ -84,7 +84,10 @@ class PairwiseView:
         """h(x) at each compute (see the class)."""
         x = np.asarray(compute, dtype=float)
         if self.common is not None:
-            h = np.asarray(self.common(x), dtype=float)
+            try:
+                h = np.asarray(self.common(x), dtype=float)
+            except Exception:  # a law that cannot be evaluated there: the line stands in
+                h = np.full(x.shape, np.nan)
             if np.all(np.isfinite(h)):
                 return h
         return self.line[0] + self.line[1] * (np.log(x) - self.u_center)

@@ -104,3 +104,29 @@ def test_budget_pair_crossings_read_the_view_over_the_budgets_compute():
     for r in rows:
         assert r.probability == 0.0 and r.compute is None and r.low < r.high
         assert r.to_json()["unit"] == "tokens"
+
+
+def test_beyond_three_sources_the_local_search_moves_p_the_same_way():
+    """Four sources priced per token with small fees (a mix is optimal): the one the
+    difference model puts far below the others leaves the rows' optima."""
+    rng = np.random.default_rng(3)
+    laws = {
+        "a": (0.56, 0.22, 0.30),
+        "b": (0.55, 0.22, 0.30),
+        "c": (0.54, 0.20, 0.35),
+        "d": (0.53, 0.22, 0.30),
+    }
+    data = {
+        k: (TOKS, [law(p, t) + SIGMA * rng.standard_normal() for t in TOKS])
+        for k, p in laws.items()
+    }
+    costs = {k: FeeCost(20.0 * (i + 1), 1e-8) for i, k in enumerate(laws)}
+    problem = problem_with(data, SIGMA, CONTROL, rng, costs, n_boot=100)
+    sample = np.arange(100)
+    bt = solve_rows(problem, np.full(100, BUDGET), sample).sol.tokens
+    base = (bt > 0).mean(axis=0)
+    assert base[3] > 0.5  # the laws fund d in most rows
+    view = _view({"a": 0.01, "b": 0.01, "c": 0.01, "d": -0.2}, 0.002)
+    p = p_in_optimal(dataclasses.replace(problem, pairwise={"acc": view}), BUDGET, bt, sample)
+    assert np.all((p >= 0) & (p <= 1))
+    assert p[3] < base[3] - 0.3, (p, base)

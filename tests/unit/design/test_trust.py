@@ -150,3 +150,32 @@ def test_next_proposes_the_runs_that_extend_the_trust_region(db):
     text = _run(db, "next").output
     for source in capped:
         assert f"extends the trust region of {source}" in text
+
+
+def test_next_extends_the_sources_a_stored_plan_says_its_trust_region_held_back(db):
+    """A plan that carries its trust multiple and the sources it held back: ``next`` (no
+    options) proposes the extension of exactly those sources."""
+    from planner.domain import Plan
+
+    store = open_store(db)
+    try:
+        store.save_plan(
+            Plan(
+                budget=500.0,
+                unit=Unit.GPU_HOURS,
+                metric="acc",
+                allocations=(),
+                gain=0.1,
+                trust_multiple=3.0,
+                trust_limited=("web",),
+            )
+        )
+    finally:
+        store.close()
+    r = _run(db, "next", "--json")
+    assert r.exit_code == 0, r.output
+    [e] = json.loads(r.stdout)["trust_extensions"]
+    assert e["source"] == "web" and e["tokens"] == pytest.approx(9e9)
+    assert e["limit_tokens"] == pytest.approx(9e9) and e["new_limit_tokens"] == pytest.approx(
+        2.7e10
+    )

@@ -84,3 +84,15 @@ def test_crossover_reports_the_difference_model_beside_the_joint_laws():
     c = crossover(by[("g0", "s0")], by[("g0", "s1")], 1e18, 1e18 * 2**11)
     assert c.method == "joint" and np.isnan(c.difference_probability)
     assert c.shown_probability == c.probability
+
+
+def test_groups_leave_out_the_control_mixtures_and_thin_sources():
+    from planner.domain import Observation
+
+    rows = [("a", 1.0, 0.3), ("a", 2.0, 0.35), ("b", 1.0, 0.2), ("b", 2.0, 0.3)]
+    rows += [("control", 1.0, 0.1), ("control", 2.0, 0.1), ("a+b", 2.0, 0.4), ("c", 1.0, 0.2)]
+    obs = [Observation("s", "acc", src, x, y, seed=0, chance=0.25) for src, x, y in rows]
+    obs.append(Observation("s", "loss", "a", 1.0, 3.0))  # one source: no pairs, no group
+    [g] = groups_from_observations(obs)
+    assert (g.study, g.metric) == ("s", "acc") and set(g.points) == {"a", "b"}
+    assert g.chance == 0.25
