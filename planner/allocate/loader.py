@@ -9,6 +9,7 @@ the separability check.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
@@ -93,6 +94,7 @@ def load_problem(
     replay_fraction: float = 0.0,
     eval_cost: float = 0.0,
     max_extrapolation: float | None = None,
+    p_in_optimal_from: str = "laws",
 ) -> Loaded:
     """Build the allocation problem of a study from the store.
 
@@ -144,6 +146,8 @@ def load_problem(
         problem, runs, compute_units.get(next(iter(weights))), max_extrapolation
     )
     problem = _with_pairwise(problem, obs, notes)
+    if p_in_optimal_from != "laws":
+        problem = dataclasses.replace(problem, p_in_optimal_from=p_in_optimal_from)
     if max_extrapolation:
         notes.append(
             f"each source is capped at {max_extrapolation:g}× its largest measured budget "
@@ -329,8 +333,6 @@ def _with_pairwise(
     """Attach the difference model's view of the objective's metrics (see
     :mod:`planner.allocate.pairwise_view`), built from the study's runs with the problem's
     fits as the common level; the problem is left without one where it cannot be built."""
-    import dataclasses
-
     from planner.laws.pairwise_view import study_views
 
     fits = [f for s in problem.inputs for m, f in s.fits.items() if m in problem.weights]

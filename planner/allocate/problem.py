@@ -182,6 +182,8 @@ class AllocationProblem:
         x_max_tokens: per source, the largest tokens the laws were fitted on (nan unknown).
         pairwise: metric → the difference model's view of the study's runs (see
             :mod:`planner.allocate.pairwise_view`); empty when none was built.
+        p_in_optimal_from: ``laws`` (the bootstrap rows as solved) or ``difference``
+            (the rows recalibrated to ``pairwise``).
     """
 
     names: tuple[str, ...]
@@ -197,6 +199,7 @@ class AllocationProblem:
     controls: Mapping[str, Control] = field(default_factory=dict)
     families: Mapping[str, object] = field(default_factory=dict)
     pairwise: Mapping[str, PairwiseView] = field(default_factory=dict)
+    p_in_optimal_from: str = "laws"
 
     @property
     def metric_label(self) -> str:

@@ -72,6 +72,15 @@ def _common(f):
             help="Trust each law up to this many times its source's largest measured budget "
             "(caps the source's tokens there); default: no limit.",
         ),
+        click.option(
+            "--p-in-optimal-from",
+            type=click.Choice(["laws", "difference"]),
+            default="laws",
+            show_default=True,
+            help="P(in optimal plan) from the laws' bootstrap rows as solved, or from those "
+            "rows recalibrated to the difference model's view of the runs' pairwise "
+            "differences.",
+        ),
         click.option("--json", "as_json", is_flag=True, help="Print JSON."),
     ]
     for o in reversed(opts):

@@ -212,7 +212,10 @@ def test_with_the_sources_runs_the_difference_model_reads_crossings_and_plans(db
     assert 0.0 <= pc["probability"] <= 1.0 and pc["low"] < pc["high"]
     r = _run(db, "crossovers", "--from", "1gpuh", "--to", "1000gpuh", "--points", "6")
     assert "difference model: " in r.output
-    r = _run(db, "allocate", "--budget", "500gpuh", "--json", "--no-save")
+    args = ("allocate", "--budget", "500gpuh", "--json", "--no-save")
+    r = _run(db, *args, "--p-in-optimal-from", "difference")
     assert r.exit_code == 0, r.output
     plan = json.loads(r.stdout)
     assert all(0.0 <= a["p_in_optimal"] <= 1.0 for a in plan["allocations"])
+    assert plan["options"]["p_in_optimal_from"] == "difference"
+    assert json.loads(_run(db, *args).stdout)["options"]["p_in_optimal_from"] == "laws"

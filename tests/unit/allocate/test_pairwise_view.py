@@ -33,6 +33,10 @@ def _problem():
     return problem_with(data, SIGMA, CONTROL, rng, costs, n_boot=BOOT)
 
 
+def _asked(problem, view):
+    return dataclasses.replace(problem, p_in_optimal_from="difference", pairwise={"acc": view})
+
+
 def _view(devs: dict[str, float], sd: float, draws: int = 400, seed: int = 1) -> PairwiseView:
     """A difference model that says each source deviates by ``devs`` (± sd), no trend."""
     names = tuple(devs)
@@ -48,6 +52,18 @@ def _p(problem) -> dict[str, float]:
     sample = np.arange(BOOT)
     bt = solve_rows(problem, np.full(BOOT, BUDGET), sample).sol.tokens
     return dict(zip(problem.names, p_in_optimal(problem, BUDGET, bt, sample), strict=True))
+
+
+def test_by_default_the_rows_are_counted_as_solved_even_with_a_view():
+    problem = _problem()
+    sample = np.arange(BOOT)
+    bt = solve_rows(problem, np.full(BOOT, BUDGET), sample).sol.tokens
+    view = _view({"a": 0.02, "b": -0.02, "worse": -0.1}, 0.002)
+    with_view = dataclasses.replace(problem, pairwise={"acc": view})
+    assert with_view.p_in_optimal_from == "laws"
+    np.testing.assert_array_equal(
+        p_in_optimal(with_view, BUDGET, bt, sample), (bt > 0).mean(axis=0)
+    )
 
 
 def test_without_a_view_the_rows_are_counted_as_solved():
@@ -67,7 +83,11 @@ def test_the_difference_model_moves_p_in_optimal_toward_the_source_it_prefers():
     assert 0.2 < base["a"] < 0.8 and 0.2 < base["b"] < 0.8
     for better, other in (("a", "b"), ("b", "a")):
         devs = {better: 0.02, other: -0.02, "worse": -0.1}
-        p = _p(dataclasses.replace(problem, pairwise={"acc": _view(devs, 0.002)}))
+        p = _p(
+            dataclasses.replace(
+                problem, p_in_optimal_from="difference", pairwise={"acc": _view(devs, 0.002)}
+            )
+        )
         assert all(0.0 <= v <= 1.0 for v in p.values())
         assert p[better] > max(base[better], 0.95), (p, base)
         assert p[other] < min(base[other], 0.05), (p, base)
@@ -77,7 +97,11 @@ def test_the_difference_model_moves_p_in_optimal_toward_the_source_it_prefers():
 def test_an_undecided_difference_model_keeps_the_split():
     problem = _problem()
     p = _p(
-        dataclasses.replace(problem, pairwise={"acc": _view({"a": 0, "b": 0, "worse": -0.1}, 0.01)})
+        dataclasses.replace(
+            problem,
+            p_in_optimal_from="difference",
+            pairwise={"acc": _view({"a": 0, "b": 0, "worse": -0.1}, 0.01)},
+        )
     )
     assert 0.25 < p["a"] < 0.75 and 0.25 < p["b"] < 0.75
     assert p["worse"] < 0.05
@@ -85,7 +109,9 @@ def test_an_undecided_difference_model_keeps_the_split():
 
 def test_make_plan_reports_the_recalibrated_probabilities():
     problem = dataclasses.replace(
-        _problem(), pairwise={"acc": _view({"a": 0.02, "b": -0.02, "worse": -0.1}, 0.002)}
+        _problem(),
+        p_in_optimal_from="difference",
+        pairwise={"acc": _view({"a": 0.02, "b": -0.02, "worse": -0.1}, 0.002)},
     )
     plan = make_plan(problem, BUDGET, max_boot=BOOT)
     p = plan.uncertainty.p_in_optimal
@@ -97,7 +123,9 @@ def test_budget_pair_crossings_read_the_view_over_the_budgets_compute():
     # b gains on a with compute: the differences cross inside any range (no trend here,
     # so a level that straddles zero: half the draws cross nowhere, none anywhere)
     problem = dataclasses.replace(
-        _problem(), pairwise={"acc": _view({"a": 0.02, "b": -0.02, "worse": -0.1}, 0.002)}
+        _problem(),
+        p_in_optimal_from="difference",
+        pairwise={"acc": _view({"a": 0.02, "b": -0.02, "worse": -0.1}, 0.002)},
     )
     rows = budget_pair_crossings(problem, [BUDGET, 10 * BUDGET])
     assert {(r.a, r.b) for r in rows} == {("a", "b"), ("a", "worse"), ("b", "worse")}
@@ -127,6 +155,11 @@ def test_beyond_three_sources_the_local_search_moves_p_the_same_way():
     base = (bt > 0).mean(axis=0)
     assert base[3] > 0.5  # the laws fund d in most rows
     view = _view({"a": 0.01, "b": 0.01, "c": 0.01, "d": -0.2}, 0.002)
-    p = p_in_optimal(dataclasses.replace(problem, pairwise={"acc": view}), BUDGET, bt, sample)
+    p = p_in_optimal(
+        dataclasses.replace(problem, p_in_optimal_from="difference", pairwise={"acc": view}),
+        BUDGET,
+        bt,
+        sample,
+    )
     assert np.all((p >= 0) & (p <= 1))
     assert p[3] < base[3] - 0.3, (p, base)
