@@ -25,7 +25,7 @@ counted as they are.
 
 It is not the default (``AllocationProblem.p_in_optimal_from`` is ``laws``; ``allocate
 --p-in-optimal-from difference`` asks for it), because it did not hold on the one case
-with a known optimum it was measured on: two sources whose curves cross beyond the
+with a known optimum it was measured on (``bench/p_in_optimal.py``): two sources whose curves cross beyond the
 measured ladder (one saturates early, the other is behind at every run but better at the
 budget; each run 3 or 5 budgets, 20 noise seeds), where P(in optimal plan) of the truly
 optimal source averaged 0.48 and 0.79 from the laws' rows and 0.00 and 0.02 recalibrated
