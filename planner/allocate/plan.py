@@ -250,7 +250,7 @@ def _bootstrap(
     sample = np.arange(B)
     boot = solve_rows(problem, np.full(B, budget), sample)
     bt = boot.sol.tokens
-    in_opt = p_in_optimal(problem, budget, bt, sample)  # the difference model's view
+    in_opt = p_in_optimal(problem, budget, bt, sample)  # as solved, or recalibrated
     plan_gain = evaluate_plan(problem, np.broadcast_to(tokens, (B, K)), sample)
     tot = plan_gain.sum(axis=1)
     single_gain = evaluate_plan(problem, np.broadcast_to(single_tokens, (B, K)), sample).sum(axis=1)
