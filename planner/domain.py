@@ -485,6 +485,10 @@ class ProblemOptions:
             largest measured budget (None: the project's setting, default 10).
         combination: how single-source gains combine in the mixed anneal, ``coverage``
             (bounded by the metric's headroom) or ``additive``.
+        p_in_optimal_from: what P(in optimal plan) counts: the laws' bootstrap rows as
+            solved (``laws``), or those rows recalibrated to the difference model's
+            pairwise view of the runs (``difference``; see
+            ``planner.allocate.pairwise_view``).
     """
 
     metric: str | None = None
@@ -498,6 +502,7 @@ class ProblemOptions:
     eval_cost: str | None = None
     max_extrapolation: float | None = None
     combination: str = "coverage"
+    p_in_optimal_from: str = "laws"
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> ProblemOptions:

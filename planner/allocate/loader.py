@@ -32,7 +32,7 @@ from planner.allocate.problem import (
 )
 from planner.allocate.solve import evaluate_plan
 from planner.domain import CONTROL_SOURCE, DEFAULT_STUDY, LawFit, Observation, Run, is_control
-from planner.errors import SolveError
+from planner.errors import AnnealplanError, SolveError
 from planner.units import Rates, Unit
 
 #: the trust region's default: no source past this multiple of its largest measured budget
@@ -100,6 +100,7 @@ def load_problem(
     eval_cost: float = 0.0,
     max_extrapolation: float | None = None,
     combination: str = "coverage",
+    p_in_optimal_from: str = "laws",
 ) -> Loaded:
     """Build the allocation problem of a study from the store.
 
@@ -159,6 +160,9 @@ def load_problem(
             "many times its largest measured budget"
         )
     problem = _with_min_tokens(problem, runs, compute_units.get(next(iter(weights))), trust)
+    problem = _with_pairwise(problem, obs, notes)
+    if p_in_optimal_from != "laws":
+        problem = dataclasses.replace(problem, p_in_optimal_from=p_in_optimal_from)
     notes.append(
         f"trust region: no source is bought past {trust:g}× its largest measured budget "
         "(the laws are not trusted further)"
@@ -171,6 +175,13 @@ def load_problem(
         rule = fit_mixtures(problem, rule, measured)
     elif rule.why_additive:
         notes.append(f"gains are added across sources: {rule.why_additive}")
+    if problem.p_in_optimal_from == "difference" and rule.bounded:
+        # the recalibration shifts each source's gain by a level, which only adds up when
+        # gains add; under the coverage rule it would count the shifts wrongly
+        raise SolveError(
+            "P(in optimal plan) from the difference model needs gains that add: pass "
+            "--combination additive with --p-in-optimal-from difference"
+        )
     problem = dataclasses.replace(problem, combination=rule)
     return Loaded(problem, tuple(notes), mixed, tuple(obs))
 
@@ -442,6 +453,28 @@ def fit_mixtures(
         sample = np.repeat(np.arange(B), len(rows))
         boot = evaluate_plan(problem, np.tile(tokens, (B, 1)), sample).reshape(B, len(rows), -1)
     return fit_interaction(rule, point, measured, boot)
+
+
+def _with_pairwise(
+    problem: AllocationProblem, observations: Sequence[Any], notes: list[str]
+) -> AllocationProblem:
+    """Attach the difference model's view of the objective's metrics (see
+    :mod:`planner.allocate.pairwise_view`), built from the study's runs with the problem's
+    fits as the common level; the problem is left without one where it cannot be built."""
+    from planner.laws.pairwise_view import study_views
+
+    fits = [f for s in problem.inputs for m, f in s.fits.items() if m in problem.weights]
+    wanted = [o for o in observations if o.metric in problem.weights]
+    try:
+        views = study_views(wanted, fits)
+    except (ValueError, ArithmeticError, np.linalg.LinAlgError, AnnealplanError) as e:
+        notes.append(
+            f"the difference model could not be built ({e}); P(in optimal plan) "
+            "counts the laws' bootstrap rows as they are"
+        )
+        return problem
+    by_metric = {m: v for (_, m), v in views.items()}
+    return dataclasses.replace(problem, pairwise=by_metric)
 
 
 def _with_min_tokens(

@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from planner.allocate.mixture import compare_mixed_runs, confirmation_anneal
+from planner.allocate.pairwise_view import p_in_optimal
 from planner.allocate.problem import AllocationProblem
 from planner.allocate.solve import (
     BatchSolution,
@@ -332,7 +333,7 @@ def _bootstrap(
     rule = problem.rule
     boot = solve_combined(problem, np.full(B, budget), sample, rule=rule)
     bt = boot.sol.tokens
-    in_opt = (bt > 0).mean(axis=0)
+    in_opt = p_in_optimal(problem, budget, bt, sample)  # as solved, or recalibrated
     plan_gain = evaluate_plan(problem, np.broadcast_to(tokens, (B, K)), sample)
     tot = rule.combine(plan_gain)
     single_gain = rule.combine(

@@ -22,6 +22,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 import sympy
@@ -31,6 +32,9 @@ from planner.allocate.model import N_TOKENS, Curve, make_curve
 from planner.domain import LawFit
 from planner.errors import SolveError
 from planner.units import Rates, Unit, convert
+
+if TYPE_CHECKING:
+    from planner.laws.pairwise_view import PairwiseView
 
 
 @dataclass(frozen=True, slots=True)
@@ -182,6 +186,10 @@ class AllocationProblem:
             curves' caps are the supply caps).
         largest_tokens: per source, its largest measured budget in tokens (NaN unknown).
         trust_multiple: the trust region's multiple (None: no trust region).
+        pairwise: metric → the difference model's view of the study's runs (see
+            :mod:`planner.allocate.pairwise_view`); empty when none was built.
+        p_in_optimal_from: ``laws`` (the bootstrap rows as solved) or ``difference``
+            (the rows recalibrated to ``pairwise``).
     """
 
     names: tuple[str, ...]
@@ -205,6 +213,9 @@ class AllocationProblem:
     def rule(self) -> CombinationRule:
         """The combination rule; the additive rule when none was set."""
         return additive_rule() if self.combination is None else self.combination
+
+    pairwise: Mapping[str, PairwiseView] = field(default_factory=dict)
+    p_in_optimal_from: str = "laws"
 
     @property
     def metric_label(self) -> str:

@@ -53,6 +53,7 @@ def load_for(
         eval_cost=ec,
         max_extrapolation=options.max_extrapolation,
         combination=options.combination,
+        p_in_optimal_from=options.p_in_optimal_from,
     )
 
 

@@ -82,6 +82,15 @@ def _common(f):
             help="How single-source gains combine in the mixed anneal: coverage, "
             "H·(1 − Π(1 − g/H)) bounded by the metric's headroom H, or additive (the sum).",
         ),
+        click.option(
+            "--p-in-optimal-from",
+            type=click.Choice(["laws", "difference"]),
+            default="laws",
+            show_default=True,
+            help="P(in optimal plan) from the laws' bootstrap rows as solved, or from those "
+            "rows recalibrated to the difference model's view of the runs' pairwise "
+            "differences.",
+        ),
         click.option("--json", "as_json", is_flag=True, help="Print JSON."),
     ]
     for o in reversed(opts):
@@ -277,25 +286,33 @@ def frontier_cmd(obj, budget_from, budget_to, points, as_json, **common):
 @_budget_range("1gpuh", points=25)
 def crossovers_cmd(obj, budget_from, budget_to, points, as_json, **common):
     """Budgets at which the best single source changes, with probabilities, and for every
-    pair of sources P(a beats b) at the range's end (0.4–0.6: undecided, measure more)."""
+    pair of sources P(a beats b) at the range's end (0.4–0.6: undecided, measure more).
+
+    The budgets where the best source changes are the laws' (each source's whole-budget
+    gain, costs included: what the allocation compares). Beside them, for every pair, the
+    difference model's crossing over the computes the range buys: the share of its
+    posterior draws of the pair's difference that change sign there, and where (shown when
+    the study's runs support the model; JSON ``pair_crossings``). A crossing is a question
+    about a difference, which the difference model estimates directly, keeping trends only
+    as far as the runs' nested backtests show they persist.
+    """
     from planner.allocate.beliefs import budget_beliefs
     from planner.allocate.frontier import crossovers
+    from planner.allocate.pairwise_view import budget_pair_crossings
     from planner.units import format_quantity
 
     unit, budgets, loaded = _range_problem(obj, budget_from, budget_to, points, common)
     scan = crossovers(loaded.problem, budgets)
     end = float(max(budgets))
     beliefs = budget_beliefs(loaded.problem, end)
+    pair_crossings = budget_pair_crossings(loaded.problem, budgets)
     if as_json:
         pairs = [
             {"a": b.a, "b": b.b, "p_a_beats_b": b.p, "undecided": b.undecided} for b in beliefs
         ]
-        click.echo(
-            json.dumps(
-                jsonable({"unit": unit, **scan.to_json(), "pairs_at": end, "pairs": pairs}),
-                indent=2,
-            )
-        )
+        body = {"unit": unit, **scan.to_json(), "pairs_at": end, "pairs": pairs}
+        body["pair_crossings"] = [c.to_json() for c in pair_crossings]
+        click.echo(json.dumps(jsonable(body), indent=2))
         return
     if not scan.crossovers:
         click.echo(
@@ -308,6 +325,12 @@ def crossovers_cmd(obj, budget_from, budget_to, points, as_json, **common):
     where = format_quantity(end, unit)
     for b in beliefs:
         click.echo(b.describe(where))
+    for c in pair_crossings:
+        at = "" if c.compute is None else f", at {c.compute:.3g} {c.unit}"
+        click.echo(
+            f"difference model: {c.a} and {c.b} cross between {c.low:.3g} and "
+            f"{c.high:.3g} {c.unit} with P = {c.probability:.2f}{at}"
+        )
 
 
 COMMANDS = [allocate_cmd, frontier_cmd, crossovers_cmd]

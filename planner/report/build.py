@@ -539,17 +539,23 @@ def _plot_laws(data: _Data, path: Path) -> None:
 def _crossovers_section(data: _Data) -> tuple[list[str], list[Crossover]]:
     """Where each pair of fitted laws crosses, over the runs' range and up to the target."""
     from planner.laws.crossover import crossover
+    from planner.laws.pairwise_view import study_views
 
     md: list[str] = []
     ok = [f for f in data.fits if f.success]
     xs_all = [o.compute for o in data.obs]
     crossings = []
+    views = {}
     if len(ok) >= 2 and xs_all:
+        try:
+            views = study_views(data.obs, ok)
+        except Exception as e:  # the difference model is beside the laws: never fatal here
+            md.append(f"_The difference model's crossings were not computed: {e}_")
         lo_c = min(xs_all)
         hi_c = max([*xs_all, data.target or 0.0]) * 1.5
         for a, b in itertools.combinations(sorted(ok, key=lambda f: f.source), 2):
             try:
-                c = crossover(a, b, lo_c, hi_c)
+                c = crossover(a, b, lo_c, hi_c, view=views.get((a.study, a.metric)))
             except Exception as e:  # a degenerate pair must not sink the whole report
                 md.append(f"_Crossover of {a.source} and {b.source} not computed: {e}_")
                 continue
@@ -557,8 +563,15 @@ def _crossovers_section(data: _Data) -> tuple[list[str], list[Crossover]]:
     md += ["## Crossovers", ""]
     if crossings:
         md += [
-            "| sources | crosses at | P(crossing in range) | better after |",
-            "|---|---|---|---|",
+            "The laws' columns are the fitted curves' crossing and the share of their joint "
+            "bootstrap draws that cross; the difference model's are the share of its "
+            "posterior draws of the two sources' difference that change sign, and where its "
+            "mean does (the decision's own view: trends in a difference kept only as far as "
+            "the runs' nested backtests show they persist).",
+            "",
+            "| sources | crosses at | P(crossing in range) | better after "
+            "| difference model: crosses at | difference model: P(crossing) |",
+            "|---|---|---|---|---|---|",
         ]
 
         def where(compute: float) -> str:
@@ -566,8 +579,9 @@ def _crossovers_section(data: _Data) -> tuple[list[str], list[Crossover]]:
 
         for c in crossings:
             md.append(
-                f"| {c.a} vs {c.b} | {where(c.compute)} | {_fmt(c.probability, 2)} | "
-                f"{c.better_after or '–'} |"
+                f"| {c.a} vs {c.b} | {where(c.compute)} | {_fmt(c.probability, 2)} "
+                f"| {c.better_after or '–'} | {where(c.difference_compute)} "
+                f"| {_fmt(c.difference_probability, 2)} |"
             )
     else:
         md.append("Fewer than two fitted sources: no crossovers to compute.")
