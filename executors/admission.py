@@ -66,6 +66,8 @@ def admit(
     refs: list[tuple[str, SourceRef]] = []
     if spec.source is not None:
         refs.append(("source", spec.source))
+    for i, part in enumerate(spec.mixture or ()):
+        refs.append((f"mixture.{i}", part))
     if spec.replay is not None:
         refs.append(("replay.source", spec.replay.source))
     for prefix, ref in refs:

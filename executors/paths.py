@@ -330,6 +330,8 @@ def check_spec_paths(
     refs = []
     if spec.source is not None:
         refs.append(("source.config", spec.source.kind, spec.source.config))
+    for i, part in enumerate(spec.mixture or ()):
+        refs.append((f"mixture.{i}.config", part.kind, part.config))
     if spec.replay is not None:
         refs.append(("replay.source.config", spec.replay.source.kind, spec.replay.source.config))
     declared = declared_path_fields(tuple(plugins))

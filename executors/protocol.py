@@ -29,7 +29,9 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    SerializerFunctionWrapHandler,
     StringConstraints,
+    model_serializer,
     model_validator,
 )
 
@@ -198,6 +200,17 @@ class SourceSpec(SourceRef):
     """Tokens of this source in the mixture."""
 
 
+class MixturePart(SourceSpec):
+    """One of the domain sources a mixed anneal trains on together, with its tokens."""
+
+    name: Annotated[Text, StringConstraints(min_length=1, max_length=256)]
+    """The source's name (the planner's): labels its curation; unique in the mixture."""
+
+
+#: the most domain sources one mixed anneal may name
+MAX_MIXTURE_PARTS = 64
+
+
 class ReplaySpec(_Spec):
     """Replay data mixed in to keep general ability (Llama 3 anneals used ~70 %)."""
 
@@ -249,7 +262,8 @@ class EvaluationSpec(_Spec):
 
 
 class AnnealJobSpec(_Spec):
-    """One annealing job: continue pretraining ``base_model`` on source + replay, evaluate."""
+    """One annealing job: continue pretraining ``base_model`` on its domain data (one
+    ``source``, or several in a ``mixture``) plus replay, then evaluate."""
 
     kind: Literal["anneal"] = "anneal"
     job_id: JobId
@@ -258,7 +272,11 @@ class AnnealJobSpec(_Spec):
     tokenizer: RelPath | None = None
     """Tokenizer folder under the root; defaults to ``base_model``."""
     source: SourceSpec | None
-    """The source annealed on; None for a control job (replay only)."""
+    """The source annealed on; None for a control job (replay only) or a mixed one."""
+    mixture: list[MixturePart] | None = None
+    """Several domain sources annealed on together, each with its tokens, instead of
+    ``source`` (a plan's confirmation anneal); the replay share is taken of their sum.
+    None (left out): a one-source or control job, exactly as before mixtures existed."""
     replay: ReplaySpec | None = None
     training: TrainingSpec = Field(default_factory=TrainingSpec)
     evaluation: EvaluationSpec = Field(default_factory=EvaluationSpec)
@@ -269,9 +287,45 @@ class AnnealJobSpec(_Spec):
 
     @model_validator(mode="after")
     def _mixture(self) -> AnnealJobSpec:
-        if self.source is None and (self.replay is None or self.replay.tokens is None):
-            raise ValueError("a control job (source null) needs replay with tokens")
+        if self.mixture is not None:
+            if self.source is not None:
+                raise ValueError(
+                    "give the domain data once: one source in `source`, or several in "
+                    "`mixture` (then send `source: null`)"
+                )
+            if len(self.mixture) < 2:
+                raise ValueError(
+                    "a mixture names two or more sources; send a single source as `source`"
+                )
+            if len(self.mixture) > MAX_MIXTURE_PARTS:
+                raise ValueError(
+                    f"a mixture names at most {MAX_MIXTURE_PARTS} sources; "
+                    f"this one names {len(self.mixture)}: drop the smallest"
+                )
+            seen: set[str] = set()
+            for part in self.mixture:
+                if part.name in seen:
+                    raise ValueError(
+                        f"mixture names source {part.name!r} twice; give it once, "
+                        "with its tokens summed"
+                    )
+                seen.add(part.name)
+        elif self.source is None and (self.replay is None or self.replay.tokens is None):
+            raise ValueError(
+                "a control job (source and mixture null) needs replay with tokens; "
+                "or give a source to anneal on"
+            )
         return self
+
+    @model_serializer(mode="wrap")
+    def _without_absent_mixture(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        # A job without a mixture serialises as it did before mixtures existed: the same
+        # JSON on the wire (a daemon that predates them forbids unknown fields) and the
+        # same spec hash (a journaled job resubmitted after an upgrade is no conflict).
+        data = handler(self)
+        if self.mixture is None:
+            data.pop("mixture", None)
+        return data
 
     def replay_tokens(self) -> int:
         """Replay tokens in the mixture (0 without replay)."""
@@ -279,12 +333,16 @@ class AnnealJobSpec(_Spec):
             return 0
         if self.replay.tokens is not None:
             return self.replay.tokens
-        if self.source is None:
+        domain = self.source_tokens()
+        if domain == 0:
             return 0
         f = self.replay.fraction
-        return round(self.source.tokens * f / (1.0 - f))
+        return round(domain * f / (1.0 - f))
 
     def source_tokens(self) -> int:
+        """Domain tokens: the source's, or the mixture's sum (0 for a control job)."""
+        if self.mixture is not None:
+            return sum(part.tokens for part in self.mixture)
         return 0 if self.source is None else self.source.tokens
 
     def spec_hash(self) -> str:

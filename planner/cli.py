@@ -28,6 +28,7 @@ COMMAND_MODULES = (
     "design",
     "executors",
     "jobs",
+    "confirm",
     "report",
     "demo",
     "tui",

@@ -50,6 +50,9 @@ class Settings(BaseModel):
     proxy: list[str] = Field(default_factory=list)
     """Continuous proxies of accuracies, ``"ACC_GLOB=PROXY_METRIC"`` each (as ``--proxy``;
     the flag, when given, wins)."""
+    trust_multiple: float = Field(default=10.0, gt=1.0)
+    """The trust region: no plan buys more of a source than this multiple of its largest
+    measured budget (``ANNEALPLAN_TRUST_MULTIPLE``; ``--trust-multiple`` wins)."""
     chance: dict[str, float] = Field(default_factory=dict)
     """Chance levels of metrics: metric glob → level (as ``--chance``; wins over a runs
     table's ``chance`` column)."""
@@ -80,6 +83,8 @@ def load_settings(
         data["db"] = env_db
     if db is not None:
         data["db"] = str(db)
+    if trust := os.environ.get("ANNEALPLAN_TRUST_MULTIPLE"):
+        data["trust_multiple"] = trust
     if (narrow := os.environ.get("ANNEALPLAN_LOAD_PLUGINS")) is not None:
         data["load_plugins"] = [p.strip() for p in narrow.split(",") if p.strip()]
     try:

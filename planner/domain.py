@@ -37,6 +37,13 @@ def is_control(source: str | None) -> bool:
     return source is None or source.strip().lower() in _CONTROL_NAMES
 
 
+def is_mixture(source: str | None) -> bool:
+    """True for a mixed run's source: two or more sources joined by ``+`` (``a+b``,
+    ``a@0.6+b@0.4``; see ``allocate.mixture.parse_mixture``). Such runs are never fitted
+    as a source of their own."""
+    return bool(source) and sum(1 for p in str(source).split("+") if p.strip()) >= 2
+
+
 def lower_is_better(metric: str, overrides: Mapping[str, bool] | None = None) -> bool:
     """Direction of a metric: lower is better for loss/ppl/perplexity/bpb/error names.
 
@@ -452,6 +459,9 @@ class SourceAllocation:
     capped: bool = False
     tokens_low: float = float("nan")
     tokens_high: float = float("nan")
+    trust_tokens: float | None = None
+    """The trust region's limit for this source: the trust multiple × its largest measured
+    budget (None: no trust region, or no measured budget)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -475,6 +485,10 @@ class ProblemOptions:
             largest measured budget (None: the project's setting, default 10).
         combination: how single-source gains combine in the mixed anneal, ``coverage``
             (bounded by the metric's headroom) or ``additive``.
+        p_in_optimal_from: what P(in optimal plan) counts: the laws' bootstrap rows as
+            solved (``laws``), or those rows recalibrated to the difference model's
+            pairwise view of the runs (``difference``; see
+            ``planner.allocate.pairwise_view``).
     """
 
     metric: str | None = None
@@ -488,6 +502,7 @@ class ProblemOptions:
     eval_cost: str | None = None
     max_extrapolation: float | None = None
     combination: str = "coverage"
+    p_in_optimal_from: str = "laws"
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> ProblemOptions:
@@ -656,15 +671,16 @@ class Combination:
             ``additive`` (the plain sum).
         headroom: H, the largest gain the metric allows over the control (1 − control for
             an accuracy; control − best asymptote for a loss).
-        interaction: the rule's overlap exponent p (1: independent coverage; larger:
-            sources overlap more); fitted from measured mixtures when there are any.
+        interaction: the rule's interaction θ (0: independent coverage; above 0 the
+            sources overlap, below 0 they complement each other); fitted from measured
+            mixtures when there are any (see ``planner.allocate.combine``).
         interaction_low, interaction_high: its 90% interval (None: not fitted).
         mixtures: measured mixed runs the interaction was fitted from.
     """
 
     rule: str = "coverage"
     headroom: float = float("nan")
-    interaction: float = 1.0
+    interaction: float = 0.0
     interaction_low: float | None = None
     interaction_high: float | None = None
     mixtures: int = 0
@@ -687,6 +703,31 @@ class MixedRunCheck:
     predicted_gain: float | None = None
     difference: float | None = None
     skipped: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class MeasuredMixture:
+    """A stored run that annealed on several sources at once (a plan's confirmation).
+
+    Its metric values are the run's, like any run's (``store.observations``); this says
+    what it trained on, so a fit can learn how single-source gains combine.
+
+    Attributes:
+        run_id, study, source: the run; ``source`` is the mixture's name (``a@0.6+b@0.4``).
+        tokens_per_source: the tokens of each source it trained on (replay excluded).
+        compute: the run's compute, in its study's unit.
+    """
+
+    run_id: str
+    study: str
+    source: str
+    tokens_per_source: Mapping[str, float]
+    compute: float
+
+    @property
+    def tokens(self) -> float:
+        """Its source tokens in all."""
+        return float(sum(self.tokens_per_source.values()))
 
 
 def _optional(cls: type, data: Mapping[str, Any] | None) -> Any:

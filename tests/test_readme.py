@@ -43,6 +43,7 @@ PROGRAMS = ("annealplan", "annealplan-executor")
 #: train for minutes, a cluster (the Slurm and Ray executors), or a terminal
 PARSE_ONLY = (
     ("sweep", "run"),
+    ("confirm",),
     ("jobs",),
     ("tui",),
     ("executors", "add", "hpc"),

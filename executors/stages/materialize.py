@@ -1,4 +1,5 @@
-"""Stage 1: materialise the source and replay tokens through the plugins and pack them.
+"""Stage 1: materialise the domain tokens (one source, or each source of a mixture) and the
+replay tokens through the plugins, and pack them together.
 
 Writes ``data/train.npy`` (``[sequences, seq_len]`` int32, rows shuffled with the job's
 seed) and ``data/manifest.json``. Both are made in ``data.tmp`` and the folder is renamed
@@ -28,21 +29,42 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True, slots=True)
 class _Part:
-    """One part of the mixture: the domain source or the replay data."""
+    """One part of the packed data: the domain source, one source of a mixture, or the
+    replay data.
+
+    Attributes:
+        role: ``source`` (domain data) or ``replay``, as its curation is reported.
+        field: the spec's field it comes from (``source``, ``mixture.1``, ``replay``), which
+            its errors name.
+        folder: its folder under the work folder while it is materialised.
+        name: a mixture source's name (empty otherwise).
+    """
 
     role: str
+    field: str
+    folder: str
     kind: str
     config: Mapping[str, Any]
     tokens: int
+    name: str = ""
 
 
 def _parts(spec: AnnealJobSpec) -> list[_Part]:
     parts = []
     if spec.source is not None:
-        parts.append(_Part("source", spec.source.kind, spec.source.config, spec.source.tokens))
+        src = spec.source
+        parts.append(_Part("source", "source", "source", src.kind, src.config, src.tokens))
+    for i, mix in enumerate(spec.mixture or ()):
+        parts.append(
+            _Part(
+                "source", f"mixture.{i}", f"source-{i}", mix.kind, mix.config, mix.tokens, mix.name
+            )
+        )
     if spec.replay is not None and spec.replay_tokens() > 0:
         replay = spec.replay.source
-        parts.append(_Part("replay", replay.kind, replay.config, spec.replay_tokens()))
+        parts.append(
+            _Part("replay", "replay", "replay", replay.kind, replay.config, spec.replay_tokens())
+        )
     return parts
 
 
@@ -87,7 +109,7 @@ def materialize(
     digest = hashlib.sha256(f"{packed.shape}".encode() + packed.tobytes()).hexdigest()
     np.save(work / files.train_data.name, packed)
     for part in parts:
-        shutil.rmtree(work / part.role, ignore_errors=True)
+        shutil.rmtree(work / part.folder, ignore_errors=True)
     manifest = Manifest(data_hash=digest, sequences=len(packed), seq_len=seq_len, curation=curation)
     manifest.write(work / files.manifest.name)
     os.replace(work, files.data)
@@ -102,19 +124,19 @@ def _materialize_part(
     if kind is None:
         raise JobFailed(
             "unknown_source_kind",
-            f"{part.role}: no installed plugin provides source kind {part.kind!r}; "
+            f"{part.field}: no installed plugin provides source kind {part.kind!r}; "
             f"installed: {', '.join(sorted(kinds)) or 'none'}",
         )
     try:
         config = kind.parse_config(part.config)
     except Exception as e:
-        raise JobFailed("invalid_source_config", f"{part.role}.config: {e}") from None
+        raise JobFailed("invalid_source_config", f"{part.field}.config: {e}") from None
     t0 = time.perf_counter()
     try:
-        mat = kind.materialize(config, int(part.tokens), work / part.role, seed, tokenizer)
+        mat = kind.materialize(config, int(part.tokens), work / part.folder, seed, tokenizer)
     except Exception as e:
         # A plugin's error (missing files, too few tokens) will not fix itself on retry.
-        raise JobFailed("materialize_failed", f"{part.role} ({part.kind}): {e}") from None
+        raise JobFailed("materialize_failed", f"{part.field} ({part.kind}): {e}") from None
     return mat, time.perf_counter() - t0
 
 
@@ -144,5 +166,6 @@ def _curation(part: _Part, mat: Materialized, seconds: float) -> CurationSpent:
             "documents_scored": cur.documents_scored,
             "documents_used": mat.documents_used,
             **dict(cur.details),
+            **({"mixture_source": part.name} if part.name else {}),
         },
     )

@@ -10,7 +10,7 @@ import numpy as np
 
 from planner.allocate.plan import QUANTILES, percentile_band
 from planner.allocate.problem import AllocationProblem
-from planner.allocate.solve import objective_batch, single_gains, solve_rows
+from planner.allocate.solve import objective_batch, single_gains, solve_combined
 from planner.domain import BudgetCrossover, CrossoverScan, FrontierPoint
 
 _CROSSOVER_BISECT = 40
@@ -21,14 +21,15 @@ def frontier(
 ) -> list[FrontierPoint]:
     """The optimal plan and its gain at each budget, with the best single source beside it."""
     b = np.asarray(budgets, dtype=float)
-    pt = solve_rows(problem, b)
+    rule = problem.rule
+    pt = solve_combined(problem, b, rule=rule)
     avail = np.maximum(b - problem.setup.eval_cost, 0.0)
     _, gs = single_gains(objective_batch(problem, avail))
     lows = highs = np.full(b.size, np.nan)
     B = min(problem.n_boot, max_boot)
     if B > 1:
         sample = np.repeat(np.arange(B), b.size)
-        rows = solve_rows(problem, np.tile(b, B), sample)
+        rows = solve_combined(problem, np.tile(b, B), sample, rule=rule)
         lows, highs = percentile_band(rows.sol.total.reshape(B, b.size))
     out = []
     for i, bud in enumerate(b):

@@ -9,6 +9,7 @@ the separability check.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
@@ -18,6 +19,7 @@ from typing import Any
 import numpy as np
 import sympy
 
+from planner.allocate.combine import RULES, CombinationRule, additive_rule, fit_interaction
 from planner.allocate.mixture import parse_mixture
 from planner.allocate.problem import (
     AllocationProblem,
@@ -28,9 +30,13 @@ from planner.allocate.problem import (
     build_problem,
     control_from_values,
 )
+from planner.allocate.solve import evaluate_plan
 from planner.domain import CONTROL_SOURCE, DEFAULT_STUDY, LawFit, Observation, Run, is_control
-from planner.errors import SolveError
+from planner.errors import AnnealplanError, SolveError
 from planner.units import Rates, Unit
+
+#: the trust region's default: no source past this multiple of its largest measured budget
+DEFAULT_TRUST_MULTIPLE = 10.0
 
 
 @dataclass(frozen=True)
@@ -93,8 +99,15 @@ def load_problem(
     replay_fraction: float = 0.0,
     eval_cost: float = 0.0,
     max_extrapolation: float | None = None,
+    combination: str = "coverage",
+    p_in_optimal_from: str = "laws",
 ) -> Loaded:
     """Build the allocation problem of a study from the store.
+
+    Every source is capped at ``max_extrapolation`` (default :data:`DEFAULT_TRUST_MULTIPLE`)
+    times its largest measured budget: the trust region. Single-source gains combine by
+    ``combination`` (see :mod:`planner.allocate.combine`); the coverage rule's interaction
+    is fitted from the study's measured mixtures when it has any.
 
     Raises:
         SolveError: nothing fitted, ambiguous metric, missing control or model size.
@@ -140,15 +153,36 @@ def load_problem(
         compute_units=compute_units,
         extra_values=extra_values,
     )
-    problem = _with_min_tokens(
-        problem, runs, compute_units.get(next(iter(weights))), max_extrapolation
-    )
-    if max_extrapolation:
-        notes.append(
-            f"each source is capped at {max_extrapolation:g}× its largest measured budget "
-            "(the laws are not trusted further)"
+    trust = DEFAULT_TRUST_MULTIPLE if max_extrapolation is None else float(max_extrapolation)
+    if not trust > 1.0:
+        raise SolveError(
+            f"the trust multiple must be above 1 (got {trust:g}): it caps each source at that "
+            "many times its largest measured budget"
         )
-    mixed = _mixed_runs(obs, next(iter(weights)), compute_units)
+    problem = _with_min_tokens(problem, runs, compute_units.get(next(iter(weights))), trust)
+    problem = _with_pairwise(problem, obs, notes)
+    if p_in_optimal_from != "laws":
+        problem = dataclasses.replace(problem, p_in_optimal_from=p_in_optimal_from)
+    notes.append(
+        f"trust region: no source is bought past {trust:g}× its largest measured budget "
+        "(the laws are not trusted further)"
+    )
+    main = next(iter(weights))
+    mixed = _mixed_runs(obs, runs, main, compute_units.get(main) is Unit.TOKENS)
+    rule = combination_for(problem, obs, combination)
+    measured = _measured_mixtures(store, study, obs, mixed, main)
+    if rule.bounded and measured:
+        rule = fit_mixtures(problem, rule, measured)
+    elif rule.why_additive:
+        notes.append(f"gains are added across sources: {rule.why_additive}")
+    if problem.p_in_optimal_from == "difference" and rule.bounded:
+        # the recalibration shifts each source's gain by a level, which only adds up when
+        # gains add; under the coverage rule it would count the shifts wrongly
+        raise SolveError(
+            "P(in optimal plan) from the difference model needs gains that add: pass "
+            "--combination additive with --p-in-optimal-from difference"
+        )
+    problem = dataclasses.replace(problem, combination=rule)
     return Loaded(problem, tuple(notes), mixed, tuple(obs))
 
 
@@ -308,18 +342,139 @@ def _controls(
 
 
 def _mixed_runs(
-    obs: Sequence[Observation], main: str, compute_units: Mapping[str, Unit]
+    obs: Sequence[Observation], runs: Sequence[Any], main: str, compute_is_tokens: bool
 ) -> tuple[tuple[str, float, float], ...]:
-    """The mixed runs (``a+b``) of the main metric as (source, tokens, value), when the
-    runs' compute is in tokens."""
+    """The mixed runs (``a+b``) of the main metric as (source, source tokens, value); a run
+    that records neither its tokens nor its compute in tokens is left out."""
+    tokens = {
+        r.run_id: r.tokens or (r.compute if compute_is_tokens else None)
+        for r in runs
+        if r.tokens or compute_is_tokens
+    }
     return tuple(
-        (o.source, float(o.compute), float(o.value))
+        (o.source, float(tokens[o.run_id]), float(o.value))
         for o in obs
         if o.metric == main
         and o.source
         and parse_mixture(o.source) is not None
-        and compute_units.get(main) is Unit.TOKENS
+        and o.run_id in tokens
     )
+
+
+def combination_for(
+    problem: AllocationProblem, obs: Sequence[Observation], rule: str
+) -> CombinationRule:
+    """The combination rule for the problem's objective, with the metric's headroom H.
+
+    H is what the metric leaves to gain over the control, in the objective's units: for a
+    score in [0, 1] (every measured value and the control inside it) ``1 − control``;
+    otherwise the distance from the control to the best asymptote the laws reach (for a
+    loss that never reaches one, the distance to 0 when every value is non-negative). A
+    weighted objective or guard-rails have no single headroom: gains are then added.
+
+    Raises:
+        SolveError: an unknown rule.
+    """
+    if rule not in RULES:
+        raise SolveError(f"unknown combination rule {rule!r}; use one of {', '.join(RULES)}")
+    if rule == "additive":
+        return additive_rule()
+    if len(problem.weights) != 1 or problem.guards:
+        why = "a weighted objective or guard-rails have no single headroom"
+        return CombinationRule(rule="additive", why_additive=why)
+    metric, w = next(iter(problem.weights.items()))
+    ctrl = problem.controls[metric].value
+    values = [o.value for o in obs if o.metric == metric] + [ctrl]
+    lib = any(s.fits[metric].lower_is_better for s in problem.inputs if metric in s.fits)
+    in_unit = all(0.0 <= v <= 1.0 for v in values)
+    head: float | None = None
+    if not lib and in_unit:
+        head = 1.0 - ctrl
+    else:
+        far = np.array([float(c.gain(1e30)) for c in problem.curves]) / abs(w)
+        far = far[np.isfinite(far)]
+        if far.size == len(problem.curves) and far.max() > 0:
+            head = float(far.max())
+        elif lib and all(v >= 0 for v in values):
+            head = ctrl
+    if head is None or not head > 0:
+        why = "the metric has no known bound over the control"
+        return CombinationRule(rule="additive", why_additive=why)
+    return CombinationRule(rule="coverage", headroom=abs(w) * head)
+
+
+def _measured_mixtures(
+    store: Any,
+    study: str | None,
+    obs: Sequence[Observation],
+    mixed: Sequence[tuple[str, float, float]],
+    main: str,
+) -> list[tuple[Mapping[str, float], float]]:
+    """Each measured mixture as (tokens per source, value of the main metric): from the
+    store's record of what the run trained on, else from its name's shares."""
+    found = store.mixtures(study) if hasattr(store, "mixtures") else []
+    exact = {m.run_id: m.tokens_per_source for m in found}
+    out: list[tuple[Mapping[str, float], float]] = []
+    seen = set()
+    for o in obs:
+        if o.metric == main and o.run_id in exact:
+            out.append((exact[o.run_id], float(o.value)))
+            seen.add(o.source)
+    for source, tok, value in mixed:
+        shares = parse_mixture(source)
+        if shares and source not in seen:
+            out.append(({k: v * tok for k, v in shares.items()}, value))
+    return out
+
+
+def fit_mixtures(
+    problem: AllocationProblem,
+    rule: CombinationRule,
+    mixtures: Sequence[tuple[Mapping[str, float], float]],
+) -> CombinationRule:
+    """The rule with its interaction fitted from measured mixtures of the problem's sources,
+    each given as (tokens per source, measured value of the main metric)."""
+    metric, w = next(iter(problem.weights.items()))
+    ctrl = problem.controls[metric].value
+    lib = any(s.fits[metric].lower_is_better for s in problem.inputs if metric in s.fits)
+    rows, measured = [], []
+    for tokens_by, value in mixtures:
+        if not tokens_by or any(s not in problem.names for s in tokens_by):
+            continue
+        rows.append([float(tokens_by.get(n, 0.0)) for n in problem.names])
+        measured.append(w * ((ctrl - value) if lib else (value - ctrl)))
+    if not rows:
+        return rule
+    tokens = np.array(rows)
+    point = evaluate_plan(problem, tokens, None)
+    boot = None
+    if problem.n_boot > 1:
+        B = min(problem.n_boot, 100)
+        sample = np.repeat(np.arange(B), len(rows))
+        boot = evaluate_plan(problem, np.tile(tokens, (B, 1)), sample).reshape(B, len(rows), -1)
+    return fit_interaction(rule, point, measured, boot)
+
+
+def _with_pairwise(
+    problem: AllocationProblem, observations: Sequence[Any], notes: list[str]
+) -> AllocationProblem:
+    """Attach the difference model's view of the objective's metrics (see
+    :mod:`planner.allocate.pairwise_view`), built from the study's runs with the problem's
+    fits as the common level; the problem is left without one where it cannot be built."""
+    from planner.laws.pairwise_view import study_views
+
+    fits = [f for s in problem.inputs for m, f in s.fits.items() if m in problem.weights]
+    wanted = [o for o in observations if o.metric in problem.weights]
+    try:
+        views = study_views(wanted, fits)
+    except (ValueError, ArithmeticError, np.linalg.LinAlgError, AnnealplanError) as e:
+        notes.append(
+            f"the difference model could not be built ({e}); P(in optimal plan) "
+            "counts the laws' bootstrap rows as they are"
+        )
+        return problem
+    by_metric = {m: v for (_, m), v in views.items()}
+    return dataclasses.replace(problem, pairwise=by_metric)
 
 
 def _with_min_tokens(
@@ -356,6 +511,9 @@ def _with_min_tokens(
         problem,
         curves=fix(problem.curves),
         guard_curves=tuple(fix(g) for g in problem.guard_curves),
+        supply_caps=tuple(c.cap_tokens for c in problem.curves),
+        largest_tokens=tuple(largest.get(n, math.nan) for n in problem.names),
+        trust_multiple=max_extrapolation,
     )
 
 

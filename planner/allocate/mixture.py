@@ -1,5 +1,6 @@
-"""The separability check: gains are assumed to add across sources, so a plan proposes one
-mixed anneal that tests it, and measured mixed runs are set beside their predicted gain.
+"""The mixture check: a plan's gain combines single-source gains by a rule (see
+:mod:`planner.allocate.combine`), so a plan proposes one mixed anneal that tests it, and
+measured mixed runs are set beside their predicted gain.
 
 A run that anneals on several sources at once names its components in its source, joined
 by ``+`` (``a+b`` or ``a@0.7+b@0.3``); such runs are never fitted as sources.
@@ -45,13 +46,15 @@ def parse_mixture(source: str) -> dict[str, float] | None:
 
 
 def confirmation_anneal(
-    problem: AllocationProblem, tokens: np.ndarray, spend: float
+    problem: AllocationProblem, tokens: np.ndarray, spend: float, *, max_boot: int = 400
 ) -> Confirmation | None:
-    """A mixed anneal of the chosen mix, scaled down to cost ``spend``, to test separability.
+    """A mixed anneal of the chosen mix, scaled down to cost ``spend``, to test the rule
+    that combines the sources' gains.
 
     Returns:
-        The mixture (``a@0.6+b@0.4``), its tokens and predicted gain; None when the plan
-        uses nothing.
+        The mixture (``a@0.6+b@0.4``), its tokens, the gain the plan's combination rule
+        predicts for it and the additive prediction, each with its 90% interval over the
+        bootstrap rows; None when the plan uses nothing.
     """
     used = [k for k in range(len(tokens)) if tokens[k] > 0]
     if not used:
@@ -64,12 +67,25 @@ def confirmation_anneal(
         c = sum(float(curves[k].cost(mid * tokens[k])) for k in used)
         lo, hi = (mid, hi) if c <= spend else (lo, mid)
     scaled = lo * tokens
-    pred = evaluate_plan(problem, scaled[None, :], None)[0]
+    rule = problem.rule
+    pred = evaluate_plan(problem, scaled[None, :], None)
+    band: dict[str, float | None] = {}
+    B = min(problem.n_boot, max_boot)
+    if B > 1:
+        rows = evaluate_plan(problem, np.broadcast_to(scaled, (B, len(tokens))), np.arange(B))
+        band["predicted_low"], band["predicted_high"] = (
+            float(v) for v in np.nanpercentile(rule.combine(rows), (5.0, 95.0))
+        )
+        band["additive_low"], band["additive_high"] = (
+            float(v) for v in np.nanpercentile(rows.sum(axis=1), (5.0, 95.0))
+        )
     return Confirmation(
         source="+".join(f"{problem.names[k]}@{share[k]:.3g}" for k in used),
         tokens=float(scaled.sum()),
         tokens_per_source={problem.names[k]: float(scaled[k]) for k in used},
-        predicted_gain=float(pred.sum()),
+        predicted_gain=float(rule.combine(pred)[0]),
+        additive_gain=float(pred.sum()),
+        **band,
     )
 
 
@@ -93,9 +109,10 @@ def compare_mixed_runs(
             out.append(MixedRunCheck(source, skipped=f"unknown source(s) {', '.join(unknown)}"))
             continue
         tokens = np.array([[shares.get(n, 0.0) * tok for n in problem.names]])
-        pred_by = evaluate_plan(problem, tokens, None)[0]
+        pred_by = evaluate_plan(problem, tokens, None)
         w = problem.weights[metric]
-        pred = float(pred_by.sum()) / w if len(problem.weights) == 1 else float("nan")
+        combined = float(problem.rule.combine(pred_by)[0])
+        pred = combined / w if len(problem.weights) == 1 else float("nan")
         lib = any(i.fits[metric].lower_is_better for i in problem.inputs if metric in i.fits)
         measured = (ctrl.value - value) if lib else (value - ctrl.value)
         out.append(

@@ -16,17 +16,22 @@ from typing import Any
 import numpy as np
 
 from planner.allocate.mixture import compare_mixed_runs, confirmation_anneal
+from planner.allocate.pairwise_view import p_in_optimal
 from planner.allocate.problem import AllocationProblem
 from planner.allocate.solve import (
     BatchSolution,
     GuardedSolution,
+    combined_mu,
+    entry_return,
     evaluate_plan,
     objective_batch,
     single_gains,
-    solve_rows,
+    solve_combined,
 )
 from planner.domain import (
     BestSingle,
+    CertificateEntry,
+    Combination,
     GainRange,
     GuardCheck,
     Plan,
@@ -44,6 +49,11 @@ SEPARABILITY_NOTE = (
 GUARD_NOTE = (
     "Guard-rails were enforced with a Lagrange multiplier found by bisection; with "
     "laws that are not concave the plan meets them but may not be the best that does."
+)
+COMBINATION_NOTE = (
+    "The plan's gain is that of one mixed anneal: single-source gains combine by the "
+    "coverage rule, bounded by the metric's headroom; confirm the mix with one anneal "
+    "before spending the budget."
 )
 NO_BOOTSTRAP_NOTE = "The fits carry no bootstrap samples: no intervals or probabilities."
 #: the percentiles of every interval a plan shows (a 90% interval)
@@ -88,7 +98,10 @@ def make_plan(
         fit_ids=problem.fit_ids,
         eval_cost=problem.setup.eval_cost,
     )
-    notes = [SEPARABILITY_NOTE]
+    rule = problem.rule
+    notes = [COMBINATION_NOTE if rule.bounded else SEPARABILITY_NOTE]
+    base["combination"] = _combination(rule)
+    base["trust_multiple"] = problem.trust_multiple
     avail = budget - problem.setup.eval_cost
     if avail <= 0:
         message = (
@@ -96,7 +109,7 @@ def make_plan(
             f"{format_quantity(problem.setup.eval_cost, unit)}; raise the budget"
         )
         return _no_plan(base, message, notes)
-    point = solve_rows(problem, np.array([budget]))
+    point = solve_combined(problem, np.array([budget]), rule=rule)
     message = _why_no_plan(problem, budget, point)
     if message:
         return _no_plan(base, message, notes)
@@ -113,6 +126,9 @@ def make_plan(
     else:
         pe = replace(pe, gain_lost_low=boot.gain_lost[0], gain_lost_high=boot.gain_lost[1])
     notes += _extrapolation_notes(problem, tokens)
+    certificate = _certificate(problem, sol)
+    trust_limited = tuple(c.source for c in certificate if c.limit == "trust")
+    notes += _trust_notes(problem, certificate, float(sol.lam[0]))
     return Plan(
         **base,
         allocations=_allocations(problem, sol, boot),
@@ -130,9 +146,75 @@ def make_plan(
         best_single=single,
         point_estimate=pe,
         uncertainty=None if boot is None else boot.summary,
-        confirmation=confirmation_anneal(problem, tokens, pe.micro_budget),
+        confirmation=confirmation_anneal(problem, tokens, pe.micro_budget, max_boot=max_boot),
         mixed_runs=tuple(compare_mixed_runs(problem, mixed_runs)) if mixed_runs else (),
+        certificate=certificate,
+        additive_gain=float(np.sum(sol.gain[0])),
+        additive_low=None if boot is None else boot.additive[0],
+        additive_high=None if boot is None else boot.additive[1],
+        trust_limited=trust_limited,
     )
+
+
+def _combination(rule: Any) -> Combination:
+    return Combination(
+        rule=rule.rule if rule.bounded else "additive",
+        headroom=float(rule.headroom) if rule.bounded else float("nan"),
+        interaction=float(rule.theta),
+        interaction_low=rule.theta_low,
+        interaction_high=rule.theta_high,
+        mixtures=rule.mixtures,
+    )
+
+
+def _certificate(problem: AllocationProblem, sol: BatchSolution) -> tuple[CertificateEntry, ...]:
+    """Each source's marginal combined gain per unit of cost at the plan, and its status.
+
+    Interior sources (strictly between 0 and their cap) share the multiplier λ; a source
+    left at 0 returns less for its first unit of cost; a source held at its supply cap or
+    at the trust region's limit would return more.
+    """
+    tokens = sol.tokens[0]
+    mu = combined_mu(problem, sol.tokens[:1], problem.rule)[0]
+    # a source left out is judged by the best return it could give per unit of cost
+    # (its first token's return for a concave law; the concave envelope's otherwise),
+    # weighted by the combined gain's gradient at the plan; never above 0 when buying it
+    # could not beat the control
+    entry = entry_return(problem, sol.tokens[:1], float(sol.spent[0]))[0]
+    mu = np.where(tokens > 0, mu, np.maximum(entry, 0.0))
+    out = []
+    for k, name in enumerate(problem.names):
+        cap = problem.curves[k].cap_tokens
+        supply = problem.supply_caps[k] if problem.supply_caps else cap
+        status, limit = "interior", ""
+        if tokens[k] <= 0:
+            status = "zero"
+        elif np.isfinite(cap) and tokens[k] >= cap * (1 - 1e-6):
+            status = "capped"
+            limit = "trust" if cap < supply * (1 - 1e-9) else "supply"
+        out.append(CertificateEntry(name, status, float(mu[k]), float(tokens[k]), limit))
+    return tuple(out)
+
+
+def _trust_notes(
+    problem: AllocationProblem, certificate: Sequence[CertificateEntry], lam: float
+) -> list[str]:
+    """What the trust region held back, and what to measure to extend it."""
+    # each held-back source is named with its limit by the plan's trust lines (the
+    # report's story); the notes say what that means for the budget
+    held = [c for c in certificate if c.limit == "trust"]
+    notes = []
+    if held:
+        notes.append(
+            f"{', '.join(c.source for c in held)} held at the trust region's limit "
+            f"({problem.trust_multiple:g}× the largest measured budget): "
+            "`annealplan next` proposes the runs that would extend it"
+        )
+    if held and not lam > 0:
+        notes.append(
+            "the budget could buy more than the trust region allows: the rest is left unspent"
+        )
+    return notes
 
 
 def _no_plan(base: dict[str, Any], message: str, notes: Sequence[str]) -> Plan:
@@ -230,6 +312,7 @@ class _Bootstrap:
     per_source: list[tuple[float, float, float, float, float]]
     summary: PlanUncertainty
     gain_lost: tuple[float, float]
+    additive: tuple[float, float]
 
 
 def _bootstrap(
@@ -247,13 +330,16 @@ def _bootstrap(
         return None
     K = len(problem.names)
     sample = np.arange(B)
-    boot = solve_rows(problem, np.full(B, budget), sample)
+    rule = problem.rule
+    boot = solve_combined(problem, np.full(B, budget), sample, rule=rule)
     bt = boot.sol.tokens
-    in_opt = (bt > 0).mean(axis=0)
+    in_opt = p_in_optimal(problem, budget, bt, sample)  # as solved, or recalibrated
     plan_gain = evaluate_plan(problem, np.broadcast_to(tokens, (B, K)), sample)
-    tot = plan_gain.sum(axis=1)
-    single_gain = evaluate_plan(problem, np.broadcast_to(single_tokens, (B, K)), sample).sum(axis=1)
-    micro_gain = evaluate_plan(problem, np.broadcast_to(micro_tokens, (B, K)), sample).sum(axis=1)
+    tot = rule.combine(plan_gain)
+    single_gain = rule.combine(
+        evaluate_plan(problem, np.broadcast_to(single_tokens, (B, K)), sample)
+    )
+    micro_gain = rule.combine(evaluate_plan(problem, np.broadcast_to(micro_tokens, (B, K)), sample))
     gain_low, gain_high = percentile_band(tot)
     glo, ghi = percentile_band(plan_gain)
     tlo, thi = percentile_band(bt)
@@ -277,6 +363,7 @@ def _bootstrap(
         per_source=[(glo[k], ghi[k], in_opt[k], tlo[k], thi[k]) for k in range(K)],
         summary=summary,
         gain_lost=(lost_low, lost_high),
+        additive=tuple(float(v) for v in percentile_band(plan_gain.sum(axis=1))),
     )
 
 
@@ -301,9 +388,17 @@ def _allocations(
                 capped=bool(np.isfinite(cap) and tokens[k] >= cap * (1 - 1e-9)),
                 tokens_low=float(tlo),
                 tokens_high=float(thi),
+                trust_tokens=_trust_tokens(problem, k),
             )
         )
     return tuple(out)
+
+
+def _trust_tokens(problem: AllocationProblem, k: int) -> float | None:
+    if problem.trust_multiple is None or not problem.largest_tokens:
+        return None
+    largest = problem.largest_tokens[k]
+    return float(problem.trust_multiple * largest) if np.isfinite(largest) else None
 
 
 def _extrapolation_notes(problem: AllocationProblem, tokens: np.ndarray) -> list[str]:

@@ -22,14 +22,19 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 import sympy
 
+from planner.allocate.combine import CombinationRule, additive_rule
 from planner.allocate.model import N_TOKENS, Curve, make_curve
 from planner.domain import LawFit
 from planner.errors import SolveError
 from planner.units import Rates, Unit, convert
+
+if TYPE_CHECKING:
+    from planner.laws.pairwise_view import PairwiseView
 
 
 @dataclass(frozen=True, slots=True)
@@ -176,6 +181,15 @@ class AllocationProblem:
         n_boot: bootstrap rows available (0: point only).
         fit_ids: provenance.
         x_max_tokens: per source, the largest tokens the laws were fitted on (nan unknown).
+        combination: how single-source gains combine (None: they add).
+        supply_caps: per source, its own supply cap before the trust region (empty: the
+            curves' caps are the supply caps).
+        largest_tokens: per source, its largest measured budget in tokens (NaN unknown).
+        trust_multiple: the trust region's multiple (None: no trust region).
+        pairwise: metric → the difference model's view of the study's runs (see
+            :mod:`planner.allocate.pairwise_view`); empty when none was built.
+        p_in_optimal_from: ``laws`` (the bootstrap rows as solved) or ``difference``
+            (the rows recalibrated to ``pairwise``).
     """
 
     names: tuple[str, ...]
@@ -190,6 +204,18 @@ class AllocationProblem:
     inputs: tuple[SourceInput, ...] = ()
     controls: Mapping[str, Control] = field(default_factory=dict)
     families: Mapping[str, object] = field(default_factory=dict)
+    combination: CombinationRule | None = None
+    supply_caps: tuple[float, ...] = ()
+    largest_tokens: tuple[float, ...] = ()
+    trust_multiple: float | None = None
+
+    @property
+    def rule(self) -> CombinationRule:
+        """The combination rule; the additive rule when none was set."""
+        return additive_rule() if self.combination is None else self.combination
+
+    pairwise: Mapping[str, PairwiseView] = field(default_factory=dict)
+    p_in_optimal_from: str = "laws"
 
     @property
     def metric_label(self) -> str:

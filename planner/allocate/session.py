@@ -52,6 +52,8 @@ def load_for(
         replay_fraction=options.replay_fraction,
         eval_cost=ec,
         max_extrapolation=options.max_extrapolation,
+        combination=options.combination,
+        p_in_optimal_from=options.p_in_optimal_from,
     )
 
 

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -77,6 +78,7 @@ class Batch:
         budgets: np.ndarray,
         *,
         prepare: bool = True,
+        scale: np.ndarray | None = None,
     ):
         """Args:
         curves: the K sources.
@@ -84,11 +86,15 @@ class Batch:
         budgets: (R,) budgets in the costs' unit.
         prepare: compute the affordable horizon and best average return (needed to solve;
             not needed to evaluate gains and costs).
+        scale: (R, K) positive weights on each source's gain (and so on its marginal
+            utility): the linearisation of a combined gain (see :func:`solve_combined`);
+            None for the plain sum.
         """
         self.curves = tuple(curves)
         self.budgets = np.asarray(budgets, dtype=float)
         self.R = int(self.budgets.shape[0])
         self.K = len(self.curves)
+        self.scale = None if scale is None else np.broadcast_to(scale, (self.R, self.K))
         groups: dict[int, list[int]] = {}
         tpl_by_id = {}
         for k, c in enumerate(self.curves):
@@ -126,7 +132,13 @@ class Batch:
         with np.errstate(all="ignore"):  # a law that overflows there is undefined (-inf)
             g = np.where((m > 0) & (d < m), g * d / np.where(m > 0, m, 1.0), g)
         g = np.where(np.isfinite(g), g, -np.inf)
+        if self.scale is not None:
+            g = g * self._scale_like(d)
         return np.where(pos, g, 0.0)
+
+    def _scale_like(self, d: np.ndarray) -> np.ndarray:
+        """The per-row, per-source weights broadcast to ``d`` of shape (R, K[, G])."""
+        return self.scale.reshape(self.scale.shape + (1,) * (d.ndim - 2))
 
     def _dmin_like(self, d: np.ndarray) -> np.ndarray:
         """Per-source minimum tokens broadcast to ``d`` of shape (R, K[, G])."""
@@ -149,6 +161,8 @@ class Batch:
                 dc = self._eval("cost", d * 1.0001 + 1e-12) - self._eval("cost", d)
                 dd = d * 0.0001 + 1e-12
                 mu = np.where(below, slope / (dc / dd), mu)
+        if self.scale is not None:
+            mu = mu * self._scale_like(d)
         return np.where(np.isnan(mu), -np.inf, mu)
 
     # ---- set-up: affordable horizon, best average return ------------------------------
@@ -245,11 +259,13 @@ class Batch:
             off: (R, K) sources forced out; on: (R, K) sources forced in (≥ D*).
         """
         lam2 = np.broadcast_to(np.asarray(lam, dtype=float)[:, None], (self.R, self.K))
+        # a weighted source reaches λ where its own marginal utility reaches λ / weight
+        lam_own = lam2 if self.scale is None else lam2 / self.scale
         lo = self.dstar
         hi = self.capb
         d = np.empty((self.R, self.K))
         for tpl, idx, p in self.groups:
-            sub_lo, sub_hi, sub_lam = lo[:, idx], hi[:, idx], lam2[:, idx]
+            sub_lo, sub_hi, sub_lam = lo[:, idx], hi[:, idx], lam_own[:, idx]
             inv = self._inverse_index(tpl, p, idx)
             args = [p[..., j] for j in range(tpl.n_params)]
             if inv is not None:
@@ -291,7 +307,13 @@ class Batch:
 
     def rebudget(self, rows: np.ndarray, budgets: np.ndarray) -> Batch:
         """A new batch of the given rows with other budgets (set-up recomputed)."""
-        new = Batch(self.curves, [t[rows] for t in self.thetas], budgets, prepare=False)
+        new = Batch(
+            self.curves,
+            [t[rows] for t in self.thetas],
+            budgets,
+            prepare=False,
+            scale=None if self.scale is None else self.scale[rows],
+        )
         new._inv_ok = self._inv_ok
         # a smaller budget only truncates the search for the best average return, which is
         # unimodal for the supported laws: clip the parent's D* instead of searching again
@@ -315,6 +337,7 @@ class Batch:
         new.thetas = [t[rows] for t in self.thetas]
         new.cap = self.cap
         new.dmin = self.dmin
+        new.scale = None if self.scale is None else self.scale[rows]
         new._inv_ok = self._inv_ok
         new.capb = self.capb[rows]
         new.dstar = self.dstar[rows]
@@ -571,7 +594,11 @@ def evaluate_plan(
 
 
 def solve_rows(
-    problem: AllocationProblem, budgets: np.ndarray, sample: np.ndarray | None = None
+    problem: AllocationProblem,
+    budgets: np.ndarray,
+    sample: np.ndarray | None = None,
+    *,
+    scale: np.ndarray | None = None,
 ) -> GuardedSolution:
     """Solve rows (one budget each, bootstrap row ``sample`` each or the point fit), with
     the problem's guard-rails enforced by their multipliers.
@@ -580,6 +607,8 @@ def solve_rows(
         problem: the allocation problem.
         budgets: (R,) budgets in the problem's unit, before the evaluation cost.
         sample: (R,) bootstrap row per row, or None for the point values.
+        scale: (R, K) weights on the sources' gains (see :class:`Batch`); the solution's
+            gains are then weighted too.
     """
     budgets = np.maximum(np.asarray(budgets, dtype=float) - problem.setup.eval_cost, 0.0)
     R = budgets.shape[0]
@@ -592,7 +621,7 @@ def solve_rows(
 
     def run(mu: np.ndarray, repair: bool = False) -> tuple[BatchSolution, np.ndarray]:
         problem.set_multipliers(thetas, mu)
-        sol = solve_batch(Batch(problem.curves, thetas, budgets), repair=repair)
+        sol = solve_batch(Batch(problem.curves, thetas, budgets, scale=scale), repair=repair)
         gv = np.array([gb.gain(sol.tokens).sum(axis=1) for gb in gbatches]).reshape(G, R)
         return sol, gv
 
@@ -654,3 +683,130 @@ def _bisect_multiplier(
         hi = np.where(need & ok, mid, hi)
         lo = np.where(need & ~ok, mid, lo)
     return np.where(need, hi, mu[g])
+
+
+# ---- a combined (non-additive) gain: the mixture's gain under a combination rule ---------
+_COUPLED_ITERS = 60
+_COUPLED_TOL = 1e-5
+
+
+def solve_combined(
+    problem: AllocationProblem,
+    budgets: np.ndarray,
+    sample: np.ndarray | None = None,
+    rule: Any = None,
+) -> GuardedSolution:
+    """Maximise the combined gain ``G(g_1(D_1), …, g_K(D_K))`` within each row's budget.
+
+    ``rule`` (a :class:`planner.allocate.combine.CombinationRule`) gives G and its gradient.
+    The KKT conditions of the coupled problem are those of the additive one with each
+    source's marginal utility weighted by ``w_k = ∂G/∂g_k``: every interior source has
+    ``w_k·g_k'(D_k)/C_k'(D_k) = λ``. So the rows are solved by a fixed point: water-fill with
+    weights ``w``, recompute ``w`` at the solution, repeat until the weights stop moving
+    (rows that have converged drop out). The weighted water-filling keeps its exact
+    inversion of each source's marginal utility and its repair of non-concave laws; at the
+    fixed point the certificate holds with the combined gain's gradient. The result is then
+    compared with the best single source (whose combined gain is its own gain) and with
+    spending nothing.
+
+    A rule that is not bounded (additive), or a problem with guard-rails (whose multipliers
+    are found on the additive objective), is solved by :func:`solve_rows` as before.
+
+    Returns:
+        A :class:`GuardedSolution` whose ``sol.gain`` is each source's own gain at the plan,
+        ``sol.total`` the combined gain and ``sol.lam`` the multiplier of the combined
+        problem.
+    """
+    if rule is None or not rule.bounded or problem.guards:
+        return solve_rows(problem, budgets, sample)
+    budgets = np.asarray(budgets, dtype=float)
+    R, K = budgets.shape[0], len(problem.names)
+    w = np.ones((R, K))
+    tokens = np.zeros((R, K))
+    lam = np.zeros(R)
+    feasible = np.zeros(R, bool)
+    todo = np.arange(R)
+    for it in range(_COUPLED_ITERS):
+        sub = None if sample is None else sample[todo]
+        got = solve_rows(problem, budgets[todo], sub, scale=w[todo])
+        tokens[todo] = got.sol.tokens
+        lam[todo] = got.sol.lam
+        feasible[todo] = got.sol.feasible
+        raw = evaluate_plan(problem, got.sol.tokens, sub)
+        new = np.maximum(rule.gradient(np.where(np.isfinite(raw), raw, 0.0)), 1e-12)
+        moved = np.max(np.abs(np.log(new) - np.log(w[todo])), axis=1)
+        # damp after a few plain steps: a source on the edge of entering can make the
+        # weights alternate between two plans
+        step = 1.0 if it < 8 else 0.5
+        w[todo] = np.exp((1 - step) * np.log(w[todo]) + step * np.log(new))
+        todo = todo[moved > _COUPLED_TOL]
+        if todo.size == 0:
+            break
+    raw = evaluate_plan(problem, tokens, sample)
+    total = rule.combine(raw)
+    # the best single source (its combined gain is its own) and spending nothing
+    avail = np.maximum(budgets - problem.setup.eval_cost, 0.0)
+    d1, g1 = single_gains(objective_batch(problem, avail, sample))
+    k = np.argmax(g1, axis=1)
+    ar = np.arange(R)
+    single = (g1[ar, k] > total + 1e-12 * np.abs(total)) & np.isfinite(g1[ar, k])
+    if single.any():
+        tokens[single] = 0.0
+        tokens[single, k[single]] = d1[single, k[single]]
+        lam[single] = np.nan
+    tokens = np.where(tokens >= 1.0, tokens, 0.0)
+    raw = evaluate_plan(problem, tokens, sample)
+    total = rule.combine(raw)
+    none = ~(total > 0)
+    tokens[none] = 0.0
+    raw[none] = 0.0
+    total = np.where(none, 0.0, total)
+    lam = np.where(none, np.nan, lam)
+    batch = objective_batch(problem, avail, sample, prepare=False)
+    cost = batch.cost(tokens)
+    sol = BatchSolution(tokens, cost, raw, total, lam, cost.sum(axis=1), feasible)
+    return GuardedSolution(sol, np.zeros((0, R)), np.zeros((0, R)), np.ones(R, bool))
+
+
+def combined_mu(
+    problem: AllocationProblem,
+    tokens: np.ndarray,
+    rule: Any = None,
+    sample: np.ndarray | None = None,
+) -> np.ndarray:
+    """(R, K) each source's marginal combined gain per unit of cost at ``tokens``.
+
+    ``∂G/∂g_k · g_k'(D)/C_k'(D)``; a source at 0 tokens is read just above 0 (its first
+    token), so the certificate says what buying a little of it would return.
+    """
+    tokens = np.atleast_2d(np.asarray(tokens, dtype=float))
+    batch = objective_batch(problem, np.ones(tokens.shape[0]), sample, prepare=False)
+    raw = batch.gain(tokens)
+    w = (
+        np.ones_like(raw)
+        if rule is None or not rule.bounded
+        else rule.gradient(np.where(np.isfinite(raw), raw, 0.0))
+    )
+    # at 0 tokens: the first token (on the ramp below the smallest measured budget)
+    at = np.where(tokens > 0, tokens, 1.0)
+    return w * batch.mu(at)
+
+
+def entry_return(
+    problem: AllocationProblem, tokens: np.ndarray, budget: float, sample: np.ndarray | None = None
+) -> np.ndarray:
+    """(R, K) the best combined gain per unit of cost each source could add by itself.
+
+    The solver lets a source in only when the multiplier is at most this value (its best
+    average return ``max_D w_k·g_k(D)/C_k(D)`` within ``budget``, weighted by the combined
+    gain's gradient ``w_k`` at ``tokens``); for a concave law it is the return of its first
+    token. −inf where buying it never beats the control.
+    """
+    tokens = np.atleast_2d(np.asarray(tokens, dtype=float))
+    R = tokens.shape[0]
+    rule = problem.rule
+    raw = evaluate_plan(problem, tokens, sample)
+    w = rule.gradient(np.where(np.isfinite(raw), raw, 0.0)) if rule.bounded else None
+    thetas = problem.objective_thetas(R, sample)
+    batch = Batch(problem.curves, thetas, np.full(R, float(budget)), scale=w)
+    return batch.thr

@@ -67,10 +67,29 @@ def _common(f):
         ),
         click.option(
             "--max-extrapolation",
+            "--trust-multiple",
+            "max_extrapolation",
             type=float,
             default=None,
-            help="Trust each law up to this many times its source's largest measured budget "
-            "(caps the source's tokens there); default: no limit.",
+            help="The trust region: buy no source past this many times its largest measured "
+            "budget (default: the project's trust_multiple setting, 10).",
+        ),
+        click.option(
+            "--combination",
+            type=click.Choice(["coverage", "additive"]),
+            default="coverage",
+            show_default=True,
+            help="How single-source gains combine in the mixed anneal: coverage, "
+            "H·(1 − Π(1 − g/H)) bounded by the metric's headroom H, or additive (the sum).",
+        ),
+        click.option(
+            "--p-in-optimal-from",
+            type=click.Choice(["laws", "difference"]),
+            default="laws",
+            show_default=True,
+            help="P(in optimal plan) from the laws' bootstrap rows as solved, or from those "
+            "rows recalibrated to the difference model's view of the runs' pairwise "
+            "differences.",
         ),
         click.option("--json", "as_json", is_flag=True, help="Print JSON."),
     ]
@@ -89,20 +108,22 @@ def _budget(text: str):
     return parse_quantity(text)
 
 
-def render_plan(plan) -> str:
-    """A plan for people, as plain text."""
+def render_plan(plan, plan_id: str | None = None) -> str:
+    """A plan for people, as plain text of at most 80 columns (long names aside): both
+    predictions, the allocation, its KKT certificate, the confirmation anneal (how to run
+    it, or its measured gain) and the trust region."""
+    from planner.report import story
+    from planner.report.story import gain_text, wrap
     from planner.units import format_quantity
 
-    lines = []
-    head = f"Plan for {format_quantity(plan.budget, plan.unit)} on {plan.metric}"
-    lines.append(head)
+    lines = [f"Plan for {format_quantity(plan.budget, plan.unit)} on {plan.metric}"]
     if not plan.success:
-        lines.append(f"  no plan: {plan.message}")
+        lines += wrap(f"no plan: {plan.message}")
         return "\n".join(lines)
-    ci = ""
-    if math.isfinite(plan.gain_low):
-        ci = f" (90% interval {plan.gain_low:+.4g} to {plan.gain_high:+.4g})"
-    lines.append(f"  predicted gain over control: {plan.gain:+.4g}{ci}; {plan.message}")
+    for text in story.prediction_lines(plan):
+        lines += wrap(text)
+    if plan.message:
+        lines += wrap(plan.message)
     lines.append(f"  {'source':<24}{'tokens':>12}{'cost':>16}{'gain':>10}{'P(in opt)':>11}")
     for a in plan.allocations:
         p = f"{a.p_in_optimal:.2f}" if math.isfinite(a.p_in_optimal) else "-"
@@ -111,31 +132,31 @@ def render_plan(plan) -> str:
             f"  {a.source:<24}{format_quantity(a.tokens, _tokens()):>12}"
             f"{format_quantity(a.cost, plan.unit):>16}{a.gain:>+10.4g}{p:>11}{cap}"
         )
+    # the certificate is a table: indented, not wrapped
+    lines += [f"  {row}" for row in story.certificate_lines(plan)]
+    for text in [*story.confirmation_lines(plan, plan_id), *story.trust_lines(plan)]:
+        lines += wrap(text)
     if bs := plan.best_single:
-        lines.append(f"  best single source: {bs.source} (gain {bs.gain:+.4g})")
+        lines += wrap(f"best single source: {bs.source} (predicted gain {gain_text(bs.gain)})")
     if pe := plan.point_estimate:
-        lines.append(
-            f"  the laws read at a micro budget of {format_quantity(pe.micro_budget, plan.unit)}"
-            f" pick {pe.choice}; following it loses {pe.gain_lost:+.4g} of predicted gain"
+        lines += wrap(
+            f"the laws read at a micro budget of {format_quantity(pe.micro_budget, plan.unit)}"
+            f" pick {pe.choice}; following it loses {pe.gain_lost:.4g} of gain, predicted "
+            "under the laws"
         )
     if u := plan.uncertainty:
-        lines.append(
-            f"  over {u.samples} bootstrap fits: P(plan within 5% of optimal) "
+        lines += wrap(
+            f"over {u.samples} bootstrap fits: P(plan within 5% of optimal) "
             f"{u.p_plan_near_optimal:.2f}, P(beats best single) {u.p_beats_best_single:.2f}"
-        )
-    if conf := plan.confirmation:
-        lines.append(
-            f"  confirm with one mixed anneal: {conf.source} at "
-            f"{format_quantity(conf.tokens, _tokens())} (predicted gain {conf.predicted_gain:+.4g})"
         )
     for m in plan.mixed_runs:
         if not m.skipped:
-            lines.append(
-                f"  mixed run {m.source}: measured {m.measured_gain:+.4g}, "
-                f"predicted {m.predicted_gain:+.4g}"
+            lines += wrap(
+                f"mixed run {m.source}: measured {gain_text(m.measured_gain)}, "
+                f"predicted {gain_text(m.predicted_gain)}"
             )
     for n in plan.notes:
-        lines.append(f"  note: {n}")
+        lines += wrap(f"note: {n}")
     return "\n".join(lines)
 
 
@@ -166,7 +187,7 @@ def allocate_cmd(obj, budget, micro_fraction, no_save, as_json, **common):
         obj.registry,
         _rates(obj),
         _budget(budget),
-        _options(common),
+        _options(common, obj),
         micro_fraction=micro_fraction,
         save=not no_save,
     )
@@ -175,16 +196,22 @@ def allocate_cmd(obj, budget, micro_fraction, no_save, as_json, **common):
         body["plan_id"] = plan_id
         click.echo(json.dumps(body, indent=2))
     else:
-        click.echo(render_plan(plan))
+        click.echo(render_plan(plan, plan_id))
         if plan_id:
             click.echo(f"  stored as {plan_id}")
+            if plan.confirmation is not None:
+                click.echo(f"  run its confirmation anneal: annealplan confirm {plan_id}")
 
 
-def _options(common: dict):
-    """The shared options (``_common``) as the allocation room's ``ProblemOptions``."""
+def _options(common: dict, obj=None):
+    """The shared options (``_common``) as the allocation room's ``ProblemOptions``; the
+    trust multiple defaults to the project's setting."""
     from planner.allocate.session import ProblemOptions
 
-    return ProblemOptions(**{**common, "guards": tuple(common.get("guards", ()))})
+    opts = {**common, "guards": tuple(common.get("guards", ()))}
+    if opts.get("max_extrapolation") is None and obj is not None:
+        opts["max_extrapolation"] = obj.settings.trust_multiple
+    return ProblemOptions(**opts)
 
 
 def _range_problem(obj, budget_from, budget_to, points, common: dict):
@@ -192,7 +219,13 @@ def _range_problem(obj, budget_from, budget_to, points, common: dict):
     from planner.allocate.session import range_problem
 
     return range_problem(
-        obj.store, obj.registry, _rates(obj), budget_from, budget_to, points, _options(common)
+        obj.store,
+        obj.registry,
+        _rates(obj),
+        budget_from,
+        budget_to,
+        points,
+        _options(common, obj),
     )
 
 
@@ -253,25 +286,33 @@ def frontier_cmd(obj, budget_from, budget_to, points, as_json, **common):
 @_budget_range("1gpuh", points=25)
 def crossovers_cmd(obj, budget_from, budget_to, points, as_json, **common):
     """Budgets at which the best single source changes, with probabilities, and for every
-    pair of sources P(a beats b) at the range's end (0.4–0.6: undecided, measure more)."""
+    pair of sources P(a beats b) at the range's end (0.4–0.6: undecided, measure more).
+
+    The budgets where the best source changes are the laws' (each source's whole-budget
+    gain, costs included: what the allocation compares). Beside them, for every pair, the
+    difference model's crossing over the computes the range buys: the share of its
+    posterior draws of the pair's difference that change sign there, and where (shown when
+    the study's runs support the model; JSON ``pair_crossings``). A crossing is a question
+    about a difference, which the difference model estimates directly, keeping trends only
+    as far as the runs' nested backtests show they persist.
+    """
     from planner.allocate.beliefs import budget_beliefs
     from planner.allocate.frontier import crossovers
+    from planner.allocate.pairwise_view import budget_pair_crossings
     from planner.units import format_quantity
 
     unit, budgets, loaded = _range_problem(obj, budget_from, budget_to, points, common)
     scan = crossovers(loaded.problem, budgets)
     end = float(max(budgets))
     beliefs = budget_beliefs(loaded.problem, end)
+    pair_crossings = budget_pair_crossings(loaded.problem, budgets)
     if as_json:
         pairs = [
             {"a": b.a, "b": b.b, "p_a_beats_b": b.p, "undecided": b.undecided} for b in beliefs
         ]
-        click.echo(
-            json.dumps(
-                jsonable({"unit": unit, **scan.to_json(), "pairs_at": end, "pairs": pairs}),
-                indent=2,
-            )
-        )
+        body = {"unit": unit, **scan.to_json(), "pairs_at": end, "pairs": pairs}
+        body["pair_crossings"] = [c.to_json() for c in pair_crossings]
+        click.echo(json.dumps(jsonable(body), indent=2))
         return
     if not scan.crossovers:
         click.echo(
@@ -284,6 +325,12 @@ def crossovers_cmd(obj, budget_from, budget_to, points, as_json, **common):
     where = format_quantity(end, unit)
     for b in beliefs:
         click.echo(b.describe(where))
+    for c in pair_crossings:
+        at = "" if c.compute is None else f", at {c.compute:.3g} {c.unit}"
+        click.echo(
+            f"difference model: {c.a} and {c.b} cross between {c.low:.3g} and "
+            f"{c.high:.3g} {c.unit} with P = {c.probability:.2f}{at}"
+        )
 
 
 COMMANDS = [allocate_cmd, frontier_cmd, crossovers_cmd]

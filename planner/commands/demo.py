@@ -344,23 +344,14 @@ def _experiment_meta(
 
 
 def _print_summary(plan: Any, files: Any) -> None:
-    """The plan and the report's findings, on stdout."""
+    """The plan and the report's findings, on stdout: the same story as the report's."""
     from planner.commands.allocate import render_plan
+    from planner.report.story import wrap
 
     click.echo(render_plan(plan))
-    f = files.findings
     click.echo("")
-    if f.ranking_at_smallest_budget:
-        click.echo("ranking at the smallest budget: " + " > ".join(f.ranking_at_smallest_budget))
-        click.echo(
-            "ranking the laws predict at the target: " + " > ".join(f.ranking_predicted_at_target)
-        )
-        click.echo("the ranking changes" if f.ranking_changes else "no crossing in this example")
-    if m := f.measured_point_estimate:
-        click.echo(
-            f"following the smallest-budget winner ({m.choice}) alone: predicted gain "
-            f"{m.gain_if_followed:+.4g}, {m.gain_lost:.4g} less than the plan"
-        )
+    for sentence in files.findings.story:
+        click.echo("\n".join(wrap(sentence, indent="")))
     click.echo(f"report: {files.markdown}")
 
 

@@ -127,31 +127,61 @@ def design_cmd(
     help="A plan is wrong when it loses more than this share of the best gain.",
 )
 @click.option("--top", type=int, default=5, show_default=True)
+@click.option(
+    "--max-extrapolation",
+    type=float,
+    default=None,
+    help="The trust region: each source capped at this multiple of its largest measured "
+    "budget (default: the latest plan's).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @click.pass_obj
 def next_cmd(
-    obj, budget, metric, model_params, control, study, replay_fraction, tolerance, top, as_json
+    obj,
+    budget,
+    metric,
+    model_params,
+    control,
+    study,
+    replay_fraction,
+    tolerance,
+    top,
+    max_extrapolation,
+    as_json,
 ):
     """Recommend the next run by expected value of information per unit of cost.
 
     Pairs of sources whose P(a beats b) at the budget is between 0.4 and 0.6 are
     undecided: measure more. Where there are some, only runs of their sources are weighed.
+    Sources the plan holds at their trust limit get a larger run that extends the trust
+    region, listed beside them.
     """
     from planner.allocate.session import ProblemOptions
     from planner.design.session import recommend_runs
     from planner.errors import SolveError
     from planner.units import Quantity, format_quantity, parse_quantity
 
+    plans = obj.store.plans(limit=1)
+    latest = plans[0][1] if plans else None
     if budget:
         q = parse_quantity(budget)
     else:
-        plans = obj.store.plans(limit=1)
-        if not plans:
+        if latest is None:
             raise SolveError(
                 "no target budget: pass --budget or run `annealplan allocate --budget …` first"
             )
-        q = Quantity(plans[0][1].budget, plans[0][1].unit)
-    options = ProblemOptions(metric=metric, model_params=model_params, control=control, study=study)
+        q = Quantity(latest.budget, latest.unit)
+    if max_extrapolation is None and latest is not None:
+        max_extrapolation = latest.trust_multiple or (
+            latest.options.max_extrapolation if latest.options else None
+        )
+    options = ProblemOptions(
+        metric=metric,
+        model_params=model_params,
+        control=control,
+        study=study,
+        max_extrapolation=max_extrapolation,
+    )
     found = recommend_runs(
         obj.store,
         obj.registry,
@@ -161,6 +191,7 @@ def next_cmd(
         replay_fraction=replay_fraction,
         tol=tolerance,
         top=top,
+        plan=latest,
     )
     state, recs, noise = found.state, found.recommendations, found.noise
     if as_json:
@@ -178,6 +209,7 @@ def next_cmd(
                             for b in found.beliefs
                         ],
                         "targeted_sources": list(found.targeted),
+                        "trust_extensions": [e.to_dict() for e in found.extensions],
                     }
                 ),
                 indent=2,
@@ -200,6 +232,13 @@ def next_cmd(
         click.echo(
             f"  {r.source:<20}{r.tokens:>10.3g} tokens  cost {format_quantity(r.cost, q.unit):>12}  "
             f"P(wrong) after {r.p_wrong_after:.2f}"
+        )
+    if found.extensions:
+        click.echo("sources the plan holds at their trust limit (a larger run lets it buy more):")
+    for e in found.extensions:
+        click.echo(
+            f"  {e.source:<20}{e.tokens:>10.3g} tokens  cost {format_quantity(e.cost, q.unit):>12}  "
+            f"{e.reason}"
         )
 
 

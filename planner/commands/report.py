@@ -20,6 +20,7 @@ def make_report(
     """Plan (or reuse the newest plan) and write the report; shared with ``demo``."""
     import numpy as np
 
+    from planner.allocate.beliefs import budget_beliefs
     from planner.allocate.frontier import frontier
     from planner.allocate.session import ProblemOptions, load_for, options_of, plan_for
     from planner.report import build_report
@@ -27,17 +28,20 @@ def make_report(
 
     store = obj.store
     rates = obj.settings.rates.as_rates()
+    if max_extrapolation is None:
+        max_extrapolation = obj.settings.trust_multiple
     asked = ProblemOptions(
         metric=metric, model_params=model_params, max_extrapolation=max_extrapolation
     )
     plans = store.plans()
     plan = None
+    plan_id = None
     if budget is None:
         if not plans:
             from planner.errors import SolveError
 
             raise SolveError("no plan stored yet: pass --budget (e.g. --budget 2000gpuh)")
-        plan = plans[0][1]
+        plan_id, plan = plans[0]
         q_unit, q_value = plan.unit, plan.budget
         # Rebuild the problem the stored plan was solved with (its cap, guards…).
         options = options_of(
@@ -53,7 +57,7 @@ def make_report(
     loaded = load_for(store, obj.registry, rates, q_unit, options)
     if plan is None:
         plan = plan_for(loaded, q_value, options=options)
-        store.save_plan(plan, loaded.problem.fit_ids)
+        plan_id = store.save_plan(plan, loaded.problem.fit_ids)
     budgets = np.geomspace(q_value / 100.0, q_value * 3.0, 40)
     rows = frontier(loaded.problem, budgets)
     units = {u for u in store.compute_units().values() if u}
@@ -72,6 +76,9 @@ def make_report(
         budget_compute=budget_compute,
         frontier_rows=rows,
         title=title,
+        # P(a beats b) with the whole budget on each: the ranking at the target, with ties
+        beliefs=budget_beliefs(loaded.problem, q_value),
+        plan_id=plan_id,
     )
 
 

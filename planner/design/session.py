@@ -106,6 +106,8 @@ class NextRuns:
         beliefs: P(a beats b) at the budget for every pair of sources.
         targeted: the sources of the undecided pairs (0.4 ≤ P ≤ 0.6) the candidate runs
             were limited to; empty when no pair is undecided (every source's runs weighed).
+        extensions: the runs that would extend the trust region of the sources the plan
+            holds at their trust limit (:class:`planner.design.trust.Extension`).
     """
 
     state: Any
@@ -113,6 +115,7 @@ class NextRuns:
     noise: dict[str, float]
     beliefs: tuple[Any, ...] = ()
     targeted: tuple[str, ...] = ()
+    extensions: tuple[Any, ...] = ()
 
 
 def recommend_runs(
@@ -125,12 +128,16 @@ def recommend_runs(
     replay_fraction: float = 0.7,
     tol: float = 0.05,
     top: int = 5,
+    plan: Any = None,
 ) -> NextRuns:
     """``annealplan next``: the runs that most reduce P(wrong allocation) per unit of cost.
 
     Where some pairs of sources are undecided at the budget (P(a beats b) between 0.4 and
     0.6), the candidate runs are those of the sources in those pairs: measuring them is
-    what settles the decision; where none is, runs of every source are weighed.
+    what settles the decision; where none is, runs of every source are weighed. Beside
+    them, for each source held at its trust limit (the ``plan``'s ``trust_limited``, else
+    found by solving under ``options.max_extrapolation``), the larger run that would
+    extend its trust region (:mod:`planner.design.trust`).
 
     Args:
         store, registry, rates: as for :func:`planner.allocate.session.load_for`.
@@ -139,6 +146,7 @@ def recommend_runs(
         replay_fraction: replay share of the candidate runs (for their cost).
         tol: a plan is wrong when it loses more than this share of the best gain.
         top: how many recommendations to return.
+        plan: the latest stored plan (its trust multiple and trust-limited sources).
     """
     from planner.allocate.loader import noise_levels
     from planner.allocate.session import load_for
@@ -158,7 +166,47 @@ def recommend_runs(
         tol=tol,
         state=state,
     )[:top]
-    return NextRuns(state, recs, noise, beliefs, targeted)
+    extensions = _extensions(store, problem, budget.value, options, plan, replay_fraction)
+    return NextRuns(state, recs, noise, beliefs, targeted, extensions)
+
+
+def _extensions(
+    store: Any, problem: Any, budget: float, options: Any, plan: Any, replay_fraction: float
+) -> tuple[Any, ...]:
+    """The trust-region extensions ``next`` proposes (see :func:`recommend_runs`)."""
+    from planner.design.trust import trust_extensions, trust_limited_sources
+
+    multiple = options.max_extrapolation or getattr(plan, "trust_multiple", None)
+    if not multiple:
+        return ()
+    limited = tuple(getattr(plan, "trust_limited", ()) or ())
+    if not limited and options.max_extrapolation:
+        limited = trust_limited_sources(problem, budget, multiple=options.max_extrapolation)
+    if not limited:
+        return ()
+    fits = [f for s in problem.inputs for f in s.fits.values()]
+    # as the loader reads them: a run's tokens, else its compute where compute is tokens
+    in_tokens = all(f.compute_unit in (None, "tokens") for f in fits)
+    measured: dict[str, list[float]] = {}
+    for study in sorted({f.study for f in fits}):
+        for r in store.runs(study=study):
+            tokens = r.tokens or (r.compute if in_tokens else None)
+            if r.source in problem.names and tokens:
+                measured.setdefault(r.source, []).append(float(tokens))
+    for k, name in enumerate(problem.names):
+        xm = problem.x_max_tokens[k]
+        if name not in measured and xm == xm and xm > 0:  # no runs stored: the fits' largest
+            measured[name] = [float(xm)]
+    return tuple(
+        trust_extensions(
+            problem,
+            budget,
+            limited,
+            measured,
+            multiple=float(multiple),
+            replay_fraction=replay_fraction,
+        )
+    )
 
 
 def undecided_candidates(problem: Any, budget: float) -> tuple[tuple, tuple[str, ...], list]:

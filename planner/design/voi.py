@@ -23,7 +23,7 @@ import sympy
 
 from planner.allocate.model import N_TOKENS, Curve, make_curve
 from planner.allocate.problem import AllocationProblem, cost_expr, predictor_expr, trim_to_boot
-from planner.allocate.solve import evaluate_plan, solve_rows
+from planner.allocate.solve import evaluate_plan, solve_combined
 from planner.design.sweep import round3
 from planner.domain import is_control
 from planner.errors import SolveError
@@ -96,11 +96,12 @@ def decision_state(
             "(`annealplan fit --boot 200`)"
         )
     sample = np.arange(B)
-    plans = solve_rows(problem, np.full(B, float(budget)), sample).sol.tokens
+    rule = problem.rule
+    plans = solve_combined(problem, np.full(B, float(budget)), sample, rule=rule).sol.tokens
     K = plans.shape[1]
     tok = np.tile(plans, (B, 1))  # row t*B + u: plan u
     truth = np.repeat(sample, B)  # under draw t
-    gains = evaluate_plan(problem, tok, truth).sum(axis=1).reshape(B, B)
+    gains = rule.combine(evaluate_plan(problem, tok, truth)).reshape(B, B)
     best = np.maximum(gains.max(axis=1), 0.0)  # doing nothing (gain 0) is always possible
     wrong = gains < best[:, None] - tol * np.abs(best[:, None]) - 1e-12
     p = wrong.mean(axis=0)
@@ -239,7 +240,7 @@ def default_candidates(
     """Per source, runs on a geometric grid from a quarter of its largest fitted run up to
     the tokens today's plan would give it (at least 16× the largest run)."""
     out = []
-    pt = solve_rows(problem, np.array([float(budget)])).sol.tokens[0]
+    pt = solve_combined(problem, np.array([float(budget)]), rule=problem.rule).sol.tokens[0]
     for k, name in enumerate(problem.names):
         xm = problem.x_max_tokens[k]
         lo = xm / 4 if np.isfinite(xm) and xm > 0 else max(pt[k] / 1000, 1e6)

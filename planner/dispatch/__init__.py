@@ -12,6 +12,9 @@ the HTTP transport and the local daemon's launcher.
 - :mod:`planner.dispatch.registry`: the executors a project knows (``executors.toml``:
   each entry's backend and settings), and ``open_clients``, which connects them (or the
   ``local`` backend when none is registered).
+- :mod:`planner.dispatch.confirm`: ``confirm_plan`` runs a stored plan's confirmation
+  anneal (several sources in one job, the sweep's settings) the same way and stores the
+  measured gain in the plan.
 - :mod:`planner.dispatch.session`: how ``sweep run``'s flags and the TUI's run form
   override an experiment's meta (one merge for both faces).
 

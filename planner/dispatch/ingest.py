@@ -2,6 +2,8 @@
 
 - :func:`build_job`: an experiment's meta + one ``AnnealSpec`` (+ its ``Source``) → the
   executor's ``AnnealJobSpec`` (the meta keys are listed in :mod:`planner.dispatch`).
+- :func:`build_mixed_job`: the same meta + several sources with their tokens → one mixed
+  anneal (a plan's confirmation), packed with the same replay share.
 - :func:`result_to_run`: a job's ``JobResult`` → a ``Run`` and its ``Metric`` rows, with the
   compute in the experiment's unit (training FLOPs 6·N·D + measured curation cost).
 """
@@ -46,11 +48,7 @@ def build_job(
     Raises:
         ConfigError: a required key is missing or a value is invalid (names the field).
     """
-    if not meta.get("base_model"):
-        raise ConfigError(
-            "the experiment names no base model: give --base-model PATH (relative to the "
-            "executor's root) to `annealplan sweep run`"
-        )
+    _require_base_model(meta)
     replay = _replay_ref(meta.get("replay"), lookup)
     training = {**dict(meta.get("training") or {}), "seed": spec.seed}
     labels = {"experiment": spec.experiment, "source": spec.source or CONTROL_SOURCE}
@@ -75,14 +73,86 @@ def build_job(
         "evaluation": dict(meta.get("evaluation") or {}),
         "labels": labels,
     }
+    return _validated(spec.job_id, raw)
+
+
+def _validated(job_id: str, raw: Mapping[str, Any]) -> AnnealJobSpec:
     try:
         return AnnealJobSpec.model_validate(raw)
     except ValidationError as e:
         err = e.errors()[0]
         where = ".".join(str(p) for p in err["loc"])
         raise ConfigError(
-            f"job {spec.job_id}: {where}: {err['msg']}; fix the experiment's meta or the flags"
+            f"job {job_id}: {where}: {err['msg']}; fix the experiment's meta or the flags"
         ) from None
+
+
+def _require_base_model(meta: Mapping[str, Any]) -> None:
+    if not meta.get("base_model"):
+        raise ConfigError(
+            "the experiment names no base model: give --base-model PATH (relative to the "
+            "executor's root) to `annealplan sweep run`"
+        )
+
+
+#: the longest label value the executor keeps
+_LABEL_CHARS = 256
+
+
+def build_mixed_job(
+    spec: AnnealSpec,
+    tokens_per_source: Mapping[str, int],
+    meta: Mapping[str, Any],
+    lookup: Callable[[str], Source],
+) -> AnnealJobSpec:
+    """The executor job for one mixed anneal: several sources, each with its tokens, plus
+    replay, trained and evaluated as the experiment's sweep was.
+
+    Args:
+        spec: the planned run; its ``source`` is the mixture's name (``a@0.6+b@0.4``), its
+            ``tokens`` their sum, ``replay_fraction`` and ``seed`` as a sweep's spec.
+        tokens_per_source: each source's tokens (two or more, each at least 1).
+        meta: the experiment's meta (see :mod:`planner.dispatch`).
+        lookup: finds a registered source by name (``store.source``).
+
+    Raises:
+        ConfigError: a required meta key is missing, a source has under one token, or a
+            value is invalid (names the field).
+        StoreError: a source is not registered.
+    """
+    _require_base_model(meta)
+    small = [name for name, tokens in tokens_per_source.items() if tokens < 1]
+    if small:
+        raise ConfigError(
+            f"job {spec.job_id}: the mixture gives {', '.join(small)} under one token; "
+            "confirm a plan of a larger budget"
+        )
+    replay = _replay_ref(meta.get("replay"), lookup)
+    mixture = []
+    for name, tokens in tokens_per_source.items():
+        src = lookup(name)
+        mixture.append(
+            {"name": name, "kind": src.kind, "config": dict(src.config), "tokens": int(tokens)}
+        )
+    raw = {
+        "job_id": spec.job_id,
+        "base_model": meta["base_model"],
+        "tokenizer": meta.get("tokenizer"),
+        "source": None,
+        "mixture": mixture,
+        "replay": (
+            {"source": replay, "fraction": spec.replay_fraction}
+            if spec.replay_fraction > 0
+            else None
+        ),
+        "training": {**dict(meta.get("training") or {}), "seed": spec.seed},
+        "evaluation": dict(meta.get("evaluation") or {}),
+        "labels": {
+            "experiment": spec.experiment[:_LABEL_CHARS],
+            "source": spec.run_source[:_LABEL_CHARS],
+        },
+    }
+    return _validated(spec.job_id, raw)
 
 
 def _rates(meta: Mapping[str, Any]) -> Rates:

@@ -161,12 +161,16 @@ class GroupData:
 def group_observations(
     observations: Sequence[Observation], *, lower_is_better: Mapping[str, bool] | None = None
 ) -> list[GroupData]:
-    """Group observations by (study, metric) and source, sorted by compute."""
+    """Group observations by (study, metric) and source, sorted by compute; a mixed run's
+    (source ``a+b``) is left out: it is no source of its own to fit."""
+    from planner.domain import is_mixture
     from planner.domain import lower_is_better as direction
     from planner.laws.noise import RunPoint, group_noise, run_variances
 
     buckets: dict[tuple[str, str], dict[str, list[RunPoint]]] = {}
     for o in observations:
+        if is_mixture(o.source):
+            continue
         buckets.setdefault((o.study, o.metric), {}).setdefault(o.source, []).append(
             RunPoint(float(o.compute), float(o.value), o.n_items, o.seed)
         )

@@ -31,10 +31,26 @@ from planner.domain import (
     is_control,
     lower_is_better,
 )
+from planner.laws.decision import undecided
+from planner.report.story import (
+    PLAN_PLACEHOLDER,
+    RankingStory,
+    certificate_rows,
+    certificate_sentence,
+    compute_text,
+    confirmation_lines,
+    measured_choice_sentence,
+    per_unit,
+    ranking_story,
+    rule_text,
+    seed_spread,
+    trust_lines,
+)
 from planner.units import Unit, format_quantity
 
 if TYPE_CHECKING:
     from planner.laws.crossover import Crossover
+    from planner.laws.decision import PairBelief
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,10 +78,15 @@ class Findings:
         ranking_at_smallest_budget: the sources in their measured order at each one's
             smallest budget (those the laws also rank).
         ranking_predicted_at_target: the same sources in the laws' order at the target.
-        ranking_changes, best_changes: the two orders differ (at the top).
+        ranking_changes: the fitted laws cross before the target with probability at
+            least 0.5 (the claim "the ranking changes" rests on the laws, not on the raw
+            order); best_changes: the two orders differ at the top.
         measured_point_estimate: following the measured smallest-budget winner.
         point_estimate: the plan's point-estimate comparison (the laws at a micro budget).
         crossovers: where the fitted laws of two sources cross.
+        ties: pairs whose P(a beats b) at the target is undecided (0.4 to 0.6): tied, not
+            ranked.
+        story: the ranking's story in sentences (the report's summary and the demo's).
     """
 
     metric: str
@@ -77,6 +98,8 @@ class Findings:
     measured_point_estimate: MeasuredChoice | None = None
     point_estimate: PointEstimate | None = None
     crossovers: tuple[Crossover, ...] = ()
+    ties: tuple[PairBelief, ...] = ()
+    story: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -164,6 +187,8 @@ def build_report(
     frontier_rows: Sequence[FrontierPoint] = (),
     title: str = "annealplan report",
     facts: Mapping[str, Any] | None = None,
+    beliefs: Sequence[PairBelief] | None = None,
+    plan_id: str | None = None,
 ) -> ReportFiles:
     """Write ``report.md``, ``report.html`` and PNG plots into ``out_dir``.
 
@@ -177,6 +202,10 @@ def build_report(
         frontier_rows: rows from ``planner.allocate.frontier.frontier`` to plot.
         title: the report's heading.
         facts: extra reproducibility facts (e.g. the command that made the runs).
+        beliefs: P(a beats b) at the target budget for each pair of sources (e.g.
+            ``planner.allocate.beliefs.budget_beliefs``); None reads them from the laws at
+            ``budget_compute`` when it is given.
+        plan_id: the plan's stored id (named in the confirmation's command).
 
     Returns:
         The files written and the key findings (rankings, crossing, gain over point estimate).
@@ -189,15 +218,26 @@ def build_report(
     out.mkdir(parents=True, exist_ok=True)
     data = _read(store, metric, plan, budget_compute)
     rankings = _rankings(data)
+    crossovers_md, crossings = _crossovers_section(data)
+    if beliefs is None:
+        beliefs = _law_beliefs(data)
+    told = ranking_story(
+        small=rankings.small,
+        target=rankings.target,
+        crossovers=crossings,
+        beliefs=[b for b in beliefs if b.a in rankings.common and b.b in rankings.common],
+        compute_unit=data.compute_unit,
+        target_compute=data.target,
+    )
     md: list[str] = [f"# {title}", "", f"_Written {datetime.now(UTC):%Y-%m-%d %H:%M} UTC._", ""]
-    summary, measured = _summary(data, rankings)
+    summary, measured, story = _summary(data, rankings, told, plan_id)
     md += summary
     md += _sources_section(store)
     laws_md, laws_png = _laws_section(data, out)
     md += laws_md
-    crossovers_md, crossings = _crossovers_section(data)
+    md += _seed_section(data)
     md += crossovers_md
-    md += _allocation_section(data)
+    md += _allocation_section(data, plan_id)
     images = [laws_png]
     if frontier_rows:
         fr_png = _frontier_plot(data, frontier_rows, out)
@@ -214,11 +254,13 @@ def build_report(
         lower_is_better=data.lower,
         ranking_at_smallest_budget=tuple(rankings.small),
         ranking_predicted_at_target=tuple(rankings.target),
-        ranking_changes=rankings.changes,
+        ranking_changes=told.changes,
         best_changes=rankings.best_changes,
         measured_point_estimate=measured,
         point_estimate=data.plan.point_estimate if data.plan is not None else None,
         crossovers=tuple(crossings),
+        ties=tuple(b for b in beliefs if undecided(b.p)),
+        story=story,
     )
     return ReportFiles(markdown=md_path, html=html_path, images=tuple(images), findings=findings)
 
@@ -287,32 +329,74 @@ def _gain_by_source(plan: Plan | None) -> Mapping[str, float]:
     return plan.best_single.gain_by_source
 
 
-def _summary(data: _Data, rankings: _Rankings) -> tuple[list[str], MeasuredChoice | None]:
-    """The summary: the plan's gain, whether the ranking changes with the budget, and what
-    the two point estimates (measured and read from the laws) would give up."""
+def _law_beliefs(data: _Data) -> list[PairBelief]:
+    """P(a beats b) from the laws at the target compute ([] without a target or when the
+    fits cannot be drawn together)."""
+    from planner.errors import FitError
+    from planner.laws.decision import pair_beliefs
+
+    ok = [f for f in data.fits if f.success]
+    if data.target is None or len(ok) < 2:
+        return []
+    try:
+        return pair_beliefs(ok, data.target)
+    except FitError:
+        return []
+
+
+def _summary(
+    data: _Data, rankings: _Rankings, told: RankingStory, plan_id: str | None
+) -> tuple[list[str], MeasuredChoice | None, tuple[str, ...]]:
+    """The summary: the plan's gain under its rule and added up, what the fitted laws say
+    about the ranking, and what the two point estimates (measured and read from the laws)
+    are predicted to give up. Returns the lines, the measured choice and the story's
+    sentences (shared with the demo's summary)."""
     plan = data.plan
     md = ["## Summary", ""]
     if plan is not None and plan.success:
         md.append(
             f"For a budget of **{format_quantity(plan.budget, plan.unit)}**, the cost-optimal "
             f"allocation on `{data.metric}` predicts a gain of **{plan.gain:+.4g}** over the control "
-            f"anneal (90% interval {_fmt(plan.gain_low)} to {_fmt(plan.gain_high)})."
+            f"anneal (90% interval {_fmt(plan.gain_low)} to {_fmt(plan.gain_high)})"
+            + (f" under the {rule_text(plan)}." if rule_text(plan) else ".")
         )
+        if plan.additive_gain is not None and (
+            plan.combination is None or plan.combination.rule != "additive"
+        ):
+            md.append(
+                f"Had the single-source gains simply added, it would predict "
+                f"{plan.additive_gain:+.4g} (90% interval {_fmt(plan.additive_low)} to "
+                f"{_fmt(plan.additive_high)})."
+            )
+        conf = plan.confirmation
+        if conf is not None and conf.measured_gain is not None:
+            md.append(f"The mixed anneal that confirms it measured **{conf.measured_gain:+.4g}**.")
+        elif conf is not None:
+            md.append(
+                "The mixed anneal that confirms it has not run yet "
+                f"(`annealplan confirm {plan_id or PLAN_PLACEHOLDER}`)."
+            )
     elif plan is not None:
         md.append(f"No allocation could be made: {plan.message}")
     else:
         md.append("No allocation has been made yet (`annealplan allocate --budget …`).")
     md.append("")
     measured = None
+    story = list(told.sentences)
     if rankings.common:
-        md += _ranking_paragraph(rankings)
         measured = _measured_choice(data, rankings)
         if measured is not None:
-            md.append(
-                f"Following the measured smallest-budget winner — the whole budget on "
-                f"**{measured.choice}** — is predicted to gain {measured.gain_if_followed:+.4g}, "
-                f"{measured.gain_lost:.4g} less than the allocation."
+            story.append(
+                measured_choice_sentence(
+                    measured.choice, measured.gain_if_followed, measured.gain_lost, plan
+                )
             )
+    if story:
+        first, *rest = story
+        if told.changes:
+            first = first.replace("the ranking changes:", "**the ranking changes:**", 1)
+        md += [first, ""]
+        md += [f"- {s}" for s in rest]
         md.append("")
     pe = plan.point_estimate if plan is not None else None
     if pe:
@@ -323,30 +407,18 @@ def _summary(data: _Data, rankings: _Rankings) -> tuple[list[str], MeasuredChoic
         )
         md.append(
             f"Read at a micro budget of {format_quantity(pe.micro_budget, plan.unit)} "
-            f"({pe.micro_budget / plan.budget:.0%} of the budget), the laws choose **{pe.choice}**; following that choice at the "
-            "target budget gives up a predicted "
+            f"({pe.micro_budget / plan.budget:.0%} of the budget), the laws choose **{pe.choice}**; "
+            "following that choice at the target budget is predicted under the laws to give up "
             f"**{_fmt(pe.gain_lost)}** of gain compared with the allocation" + interval
         )
+        conf = plan.confirmation
+        if conf is not None and conf.measured_gain is not None:
+            md[-1] += (
+                f" The allocation's mixed anneal measured {conf.measured_gain:+.4g} against "
+                f"its predicted {conf.predicted_gain:+.4g}."
+            )
         md.append("")
-    return md, measured
-
-
-def _ranking_paragraph(rankings: _Rankings) -> list[str]:
-    small_txt = " > ".join(rankings.small)
-    target_txt = " > ".join(rankings.target)
-    if rankings.changes:
-        return [
-            f"**The ranking changes.** At each source's smallest budget the measured order is "
-            f"{small_txt}; the fitted laws predict {target_txt} at the target budget. A single "
-            "micro-anneal would have ranked the sources differently from what the laws expect "
-            "at scale."
-        ]
-    return [
-        f"**No crossing in this example.** The measured order at the smallest budgets "
-        f"({small_txt}) is the order the laws predict at the target budget; "
-        "here a micro-anneal would have picked the same "
-        "best source."
-    ]
+    return md, measured, tuple(story)
 
 
 def _measured_choice(data: _Data, rankings: _Rankings) -> MeasuredChoice | None:
@@ -467,17 +539,23 @@ def _plot_laws(data: _Data, path: Path) -> None:
 def _crossovers_section(data: _Data) -> tuple[list[str], list[Crossover]]:
     """Where each pair of fitted laws crosses, over the runs' range and up to the target."""
     from planner.laws.crossover import crossover
+    from planner.laws.pairwise_view import study_views
 
     md: list[str] = []
     ok = [f for f in data.fits if f.success]
     xs_all = [o.compute for o in data.obs]
     crossings = []
+    views = {}
     if len(ok) >= 2 and xs_all:
+        try:
+            views = study_views(data.obs, ok)
+        except Exception as e:  # the difference model is beside the laws: never fatal here
+            md.append(f"_The difference model's crossings were not computed: {e}_")
         lo_c = min(xs_all)
         hi_c = max([*xs_all, data.target or 0.0]) * 1.5
         for a, b in itertools.combinations(sorted(ok, key=lambda f: f.source), 2):
             try:
-                c = crossover(a, b, lo_c, hi_c)
+                c = crossover(a, b, lo_c, hi_c, view=views.get((a.study, a.metric)))
             except Exception as e:  # a degenerate pair must not sink the whole report
                 md.append(f"_Crossover of {a.source} and {b.source} not computed: {e}_")
                 continue
@@ -485,12 +563,25 @@ def _crossovers_section(data: _Data) -> tuple[list[str], list[Crossover]]:
     md += ["## Crossovers", ""]
     if crossings:
         md += [
-            "| sources | crosses at | P(crossing in range) | better after |",
-            "|---|---|---|---|",
+            "The laws' columns are the fitted curves' crossing and the share of their joint "
+            "bootstrap draws that cross; the difference model's are the share of its "
+            "posterior draws of the two sources' difference that change sign, and where its "
+            "mean does (the decision's own view: trends in a difference kept only as far as "
+            "the runs' nested backtests show they persist).",
+            "",
+            "| sources | crosses at | P(crossing in range) | better after "
+            "| difference model: crosses at | difference model: P(crossing) |",
+            "|---|---|---|---|---|---|",
         ]
+
+        def where(compute: float) -> str:
+            return compute_text(compute, data.compute_unit) if math.isfinite(compute) else "–"
+
         for c in crossings:
             md.append(
-                f"| {c.a} vs {c.b} | {_fmt(c.compute)} | {_fmt(c.probability, 2)} | {c.better_after or '–'} |"
+                f"| {c.a} vs {c.b} | {where(c.compute)} | {_fmt(c.probability, 2)} "
+                f"| {c.better_after or '–'} | {where(c.difference_compute)} "
+                f"| {_fmt(c.difference_probability, 2)} |"
             )
     else:
         md.append("Fewer than two fitted sources: no crossovers to compute.")
@@ -498,9 +589,9 @@ def _crossovers_section(data: _Data) -> tuple[list[str], list[Crossover]]:
     return md, crossings
 
 
-def _allocation_section(data: _Data) -> list[str]:
-    """The plan's table, the best single source and the point estimate beside it, and its
-    notes."""
+def _allocation_section(data: _Data, plan_id: str | None = None) -> list[str]:
+    """The plan's table, its KKT certificate, the confirmation anneal, the trust region,
+    the best single source and the point estimate beside it, and its notes."""
     md = ["## Allocation", ""]
     plan = data.plan
     if plan is None or not plan.success:
@@ -516,23 +607,75 @@ def _allocation_section(data: _Data) -> list[str]:
             f"{_fmt(a.gain_low)} to {_fmt(a.gain_high)} | {_fmt(a.p_in_optimal, 2)} |"
         )
     md.append("")
+    md += _certificate_md(plan)
+    md += ["### Confirmation and trust region", ""]
+    md += [f"- {line}" for line in confirmation_lines(plan, plan_id)]
+    md += [f"- {line}" for line in trust_lines(plan)]
+    md.append("")
     if bs := plan.best_single:
         md.append(f"Best single source: **{bs.source}** (predicted gain {bs.gain:+.4g}).")
     if pe := plan.point_estimate:
         md.append("")
         md += [
-            "| decision | choice | predicted gain at the target budget |",
+            "| decision | choice | predicted gain at the target budget (under the laws) |",
             "|---|---|---|",
             f"| laws + allocation | {', '.join(a.source for a in plan.allocations if a.tokens > 0)} | {plan.gain:+.4g} |",
             f"| point estimate (one micro-anneal) | {pe.choice} | {plan.gain - pe.gain_lost:+.4g} |",
         ]
+        conf = plan.confirmation
+        if conf is not None and conf.measured_gain is not None:
+            md.append(
+                f"| allocation, measured (mixed anneal) | {conf.source} | {conf.measured_gain:+.4g} |"
+            )
     md.append("")
     for note in plan.notes:
         md.append(f"- {note}")
-    if conf := plan.confirmation:
+    md.append("")
+    return md
+
+
+def _certificate_md(plan: Plan) -> list[str]:
+    """The KKT certificate: each source's marginal gain per unit of cost beside λ, and the
+    rule it shows, in words."""
+    rows = certificate_rows(plan)
+    if not rows:
+        return []
+    per = per_unit(plan.unit)
+    md = [
+        "### KKT certificate",
+        "",
+        f"| source | status | tokens | marginal gain per {per} | against λ |",
+        "|---|---|---|---|---|",
+    ]
+    for r in rows:
         md.append(
-            f"- Confirm the mix with one anneal: {conf.source} at "
-            f"{format_quantity(conf.tokens, Unit.TOKENS)}."
+            f"| {r.source} | {r.status} | {r.tokens} | {r.marginal_utility} | {r.versus_lambda} |"
+        )
+    md += ["", certificate_sentence(plan), ""]
+    return md
+
+
+def _seed_section(data: _Data) -> list[str]:
+    """Where a source was run with several seeds at one budget: the values and their
+    spread (the noise the laws must see through)."""
+    grouped: dict[tuple[str, float], list[tuple[int, float]]] = defaultdict(list)
+    for o in data.obs:
+        if o.seed is not None:
+            grouped[(o.source or CONTROL_SOURCE, o.compute)].append((o.seed, o.value))
+    rows = seed_spread(grouped)
+    if not rows:
+        return []
+    md = [
+        "## Seed spread",
+        "",
+        "| source | budget | seeds | values | spread (max − min) |",
+        "|---|---|---|---|---|",
+    ]
+    for source, budget, seeds, values, spread in rows:
+        md.append(
+            f"| {source} | {compute_text(budget, data.compute_unit)} | "
+            f"{', '.join(str(s) for s in seeds)} | {', '.join(_fmt(v) for v in values)} | "
+            f"{_fmt(spread, 3)} |"
         )
     md.append("")
     return md

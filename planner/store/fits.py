@@ -96,3 +96,14 @@ class FitStore(StoreBase):
             " ORDER BY study, metric"
         )
         return [(r["study"], r["metric"]) for r in rows]
+
+    def fit_studies(self, fit_ids: Sequence[str]) -> list[str]:
+        """The studies the fits ``fit_ids`` belong to, sorted (ids not stored are skipped);
+        read from the small columns alone."""
+        if not fit_ids:
+            return []
+        rows = self._records(
+            "SELECT DISTINCT study FROM fits WHERE list_contains(?, fit_id) ORDER BY study",
+            [list(fit_ids)],
+        )
+        return [r["study"] for r in rows]

@@ -8,8 +8,14 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from planner.domain import Plan
-from planner.store.base import StoreBase
+from planner.errors import StoreError
+from planner.store.base import StoreBase, suggest
 from planner.store.codec import _dumps
+
+#: the plan id that names the newest stored plan
+LATEST = "latest"
+#: how a person lists the stored plans (every "no such plan" error says it)
+LIST_PLANS = "list the stored plans with `annealplan plans`"
 
 
 def _plan(record: Mapping[str, Any]) -> Plan:
@@ -36,6 +42,54 @@ class PlanStore(StoreBase):
             }
             self._insert(con, "plans", row)
         return plan_id
+
+    def plan(self, plan_id: str) -> tuple[str, Plan]:
+        """One stored plan by id, or the newest with ``"latest"``.
+
+        Returns:
+            Its id (the newest plan's for ``"latest"``) and the plan.
+
+        Raises:
+            StoreError: no such plan (or none stored), saying how to list them.
+        """
+        if plan_id == LATEST:
+            rows = self._records("SELECT plan_id, body FROM plans ORDER BY seq DESC LIMIT 1")
+        else:
+            rows = self._records("SELECT plan_id, body FROM plans WHERE plan_id = ?", [plan_id])
+        if rows:
+            return rows[0]["plan_id"], _plan(rows[0])
+        if not self._all("SELECT count(*) FROM plans")[0][0]:
+            raise StoreError(
+                f"no plan {plan_id!r}: the store holds no plans yet; make one with "
+                "`annealplan allocate --budget BUDGET`"
+            )
+        ids = [r["plan_id"] for r in self._records("SELECT plan_id FROM plans ORDER BY seq")]
+        hint = suggest(plan_id, ids, "")
+        hint = hint if hint.startswith("; did you mean") else ""
+        raise StoreError(f"no plan {plan_id!r}{hint}; {LIST_PLANS}")
+
+    def update_plan(self, plan_id: str, plan: Plan) -> None:
+        """Replace a stored plan's body (its id, time and fits stay), in one statement.
+
+        Raises:
+            StoreError: no such plan; nothing was written.
+        """
+        with self._writing(f"update plan {plan_id}") as con:
+            found = con.execute("SELECT count(*) FROM plans WHERE plan_id = ?", [plan_id])
+            if not found.fetchall()[0][0]:
+                raise StoreError(f"no plan {plan_id!r}; {LIST_PLANS}")
+            con.execute(
+                "UPDATE plans SET budget = ?, unit = ?, metric = ?, success = ?, body = ?"
+                " WHERE plan_id = ?",
+                [
+                    float(plan.budget),
+                    plan.unit.value,
+                    plan.metric,
+                    bool(plan.success),
+                    _dumps(plan.to_json()),
+                    plan_id,
+                ],
+            )
 
     def plans(self, *, limit: int | None = None) -> list[tuple[str, Plan]]:
         sql = "SELECT plan_id, body FROM plans ORDER BY seq DESC"

@@ -14,7 +14,7 @@ from typing import Any
 import duckdb
 import pyarrow as pa
 
-from planner.domain import Metric, Observation, Run
+from planner.domain import MeasuredMixture, Metric, Observation, Run
 from planner.errors import StoreError
 from planner.store.base import StoreBase
 from planner.store.codec import _dumps
@@ -74,14 +74,22 @@ class RunStore(StoreBase):
         runs: Sequence[Run],
         units: Sequence[str | None],
         metas: Sequence[Mapping[str, Any]],
+        mixtures: Sequence[Mapping[str, float] | None] = (),
     ) -> int:
-        """The one writer of ``runs``: the runs not in the store yet; returns how many."""
-        columns: dict[str, list[Any]] = {
-            name: [getattr(r, name) for r in runs] for name in RUN_FIELDS
-        }
+        """The one writer of ``runs``: the runs not in the store yet; returns how many.
+
+        ``mixtures`` gives each run's tokens per source when it is a mixed run (None, or
+        left out, for one source)."""
+        columns: dict[str, Any] = {name: [getattr(r, name) for r in runs] for name in RUN_FIELDS}
         columns["compute"] = [float(x) for x in columns["compute"]]
         columns["compute_unit"] = list(units)
         columns["meta"] = [_dumps(dict(m)) if m else "{}" for m in metas]  # imports: all {}
+        mixed = list(mixtures) or [None] * len(runs)
+        # typed: a column of only None would otherwise have no type to insert by
+        columns["tokens_per_source"] = pa.array(
+            [None if m is None else _dumps({k: float(v) for k, v in m.items()}) for m in mixed],
+            type=pa.string(),
+        )
         return self._insert(con, "runs", columns, on_conflict="skip", key=("run_id",))
 
     def _insert_metrics(self, con: duckdb.DuckDBPyConnection, metrics: Sequence[Metric]) -> int:
@@ -130,9 +138,20 @@ class RunStore(StoreBase):
         )
 
     def ingest_result(
-        self, run: Run, metrics: Sequence[Metric], meta: Mapping[str, Any] | None = None
+        self,
+        run: Run,
+        metrics: Sequence[Metric],
+        meta: Mapping[str, Any] | None = None,
+        *,
+        tokens_per_source: Mapping[str, float] | None = None,
     ) -> bool:
         """Record one finished job exactly once (primary key = job id).
+
+        Args:
+            run, metrics, meta: the run, its metric values and what is kept beside it.
+            tokens_per_source: for a run that annealed on several sources at once (its
+                source a mixture's name), the tokens of each; read back by
+                :meth:`mixtures`. None: a one-source (or control) run.
 
         Returns:
             True when the run was new, False when it was already there (nothing changed).
@@ -147,9 +166,18 @@ class RunStore(StoreBase):
                 raise StoreError(f"metric {m.name} belongs to {m.run_id}, not {run.run_id}")
             if not math.isfinite(m.value):
                 raise StoreError(f"metric {m.name} of {run.run_id} is not finite ({m.value})")
+        if tokens_per_source is not None and (
+            len(tokens_per_source) < 2
+            or not all(math.isfinite(t) and t > 0 for t in tokens_per_source.values())
+        ):
+            raise StoreError(
+                f"run {run.run_id}: a mixed run names two or more sources, each with a "
+                f"positive, finite token count (got {dict(tokens_per_source)})"
+            )
+        unit = [meta.get("compute_unit")]
         try:
             with self._writing(f"record run {run.run_id}") as con:
-                if not self._insert_runs(con, [run], [meta.get("compute_unit")], [meta]):
+                if not self._insert_runs(con, [run], unit, [meta], [tokens_per_source]):
                     return False  # recorded before: nothing changes
                 self._insert_metrics(con, metrics)
         except StoreError as e:
@@ -165,6 +193,32 @@ class RunStore(StoreBase):
             " AND (? IS NULL OR source = ?) ORDER BY study, source, compute, run_id"
         )
         return [_run(r) for r in self._records(sql, [study, study, source, source])]
+
+    def has_run(self, run_id: str) -> bool:
+        """True when run ``run_id`` is stored."""
+        return bool(self._all("SELECT count(*) FROM runs WHERE run_id = ?", [run_id])[0][0])
+
+    def mixtures(self, study: str | None = None) -> list[MeasuredMixture]:
+        """The stored mixed runs (those recorded with tokens per source), by study and
+        compute; their metric values are in :meth:`observations` like any run's."""
+        rows = self._records(
+            "SELECT run_id, study, source, tokens_per_source, compute FROM runs"
+            " WHERE tokens_per_source IS NOT NULL AND (? IS NULL OR study = ?)"
+            " ORDER BY study, compute, run_id",
+            [study, study],
+        )
+        return [
+            MeasuredMixture(
+                run_id=r["run_id"],
+                study=r["study"],
+                source=r["source"],
+                tokens_per_source={
+                    k: float(v) for k, v in json.loads(r["tokens_per_source"]).items()
+                },
+                compute=float(r["compute"]),
+            )
+            for r in rows
+        ]
 
     def run_meta(self, run_id: str) -> dict[str, Any]:
         rows = self._records("SELECT meta, compute_unit FROM runs WHERE run_id = ?", [run_id])

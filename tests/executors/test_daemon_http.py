@@ -199,3 +199,15 @@ def test_jobs_share_the_cores_instead_of_oversubscribing_them(tmp_path: Path):
     assert job_threads(DaemonConfig(**base, max_jobs=2)) == max(1, cores // 2)
     assert job_threads(DaemonConfig(**base, max_jobs=4 * cores)) == 1
     assert job_threads(DaemonConfig(**base, max_jobs=2, threads_per_job=3)) == 3
+
+
+async def test_a_mixture_source_the_daemon_cannot_run_is_refused_naming_it(client):
+    part = {"name": "a", "kind": "files", "config": {"paths": ["data/a.jsonl"]}, "tokens": 10}
+    mixture = [part, {**part, "name": "b", "kind": "filez"}]
+    r = await client.post("/v1/jobs", json={**_spec(), "source": None, "mixture": mixture})
+    assert r.status_code == 422, r.text
+    body = r.json()
+    assert (body["code"], body["field"]) == ("unknown_source_kind", "mixture.1.kind")
+    assert "did you mean 'files'" in body["message"]
+    r = await client.post("/v1/jobs", json={**_spec(), "mixture": [part, {**part, "name": "b"}]})
+    assert r.status_code == 422 and "give the domain data once" in r.json()["message"]

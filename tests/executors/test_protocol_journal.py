@@ -108,3 +108,35 @@ def test_continuous_metrics_from_logged_samples():
     assert 0 < out["t/prob_correct_norm"] < 1
     flat = flatten_results({"t": {"alias": "t", "acc,none": 0.5, "acc_stderr,none": "N/A"}})
     assert flat == {"t/acc": 0.5}
+
+
+def _part(name: str, tokens: int = 100) -> dict:
+    return {"name": name, "kind": "files", "config": {"paths": [f"data/{name}"]}, "tokens": tokens}
+
+
+def test_a_mixture_replaces_the_source_and_says_what_to_send():
+    spec = _spec(source=None, mixture=[_part("a", 300), _part("b", 100)])
+    assert (spec.source_tokens(), spec.replay_tokens()) == (400, round(400 * 0.7 / 0.3))
+    with pytest.raises(ValidationError, match="give the domain data once"):
+        _spec(mixture=[_part("a"), _part("b")])
+    with pytest.raises(ValidationError, match="send a single source as `source`"):
+        _spec(source=None, mixture=[_part("a")])
+    with pytest.raises(ValidationError, match="twice"):
+        _spec(source=None, mixture=[_part("a"), _part("a")])
+    with pytest.raises(ValidationError, match="at most 64"):
+        _spec(source=None, mixture=[_part(f"s{i}") for i in range(65)])
+    with pytest.raises(ValidationError):
+        _spec(source=None, mixture=[_part("a", 0), _part("b")])  # tokens > 0
+
+
+def test_a_spec_without_a_mixture_is_sent_and_hashed_as_before():
+    spec = _spec()
+    assert "mixture" not in spec.model_dump(mode="json")
+    assert "mixture" not in spec.model_dump_json()
+    # the hash this job had before mixtures existed: a journaled job is no conflict
+    assert spec.spec_hash() == "f81e77a60c6d903ae3a5dad16f3aca4b5be88d6a3a70401035886b6d2de5dc08"
+    assert AnnealJobSpec.model_validate_json(spec.model_dump_json()) == spec
+    mixed = _spec(source=None, mixture=[_part("a"), _part("b")])
+    assert mixed.model_dump(mode="json")["mixture"][1]["name"] == "b"
+    assert AnnealJobSpec.model_validate_json(mixed.model_dump_json()) == mixed
+    assert mixed.spec_hash() != _spec(source=None, mixture=[_part("a"), _part("c")]).spec_hash()

@@ -33,7 +33,11 @@ async def test_solve_shows_the_plan_and_saves_it(settings, fitted_store, registr
         plan = solved.plan
         assert plan.success and plan.unit.value == "gpu_hours" and plan.budget == 50
         assert {a.source for a in plan.allocations} <= {"pubmed", "textbooks"}
-        assert math.isclose(sum(a.cost for a in plan.allocations), 50, rel_tol=1e-3)
+        spent = sum(a.cost for a in plan.allocations)
+        # the budget is spent, or what is left is held back by the trust region (10×)
+        assert plan.trust_multiple == 10
+        assert spent <= 50 * (1 + 1e-6)
+        assert math.isclose(spent, 50, rel_tol=1e-3) or plan.trust_limited
         assert len(solved.frontier) > 3
         table = app.screen.query_one("#alloc-plan", DataTable)
         assert table.row_count == len(plan.allocations)
@@ -153,3 +157,71 @@ async def test_with_several_studies_each_choice_names_its_study(
         [solved] = caught(seen, PlanSolved)
         assert solved.plan.success and solved.plan.options.study == "second"
         assert not isinstance(app.screen, ErrorModal)
+
+
+def rendered(widget) -> list[str]:
+    """The lines a widget draws at its size on screen (what a person reads)."""
+    from textual.geometry import Region
+
+    return [strip.text for strip in widget.render_lines(Region(0, 0, *widget.size))]
+
+
+def assert_whole(widget, text: str) -> list[str]:
+    """The widget draws ``text`` within its width, wrapped only between words: no number
+    is cut or clipped."""
+    lines = rendered(widget)
+    assert all(len(line.rstrip()) <= widget.size.width for line in lines)
+    assert " ".join(lines).split() == text.split()
+    return lines
+
+
+@pytest.mark.parametrize("measured", [None, 0.0105])
+async def test_the_plan_story_reads_whole_at_80_columns(settings, store, registry, measured):
+    """A stored plan with both predictions, its certificate, confirmation and trust region:
+    at 80×24 every number is drawn whole, the table needs no horizontal scroll, and the
+    side panel scrolls to the end of the story."""
+    from planner.report import story
+    from tests.helpers.plans import story_plan
+
+    plan = story_plan(measured_gain=measured)
+    store.save_plan(plan)
+    app = make_app(settings, store, registry, mode="allocation")
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(app, pilot, rounds=3)
+        screen = app.screen
+        summary = screen.query_one("#alloc-summary", Static)
+        lines = assert_whole(summary, str(summary.content))
+        drawn = " ".join(lines)
+        assert "coverage rule, H = 0.38" in drawn
+        assert "+0.071 [+0.058, +0.083]" in drawn
+        assert "additive prediction (gains summed): +0.083 [+0.069, +0.097]" in drawn
+
+        table = screen.query_one("#alloc-plan", DataTable)
+        assert table.virtual_size.width <= table.size.width
+        rows = rendered(table)
+        assert any("synthetic (trust)" in r and "+0.052 [+0.041, +0.063]" in r for r in rows)
+
+        panel = screen.query_one("#alloc-story", Static)
+        text = "\n".join(story.plan_panel_lines(plan))
+        assert str(panel.content) == text
+        words = " ".join(assert_whole(panel, text))
+        for expected in (
+            "web: 0.000412/$ = λ",
+            "synthetic: 0.000733/$ > λ, trust region",
+            "textbook: 0.000151/$ < λ, not bought",
+            "predicted (coverage): +0.012 [+0.008, +0.016]",
+            "additive: +0.014 [+0.01, +0.018]",
+            "trusted up to 10× its largest measured budget",
+            "the laws are not trusted past 1.2M tokens of synthetic; measure larger first",
+        ):
+            assert expected in " ".join(words.split()), expected
+        if measured is None:
+            assert "not run yet; run it with: annealplan confirm PLAN" in " ".join(words.split())
+        else:
+            assert "measured gain: +0.0105 (run mix-1)" in words
+        # the panel is taller than the screen leaves it: it scrolls to the trust warning
+        side = screen.query_one("#alloc-side")
+        side.scroll_end(animate=False)
+        await pilot.pause()
+        assert side.scroll_y == side.max_scroll_y > 0
+        assert "micro budget" in str(screen.query_one("#alloc-point", Static).content)

@@ -1,8 +1,11 @@
 """Allocation: a budget in, the cost-optimal plan out.
 
-The plan table (tokens and cost per source, gain with its interval, probability of being in
-the optimal plan), the frontier plot (optimal gain across budgets, with its band), the point
-estimate's choice beside it, and "what to run next". Solving calls
+The plan's gain under its combination rule beside the additive prediction, the plan table
+(tokens and cost per source, gain with its interval, probability of being in the optimal
+plan, what limits it), the frontier plot (optimal gain across budgets, with its band), and
+beside it the KKT certificate, the confirmation anneal, the trust region, the point
+estimate's choice and "what to run next" (the same story as ``annealplan allocate`` and the
+report, from ``planner.report.story``). Solving calls
 ``annealplan allocate --budget B``'s core function (``planner.allocate.session.solve_budget``:
 the problem from the store, ``make_plan``, ``store.save_plan``); the frontier is
 ``annealplan frontier``'s and the recommendation ``annealplan next``'s. A plan read from the
@@ -19,11 +22,12 @@ import numpy as np
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
-from textual.containers import Horizontal, Vertical
+from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.widgets import DataTable, Input, Label, Select, Static
 from textual_plotext import PlotextPlot
 
 from planner.domain import FrontierPoint
+from planner.report import story
 from planner.tui.messages import FrontierComputed, NextRunRecommended, PlansLoaded, PlanSolved
 from planner.tui.screens.base import PlannerScreen
 from planner.tui.widgets.plotting import line, log_ticks, log_x
@@ -157,7 +161,8 @@ class AllocationScreen(PlannerScreen):
             yield DataTable(id="alloc-plan", cursor_type="row", zebra_stripes=True)
             with Horizontal(id="alloc-main"):
                 yield PlotextPlot(id="alloc-frontier")
-                with Vertical(id="alloc-side"):
+                with VerticalScroll(id="alloc-side"):
+                    yield Static("", id="alloc-story", markup=False)
                     yield Static("", id="alloc-point", markup=False)
                     yield Static("", id="alloc-next", markup=False)
             yield Static("", id="alloc-status", markup=False, classes="muted")
@@ -278,28 +283,32 @@ class AllocationScreen(PlannerScreen):
         unit = plan.unit
         head = f"{format_quantity(plan.budget, unit)} on {plan.metric}: "
         if plan.success:
-            band = ""
-            if math.isfinite(plan.gain_low):
-                band = f" [{_fmt(plan.gain_low)}, {_fmt(plan.gain_high)}]"
-            head += f"gain {_fmt(plan.gain)}{band} over control"
+            # the gain under the plan's rule, then the additive prediction beside it
+            head += "\n".join(story.prediction_lines(plan))
         else:
             head += f"no plan: {plan.message}"
         self.query_one("#alloc-summary", Static).update(head)
         table = self.query_one("#alloc-plan", DataTable)
         table.clear()
+        limits = {c.source: c.limit for c in plan.certificate if c.status == "capped"}
         for a in plan.allocations:
             gain = _fmt(a.gain)
-            if math.isfinite(a.gain_low):
-                gain += f" [{_fmt(a.gain_low)}, {_fmt(a.gain_high)}]"
+            if band := story.interval_text(a.gain_low, a.gain_high):
+                gain += f" {band}"
             tokens = format_quantity(a.tokens, Unit.TOKENS).replace(" tokens", "")
+            limit = limits.get(a.source) or ("cap" if a.capped else "")
             table.add_row(
-                a.source + (" (cap)" if a.capped else ""),
+                a.source + (f" ({limit})" if limit else ""),
                 tokens,
                 format_quantity(a.cost, unit),
                 gain,
                 _fmt(a.p_in_optimal, ".2f"),
                 key=a.source,
             )
+        # the plan's id stays off the screen (as below): the command names PLAN
+        self.query_one("#alloc-story", Static).update(
+            "\n".join(story.plan_panel_lines(plan)) if plan.success else ""
+        )
         self.query_one("#alloc-point", Static).update(_comparison(plan))
         self.draw_frontier(plan, frontier)
         # The plan's id stays out of the screen (it is in `annealplan plans`): only what a
@@ -385,7 +394,7 @@ def _comparison(plan: Any) -> str:
         lines.append(
             f"point estimate: the laws at a micro budget of "
             f"{format_quantity(pe.micro_budget, plan.unit)} pick {pe.choice}; "
-            f"following it loses {_fmt(pe.gain_lost)}"
+            f"following it loses {_fmt(pe.gain_lost, '.4g')} of gain, predicted under the laws"
         )
     if bs := plan.best_single:
         lines.append(f"best single source: {bs.source} (gain {_fmt(bs.gain)})")

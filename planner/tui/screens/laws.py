@@ -60,6 +60,7 @@ def metric_data(store: Any, study: str, metric: str) -> MetricData:
     """
     from planner.domain import is_control
     from planner.laws.crossover import crossover
+    from planner.laws.pairwise_view import study_views
     from planner.laws.predict import DEFAULT_LEVEL, predict_interval
     from planner.laws.session import draw_grid, group_beliefs
 
@@ -85,16 +86,20 @@ def metric_data(store: Any, study: str, metric: str) -> MetricData:
         for f in good
         if not is_control(f.source) and not isinstance(curves.get(f.source, ""), str)
     ]
+    try:
+        view = study_views(observations, drawn).get((study, metric))
+    except Exception:  # the difference model is beside the laws: the laws still show
+        view = None
     for a, b in itertools.combinations(drawn, 2):
         low = max(float(curves[a.source][0][0]), float(curves[b.source][0][0]))
         high = min(float(curves[a.source][0][-1]), float(curves[b.source][0][-1]))
         if not high > low:
             continue
         try:
-            c = crossover(a, b, low, high)
+            c = crossover(a, b, low, high, view=view)
         except Exception:
             continue
-        if math.isfinite(c.compute):
+        if math.isfinite(c.compute) or math.isfinite(c.difference_compute):
             crossings.append(c)
     where, beliefs = math.nan, []
     try:
@@ -254,7 +259,8 @@ class LawsScreen(PlannerScreen):
         # crossovers as red verticals over the runs' range of values
         values = [o.value for o in data.observations]
         for c in data.crossovers:
-            line(plt, log_x([c.compute] * 2), [min(values), max(values)], "red", "│")
+            if math.isfinite(c.compute):
+                line(plt, log_x([c.compute] * 2), [min(values), max(values)], "red", "│")
         # points last, so lines never hide a measured run
         for s in sources:
             pts = [
@@ -275,6 +281,12 @@ class LawsScreen(PlannerScreen):
         lines = []
         for c in data.crossovers:
             p = f", p={c.probability:.2f}" if math.isfinite(c.probability) else ""
+            if c.method == "difference":  # the difference model first (see laws.crossover)
+                laws = f"; laws p={c.probability:.2f}" if math.isfinite(c.probability) else ""
+                p = (
+                    f", p={c.difference_probability:.2f} (difference model, mean crossing "
+                    f"at {_fmt(c.difference_compute)}){laws}"
+                )
             q = c.quantiles()
             band = f" [{_fmt(q[0])}, {_fmt(q[2])}]" if math.isfinite(q[0]) else ""
             lines.append(

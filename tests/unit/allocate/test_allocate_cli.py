@@ -185,3 +185,40 @@ def test_a_perplexity_law_gives_a_plan(tmp_path):
     assert tokens["web"] == pytest.approx(2e11) and tokens["synth"] > 1e10  # web is capped
     # the gain is the fall in perplexity from the control (40) towards exp(E) ≈ 12.2
     assert all(0 < a["gain"] < 40 - np.exp(2.5) for a in plan["allocations"])
+
+
+def test_with_the_sources_runs_the_difference_model_reads_crossings_and_plans(db):
+    """Runs of both sources stored beside their fits: ``crossovers`` reports the difference
+    model's crossing of the pair, and the plan's P(in optimal plan) comes from rows
+    recalibrated to it."""
+    store = open_store(db)
+    rng = np.random.default_rng(1)
+    try:
+        for source, (a, b) in {"web": (0.42, 0.010), "synth": (0.40, 0.025)}.items():
+            for i, tokens in enumerate(np.geomspace(1e8, 3e10, 6)):
+                rid = f"{source}-{i}"
+                value = a + b * np.log(tokens / 1e9) + 0.001 * rng.standard_normal()
+                store.ingest_result(
+                    Run(rid, source, float(tokens), params=135e6),
+                    [Metric(rid, "acc", float(value))],
+                    {"compute_unit": "tokens"},
+                )
+    finally:
+        store.close()
+    r = _run(db, "crossovers", "--from", "1gpuh", "--to", "1000gpuh", "--points", "6", "--json")
+    assert r.exit_code == 0, r.output
+    [pc] = json.loads(r.stdout)["pair_crossings"]
+    assert {pc["a"], pc["b"]} == {"web", "synth"} and pc["unit"] == "tokens"
+    assert 0.0 <= pc["probability"] <= 1.0 and pc["low"] < pc["high"]
+    r = _run(db, "crossovers", "--from", "1gpuh", "--to", "1000gpuh", "--points", "6")
+    assert "difference model: " in r.output
+    args = ("allocate", "--budget", "500gpuh", "--json", "--no-save")
+    # the recalibration shifts gains by levels: it needs the additive rule, and says so
+    r = CliRunner().invoke(cli, ["--db", db, *args, "--p-in-optimal-from", "difference"])
+    assert r.exit_code != 0 and "--combination additive" in r.output
+    r = _run(db, *args, "--p-in-optimal-from", "difference", "--combination", "additive")
+    assert r.exit_code == 0, r.output
+    plan = json.loads(r.stdout)
+    assert all(0.0 <= a["p_in_optimal"] <= 1.0 for a in plan["allocations"])
+    assert plan["options"]["p_in_optimal_from"] == "difference"
+    assert json.loads(_run(db, *args).stdout)["options"]["p_in_optimal_from"] == "laws"

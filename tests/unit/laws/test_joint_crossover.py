@@ -106,6 +106,21 @@ def test_independent_fits_and_grouping():
     assert [f.method for f in fits] == ["independent"] * 3
 
 
+def test_a_mixed_run_is_no_source_to_fit():
+    obs = [
+        Observation("s", "loss", src, float(x), float(y))
+        for src, (xs, ys) in _group().data.items()
+        for x, y in zip(xs, ys, strict=True)
+    ]
+    mixed = [
+        Observation("s", "loss", "web@0.6+books@0.4", 1e19, 2.1),
+        Observation("s", "loss", "web+code", 2e19, 2.0),
+    ]
+    [g] = group_observations(obs + mixed)
+    assert set(g.sources) == {"web", "books", "code"}
+    assert group_observations(mixed) == []
+
+
 def test_bad_candidates():
     with pytest.raises(FitError, match="no parameter"):
         parse_candidate("power[beta]")

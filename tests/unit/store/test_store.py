@@ -602,3 +602,54 @@ def test_a_closed_store_says_so(tmp_path):
     for use in (s.sources, s.counts, s.cursor, lambda: s.add_source(Source("a", "files", {}))):
         with pytest.raises(StoreError, match="was closed: open the store again"):
             use()
+
+
+def test_a_mixed_run_keeps_its_tokens_per_source(store):
+    run = Run(run_id="job-mix", source="a@0.75+b@0.25", compute=3.0, tokens=400.0)
+    mix = {"a": 300.0, "b": 100.0}
+    metrics = [Metric("job-mix", "acc", 0.4)]
+    assert store.ingest_result(run, metrics, {"compute_unit": "usd"}, tokens_per_source=mix)
+    assert not store.ingest_result(run, metrics, {"compute_unit": "usd"}, tokens_per_source=mix)
+    store.ingest_result(Run(run_id="job-a", source="a", compute=1.0), [Metric("job-a", "acc", 0.3)])
+    [got] = store.mixtures()
+    assert (got.run_id, got.source, dict(got.tokens_per_source)) == ("job-mix", run.source, mix)
+    assert got.tokens == 400.0 and got.study == "default" and got.compute == 3.0
+    assert store.mixtures(study="other") == []
+    # its metric values are read like any run's
+    assert [o.value for o in store.observations(source=run.source)] == [0.4]
+    with pytest.raises(StoreError, match="two or more sources"):
+        store.ingest_result(
+            Run(run_id="job-bad", source="a", compute=1.0), [], tokens_per_source={"a": 1.0}
+        )
+    assert store.counts()["runs"] == 2
+
+
+def test_a_plan_is_read_by_id_or_latest_and_updated_whole(store):
+    first = store.save_plan(_plan())
+    second = store.save_plan(dataclasses.replace(_plan(), budget=10.0))
+    assert store.plan(first) == (first, _plan())
+    assert store.plan("latest")[0] == second
+    with pytest.raises(StoreError, match="annealplan plans") as e:
+        store.plan("plan-nope")
+    assert str(e.value).count("no plan") == 1
+    with pytest.raises(StoreError, match=f"did you mean '{first}'"):
+        store.plan(first[:-1])
+    conf = Confirmation("a@0.5+b@0.5", 100.0, {"a": 50.0, "b": 50.0}, 0.01)
+    done = dataclasses.replace(_plan(), confirmation=dataclasses.replace(conf, measured_gain=0.02))
+    store.update_plan(first, done)
+    assert store.plan(first) == (first, done)
+    assert store.plan(second)[1].confirmation is None
+    with pytest.raises(StoreError, match="no plan"):
+        store.update_plan("plan-nope", done)
+
+
+def test_an_empty_store_says_how_to_make_a_plan(store):
+    with pytest.raises(StoreError, match="annealplan allocate"):
+        store.plan("latest")
+
+
+def test_the_study_of_fits_by_id(store):
+    fit = LawFit("s", "acc", "a", "power", "joint", params={}, success=True)
+    [fid] = store.save_fits([fit])
+    assert store.fit_studies([fid, "fit-unknown"]) == ["s"]
+    assert store.fit_studies([]) == []
