@@ -439,21 +439,34 @@ def _report(
 
 
 def _confirm(obj: Any, project: Path, plan_id: str, plan: Any, console) -> bool:
-    """Run the plan's confirmation anneal (a real job on the embedded local executor) and
-    store its measured gain on the plan. False when there is nothing to confirm."""
+    """Run the plan's confirmation anneal (a real job on the embedded local executor, as
+    the sweep's) and store its measured gain on the plan. False when there is nothing to
+    confirm."""
     if getattr(plan, "confirmation", None) is None:
         console.print("  the plan proposes no confirmation anneal")
         return False
     try:
-        from planner.dispatch.confirm import confirm_plan
+        from planner.dispatch import confirm
     except ImportError:
         console.print("  confirmation anneal skipped: planner.dispatch.confirm is not here yet")
         return False
     _say(console, "running the plan's confirmation anneal (the mixed anneal it proposes)")
-    done = confirm_plan(obj.store, obj.registry, project, plan_id)
-    measured = getattr(done, "measured_gain", None)
-    if measured is not None:
-        console.print(f"  measured gain {measured:+.4g}")
+    prepared = confirm.prepare_confirmation(obj.store, plan_id)
+
+    def work(on_update):
+        async def go():
+            if obj.store.has_run(prepared.spec.job_id):
+                return confirm.record_confirmation(obj.store, prepared)
+            async with _local_executor(project, obj.registry) as clients:
+                return await confirm.run_confirmation(
+                    obj.store, prepared, clients, on_update=on_update
+                )
+
+        return asyncio.run(go())
+
+    done = _with_progress(console, work)
+    if done.measured_gain is not None:
+        console.print(f"  measured gain {done.measured_gain:+.4g}")
     return True
 
 
@@ -474,6 +487,14 @@ class _quiet:
 def _run(store, project: Path, console, registry):
     """Run the sweep with a live progress bar per job (or a line per state change when
     stderr is not a terminal)."""
+    return _with_progress(
+        console, lambda on_update: _sweep_on_local_executor(store, project, registry, on_update)
+    )
+
+
+def _with_progress(console, work):
+    """``work(on_update)`` with a live progress bar per job (or a line per state change
+    when stderr is not a terminal)."""
     import contextlib
 
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
@@ -508,21 +529,28 @@ def _run(store, project: Path, console, registry):
         progress.update(tasks[jid], completed=done, state=f"{state}{extra}")
 
     with progress if live else contextlib.nullcontext():
-        return _sweep_on_local_executor(store, project, registry, on_update)
+        return work(on_update)
+
+
+def _local_executor(project: Path, registry):
+    """The embedded local executor (a daemon on 127.0.0.1 rooted at the project), reached
+    as any executor is: through the plugin registry's ``local`` backend. Two jobs at a
+    time, one CPU thread each: on a shared 2-core machine a job with two threads runs far
+    slower than two jobs with one."""
+    from planner.dispatch.registry import embedded_entry, open_submitters
+
+    # torchrun starts each trainer with one Python process fewer than the deepspeed
+    # launcher (~10 s a job on a shared CPU); the trainer is the DeepSpeed engine either way
+    local = embedded_entry(registry, max_jobs=2, launcher="torchrun")
+    return open_submitters(project, registry, [local])
 
 
 def _sweep_on_local_executor(store, project: Path, registry, on_update) -> Any:
-    """Run the demo's sweep on the embedded local executor (a daemon on 127.0.0.1 rooted
-    at the project, two jobs at a time), reached as any executor is: through the plugin
-    registry's ``local`` backend."""
-    from planner.dispatch.registry import embedded_entry, open_submitters
+    """Run the demo's sweep on the embedded local executor."""
     from planner.dispatch.scheduler import run_sweep
 
     async def go():
-        # torchrun starts each trainer with one Python process fewer than the deepspeed
-        # launcher (~10 s a job on a shared CPU); the trainer is the DeepSpeed engine either way
-        local = embedded_entry(registry, max_jobs=2, launcher="torchrun")
-        async with open_submitters(project, registry, [local]) as clients:
+        async with _local_executor(project, registry) as clients:
             return await run_sweep(store, EXPERIMENT, clients, on_update=on_update)
 
     return asyncio.run(go())
