@@ -180,14 +180,24 @@ def demo(ctx: click.Context, budget: str, quick: bool, no_tui: bool, report_dir:
             f"  budget auto: {budget}, {AUTO_BUDGET_FRACTION:g} × what the trust region "
             f"({MAX_EXTRAPOLATION:g}× each source's largest run, or its cap) could buy"
         )
-    _say(console, f"allocating {budget} on {metric} and writing the report")
-    files = _report(obj, project, report_dir, budget, metric, params)
+    confirmed = _confirmed_plan(obj.store, metric, budget)
+    if confirmed is not None:
+        # a rerun: the plan this budget gave is stored and its confirmation measured, so
+        # the same plan is shown (planning again would learn from its own confirmation,
+        # propose another mix and run another anneal; `annealplan allocate` does that)
+        _say(
+            console, f"reusing {confirmed}, planned for {budget} and confirmed; writing the report"
+        )
+        files = _report(obj, project, report_dir, None, metric, params)
+    else:
+        _say(console, f"allocating {budget} on {metric} and writing the report")
+        files = _report(obj, project, report_dir, budget, metric, params)
     stages["report"] = time.perf_counter() - t0
     console.print(f"  report: {files.markdown} and {files.html}")
 
     plan_id, plan = obj.store.plans(limit=1)[0]
     t0 = time.perf_counter()
-    if _confirm(obj, project, plan_id, plan, console):
+    if confirmed is None and _confirm(obj, project, plan_id, plan, console):
         # the stored plan now carries the measured gain: write the report again
         files = _report(obj, project, report_dir, None, metric, params)
         plan = obj.store.plans(limit=1)[0][1]
@@ -435,7 +445,28 @@ def _report(
         model_params=str(int(params)),
         title="annealplan demo: a fictional pharmacology domain",
         max_extrapolation=MAX_EXTRAPOLATION,
+        # the dose question asked as a generation, scored by exact match
+        companions=("demo_domain_gen/exact_match",),
     )
+
+
+def _confirmed_plan(store: Any, metric: str, budget: str) -> str | None:
+    """The newest stored plan's id when it is this demo's plan for ``budget`` on ``metric``
+    and its confirmation anneal was measured; else None."""
+    from planner.units import parse_quantity
+
+    plans = store.plans(limit=1)
+    if not plans:
+        return None
+    plan_id, plan = plans[0]
+    q = parse_quantity(budget)
+    conf = plan.confirmation
+    same = (
+        plan.metric == metric
+        and plan.unit is q.unit
+        and math.isclose(plan.budget, q.value, rel_tol=1e-9)
+    )
+    return plan_id if same and conf is not None and conf.measured_gain is not None else None
 
 
 def _confirm(obj: Any, project: Path, plan_id: str, plan: Any, console) -> bool:
@@ -445,11 +476,8 @@ def _confirm(obj: Any, project: Path, plan_id: str, plan: Any, console) -> bool:
     if getattr(plan, "confirmation", None) is None:
         console.print("  the plan proposes no confirmation anneal")
         return False
-    try:
-        from planner.dispatch import confirm
-    except ImportError:
-        console.print("  confirmation anneal skipped: planner.dispatch.confirm is not here yet")
-        return False
+    from planner.dispatch import confirm
+
     _say(console, "running the plan's confirmation anneal (the mixed anneal it proposes)")
     prepared = confirm.prepare_confirmation(obj.store, plan_id)
 

@@ -16,8 +16,10 @@ def make_report(
     model_params: str | None,
     title: str,
     max_extrapolation: float | None = None,
+    companions: tuple[str, ...] = (),
 ):
-    """Plan (or reuse the newest plan) and write the report; shared with ``demo``."""
+    """Plan (or reuse the newest plan) and write the report; shared with ``demo``.
+    ``companions`` are more metrics shown beside the decision metric."""
     import numpy as np
 
     from planner.allocate.beliefs import budget_beliefs
@@ -79,6 +81,7 @@ def make_report(
         # P(a beats b) with the whole budget on each: the ranking at the target, with ties
         beliefs=budget_beliefs(loaded.problem, q_value),
         plan_id=plan_id,
+        companions=companions,
     )
 
 

@@ -29,6 +29,7 @@ from planner.domain import (
     Plan,
     PointEstimate,
     is_control,
+    is_mixture,
     lower_is_better,
 )
 from planner.laws.decision import undecided
@@ -189,6 +190,7 @@ def build_report(
     facts: Mapping[str, Any] | None = None,
     beliefs: Sequence[PairBelief] | None = None,
     plan_id: str | None = None,
+    companions: Sequence[str] = (),
 ) -> ReportFiles:
     """Write ``report.md``, ``report.html`` and PNG plots into ``out_dir``.
 
@@ -206,6 +208,9 @@ def build_report(
             ``planner.allocate.beliefs.budget_beliefs``); None reads them from the laws at
             ``budget_compute`` when it is given.
         plan_id: the plan's stored id (named in the confirmation's command).
+        companions: more metrics to show beside the decision metric (its own task's
+            ``acc``, ``acc_norm`` and ``exact_match`` are shown without asking), e.g. the
+            exact match of a generative version of the same question.
 
     Returns:
         The files written and the key findings (rankings, crossing, gain over point estimate).
@@ -236,6 +241,7 @@ def build_report(
     laws_md, laws_png = _laws_section(data, out)
     md += laws_md
     md += _seed_section(data)
+    md += _companions_section(store, data, companions)
     md += crossovers_md
     md += _allocation_section(data, plan_id)
     images = [laws_png]
@@ -677,6 +683,75 @@ def _seed_section(data: _Data) -> list[str]:
             f"{', '.join(str(s) for s in seeds)} | {', '.join(_fmt(v) for v in values)} | "
             f"{_fmt(spread, 3)} |"
         )
+    md.append("")
+    return md
+
+
+#: the discrete scores reported beside a continuous decision metric of the same task
+COMPANION_NAMES = ("acc", "acc_norm", "exact_match")
+
+
+def _companions_section(store: Any, data: _Data, extra: Sequence[str] = ()) -> list[str]:
+    """The decision metric beside its task's accuracy and exact match: each source's mean
+    at its largest measured budget (seeds averaged), the control's and the confirmation
+    anneal's, so a reader sees what the continuous metric stands for."""
+    task = data.metric.split("/")[0]
+    if task == data.metric:
+        return []
+    names = [data.metric]
+    by_metric: dict[str, list[Observation]] = {data.metric: list(data.obs)}
+    for m in [*(f"{task}/{n}" for n in COMPANION_NAMES), *extra]:
+        if m not in names:
+            rows = store.observations(metric=m)
+            if rows:
+                names.append(m)
+                by_metric[m] = rows
+    if len(names) == 1:
+        return []
+    top: dict[str, float] = {}
+    for o in data.obs:
+        top[o.source] = max(top.get(o.source, 0.0), o.compute)
+    conf = data.plan.confirmation if data.plan is not None else None
+    conf_run = conf.run_id if conf is not None else None
+
+    def mean_at(rows: Sequence[Observation], source: str) -> float:
+        vals = [o.value for o in rows if o.source == source and o.compute == top.get(source)]
+        return float(np.mean(vals)) if vals else float("nan")
+
+    md = [
+        f"## `{data.metric}` beside its task's discrete scores",
+        "",
+        "Each source at its largest measured budget (seeds averaged); the plan decides on "
+        f"`{data.metric}`, a continuous score, because the discrete ones move in steps of "
+        "one item on a small evaluation set.",
+        "",
+        "| run | budget | "
+        + " | ".join(f"`{n.split('/', 1)[-1]}`" if n.startswith(task) else f"`{n}`" for n in names)
+        + " |",
+        "|---|---|" + "---|" * len(names),
+    ]
+    for source in sorted(top, key=lambda x: (not is_control(x), x)):
+        if conf_run is not None and source == conf.source:
+            continue
+        cells = [_fmt(mean_at(by_metric[n], source)) for n in names]
+        label = (
+            CONTROL_SOURCE
+            if is_control(source)
+            else f"mixed: {source}"
+            if is_mixture(source)
+            else source
+        )
+        md.append(
+            f"| {label} | {compute_text(top[source], data.compute_unit)} | "
+            + " | ".join(cells)
+            + " |"
+        )
+    if conf_run is not None:
+        cells = []
+        for n in names:
+            vals = [o.value for o in by_metric[n] if o.run_id == conf_run]
+            cells.append(_fmt(float(np.mean(vals))) if vals else "–")
+        md.append(f"| confirmation ({conf.source}) | – | " + " | ".join(cells) + " |")
     md.append("")
     return md
 
