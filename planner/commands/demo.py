@@ -567,9 +567,9 @@ def _local_executor(project: Path, registry):
     slower than two jobs with one."""
     from planner.dispatch.registry import embedded_entry, open_submitters
 
-    # torchrun starts each trainer with one Python process fewer than the deepspeed
-    # launcher (~10 s a job on a shared CPU); the trainer is the DeepSpeed engine either way
-    local = embedded_entry(registry, max_jobs=2, launcher="torchrun")
+    # DeepSpeed's own launcher, as on a GPU box (the local backend's `launcher` setting
+    # can name torchrun: one Python process fewer per job)
+    local = embedded_entry(registry, max_jobs=2)
     return open_submitters(project, registry, [local])
 
 

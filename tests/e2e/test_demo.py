@@ -66,10 +66,28 @@ def test_quick_demo_end_to_end(tmp_path):
     assert plan.metric.startswith("demo_domain_dose/prob_correct")
     assert "budget auto: $" in first.stderr
 
+    # a bounded prediction, a certificate, and the confirmation anneal run and scored
+    assert plan.success, plan.message
+    head = plan.combination.headroom
+    assert plan.combination.rule == "coverage" and 0 < head <= 1
+    for v in (plan.gain, plan.gain_low, plan.gain_high):
+        assert -head <= v <= head
+    assert "KKT certificate" in first.stdout
+    assert {c.source for c in plan.certificate} == {"web", "textbook"}
+    conf = plan.confirmation
+    assert conf is not None and conf.measured_gain is not None and conf.run_id
+    assert f"measured gain {conf.measured_gain:+.4g}" in first.stderr
+    mixed = [r for r in json.loads(_annealplan(project, "runs", "list", "--json").stdout)]
+    assert sum("@" in (r["source"] or "") for r in mixed) <= 1  # one mix (none: one source)
+
     again = _annealplan(project, "demo", "--quick", "--no-tui")
     assert again.returncode == 0, again.stderr[-4000:]
     assert "9 succeeded (9 reused)" in again.stderr
     assert len(_sweep_runs(project)) == 9
+    # the confirmed plan is shown again: no new plan, no second confirmation anneal
+    assert "reusing plan-" in again.stderr and "confirmation anneal" not in again.stderr
+    again_runs = json.loads(_annealplan(project, "runs", "list", "--json").stdout)
+    assert len(again_runs) == len(mixed)
 
 
 def _sweep_runs(project: Path) -> list[dict]:
