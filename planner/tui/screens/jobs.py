@@ -286,7 +286,10 @@ class JobsScreen(PlannerScreen):
                 share = f" ({total / budget:.1%} of {format_quantity(budget, unit)})"
             parts.append(f"{format_quantity(total, unit)}{share}")
         if meta.get("seeds"):
-            parts.append(f"{meta['seeds']} seed{'s' if meta['seeds'] != 1 else ''}")
+            seeds = f"{meta['seeds']} seed{'s' if meta['seeds'] != 1 else ''}"
+            if meta.get("repeat_top"):
+                seeds = "a second seed at each largest budget"
+            parts.append(seeds)
         self.query_one("#jobs-summary", Static).update(" · ".join(parts))
         self.update_sweep_bar()
 
