@@ -132,7 +132,7 @@ def design_cmd(
     type=float,
     default=None,
     help="The trust region: each source capped at this multiple of its largest measured "
-    "budget (default: the latest plan's).",
+    "budget (default: the latest plan's, else the project's trust_multiple, 10).",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @click.pass_obj
@@ -175,6 +175,8 @@ def next_cmd(
         max_extrapolation = latest.trust_multiple or (
             latest.options.max_extrapolation if latest.options else None
         )
+    if max_extrapolation is None:
+        max_extrapolation = obj.settings.trust_multiple
     options = ProblemOptions(
         metric=metric,
         model_params=model_params,

@@ -350,6 +350,23 @@ def hold_out_largest(
     return rest, held
 
 
+def shared_holdout(
+    held: Mapping[str, tuple[float, float, float]], sources: Sequence[str]
+) -> tuple[float, list[int]] | None:
+    """The held-out compute most sources share (ties: the largest) and the indices in
+    ``sources`` of those held out there; None when fewer than two share one (no pair to
+    score)."""
+    keys = [round(math.log(held[s][0]), 9) for s in sources]
+    counts: dict[float, int] = {}
+    for k in keys:
+        counts[k] = counts.get(k, 0) + 1
+    key = max(counts, key=lambda k: (counts[k], k))
+    if counts[key] < 2:
+        return None
+    idx = [i for i, k in enumerate(keys) if k == key]
+    return held[sources[idx[0]]][0], idx
+
+
 def reduced_model(
     points: Mapping[str, SourcePoints], full: DifferenceModel, depth: int = 1
 ) -> DifferenceModel | None:

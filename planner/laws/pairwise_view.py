@@ -33,6 +33,7 @@ from planner.laws.pairwise import (
     estimate_trend_prior,
     hold_out_largest,
     reduced_model,
+    shared_holdout,
 )
 
 #: posterior draws per view
@@ -180,15 +181,10 @@ def _nested(points: Mapping[str, SourcePoints], full: DifferenceModel, depth: in
     if model is None:
         return None
     _, held = hold_out_largest(points, depth)
-    keys = {s: round(math.log(held[s][0]), 9) for s in model.sources}
-    counts: dict[float, int] = {}
-    for k in keys.values():
-        counts[k] = counts.get(k, 0) + 1
-    key = max(counts, key=lambda k: (counts[k], k))
-    if counts[key] < 2:
+    shared = shared_holdout(held, model.sources)
+    if shared is None:
         return None
-    idx = [i for i, s in enumerate(model.sources) if keys[s] == key]
-    compute = held[model.sources[idx[0]]][0]
+    compute, idx = shared
     h0, hs = _common_line(model)
     level = h0 + hs * (math.log(compute) - model.u_center)
     pairs = tuple((a, b) for n, a in enumerate(idx) for b in idx[n + 1 :])

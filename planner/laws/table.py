@@ -47,6 +47,7 @@ from planner.laws.pairwise import (
     hold_out_largest,
     outcome_log_score,
     reduced_model,
+    shared_holdout,
 )
 from planner.laws.proxy import ProxyInput
 
@@ -326,15 +327,11 @@ def _nested(
     rest, held = hold_out_largest(group.points, depth)
     if any(p.x.size < 2 for p in rest.values()):
         return None
-    keys = {s: round(math.log(held[s][0]), 9) for s in group.sources}
-    counts: dict[float, int] = {}
-    for k in keys.values():
-        counts[k] = counts.get(k, 0) + 1
-    key = max(counts, key=lambda k: (counts[k], k))
-    if counts[key] < 2:
+    shared = shared_holdout(held, group.sources)
+    if shared is None:
         return None
-    compute = next(held[s][0] for s in group.sources if keys[s] == key)
-    observed = np.array([held[s][1] if keys[s] == key else math.nan for s in group.sources])
+    compute, idx = shared
+    observed = np.array([held[s][1] if i in idx else math.nan for i, s in enumerate(group.sources)])
     sources = group.sources
     dm = None
     if dm_full is not None and "difference" in candidates:

@@ -46,11 +46,17 @@ def _rates(app: Any) -> Any:
     return app.settings.rates.as_rates()
 
 
-def _options(study: str | None, metric: str | None, model_params: str | None) -> Any:
-    """The screen's inputs as ``annealplan allocate``'s options (the rest at their defaults)."""
+def _options(app: Any, study: str | None, metric: str | None, model_params: str | None) -> Any:
+    """The screen's inputs as ``annealplan allocate``'s options (the rest at their defaults,
+    the trust region at the project's setting)."""
     from planner.allocate.session import ProblemOptions
 
-    return ProblemOptions(study=study, metric=metric, model_params=model_params)
+    return ProblemOptions(
+        study=study,
+        metric=metric,
+        model_params=model_params,
+        max_extrapolation=app.settings.trust_multiple,
+    )
 
 
 def frontier_around(problem: Any, budget: float) -> list[FrontierPoint]:
@@ -77,7 +83,7 @@ def solve_plan(
     if not budget_text.strip():
         raise SolveError("type a budget first, e.g. 2000gpuh, 1.5e21flop or $30k")
     plan, plan_id, loaded = solve_budget(
-        store, app.registry, _rates(app), budget_text, _options(study, metric, model_params)
+        store, app.registry, _rates(app), budget_text, _options(app, study, metric, model_params)
     )
     rows = frontier_around(loaded.problem, plan.budget)
     return PlanSolved(plan_id, plan, frontier=rows, point=plan.point_estimate)
@@ -116,7 +122,7 @@ def recommend(
 
     q = parse_quantity(budget_text)
     found = recommend_runs(
-        store, app.registry, _rates(app), q, _options(study, metric, model_params), top=3
+        store, app.registry, _rates(app), q, _options(app, study, metric, model_params), top=3
     )
     state, recs = found.state, found.recommendations
     lines = [f"P(wrong allocation at {format_quantity(q.value, q.unit)}) now: {state.p_wrong:.2f}"]

@@ -12,22 +12,7 @@ from planner.cli import cli
 from planner.domain import CostSpec, LawFit, Metric, Run, Source
 from planner.store import open_store
 from planner.units import Unit
-
-
-def _fit(source, a, b, rng):
-    boot = np.column_stack([rng.normal(a, 0.005, 80), rng.normal(b, 0.002, 80)])
-    return LawFit(
-        study="default",
-        metric="acc",
-        source=source,
-        family="loglinear",
-        method="test",
-        params={"a": a, "b": b},
-        x_ref=1e9,
-        boot=boot,
-        x_max=3e9,
-        n_points=4,
-    )
+from tests.helpers.fits import loglinear_fit
 
 
 def _sources_and_control(store, metric: str, control: tuple[float, ...]) -> None:
@@ -55,7 +40,9 @@ def db(tmp_path):
     path = tmp_path / "a.duckdb"
     store = open_store(path)
     rng = np.random.default_rng(0)
-    store.save_fits([_fit("web", 0.42, 0.010, rng), _fit("synth", 0.40, 0.025, rng)])
+    store.save_fits(
+        [loglinear_fit("web", 0.42, 0.010, rng), loglinear_fit("synth", 0.40, 0.025, rng)]
+    )
     _sources_and_control(store, "acc", (0.40, 0.401, 0.399))
     store.ingest_result(
         Run("mix-0", "web+synth", 2e9, params=135e6),

@@ -12,9 +12,10 @@ from click.testing import CliRunner
 from planner.cli import cli
 from planner.design.trust import ladder_step, trust_extensions, trust_limited_sources
 from planner.design.voi import run_cost
-from planner.domain import CostSpec, LawFit, Metric, Run, Source
+from planner.domain import CostSpec, Metric, Run, Source
 from planner.store import open_store
 from planner.units import Unit
+from tests.helpers.fits import loglinear_fit
 
 from .sim import FeeCost, law, problem_with
 
@@ -75,29 +76,15 @@ def test_extension_is_the_next_ladder_step_up_to_what_the_budget_pays():
     )
 
 
-def _fit(source, a, b, rng):
-    boot = np.column_stack([rng.normal(a, 0.005, 80), rng.normal(b, 0.002, 80)])
-    return LawFit(
-        study="default",
-        metric="acc",
-        source=source,
-        family="loglinear",
-        method="test",
-        params={"a": a, "b": b},
-        x_ref=1e9,
-        boot=boot,
-        x_max=3e9,
-        n_points=4,
-    )
-
-
 @pytest.fixture
 def db(tmp_path):
     """web (free) and synth (paid per token), fitted and measured at four budgets each."""
     path = tmp_path / "t.duckdb"
     store = open_store(path)
     rng = np.random.default_rng(0)
-    store.save_fits([_fit("web", 0.42, 0.010, rng), _fit("synth", 0.40, 0.025, rng)])
+    store.save_fits(
+        [loglinear_fit("web", 0.42, 0.010, rng), loglinear_fit("synth", 0.40, 0.025, rng)]
+    )
     store.add_source(Source("web", "files", {}))
     store.add_source(
         Source(
@@ -142,8 +129,8 @@ def test_next_proposes_the_runs_that_extend_the_trust_region(db):
     for e in ext:
         assert e["tokens"] == pytest.approx(9e9)  # the ladder's step (×3) above 3e9
         assert e["reason"].startswith(f"extends the trust region of {e['source']}")
-    # without a trust region nothing is held back, and nothing is proposed
-    r = _run(db, "next", "--budget", "500gpuh", "--json")
+    # a trust region wide enough (1000×) holds nothing back at this budget: nothing proposed
+    r = _run(db, "next", "--budget", "500gpuh", "--max-extrapolation", "1000", "--json")
     assert json.loads(r.stdout)["trust_extensions"] == []
     # the latest stored plan's trust region is the default
     _run(db, *args)
