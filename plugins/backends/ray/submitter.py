@@ -52,6 +52,12 @@ META_EXECUTOR = "annealplan_executor"
 META_SPEC = "annealplan_spec_hash"
 META_LABELS = "annealplan_labels"
 _PACKAGES = ("executors", "plugins")
+#: what the head answers while its job agent is not up yet (a head that just started, or
+#: one too busy to register the agent in Ray's own 10 s)
+NO_AGENT = "No available agent to submit job"
+#: how long a submit waits for the head's job agent before it is "unavailable"
+AGENT_WAIT_S = 180.0
+AGENT_RETRY_S = 2.0
 
 
 def _when(ms: int | None) -> datetime:
@@ -109,6 +115,12 @@ class RaySubmitter:
             ) from None
         except RuntimeError as e:
             text = str(e)
+            if NO_AGENT in text:
+                raise scheduled.unavailable(
+                    self.name,
+                    f"the Ray head at {self.settings.address} has no job agent up yet (Ray: "
+                    f"{NO_AGENT.lower()}); wait for the head to finish starting, then try again",
+                ) from None
             if "status code 404" in text or "does not exist" in text:
                 job_id = args[0] if args else kwargs.get("submission_id", "")
                 raise scheduled.no_such_job(self.name, str(job_id)) from None
@@ -242,20 +254,29 @@ class RaySubmitter:
             META_SPEC: spec.spec_hash(),
             META_LABELS: json.dumps(dict(spec.labels), sort_keys=True),
         }
-        try:
-            await self._call(
-                "submit_job",
-                entrypoint=self.entrypoint(spec.job_id),
-                submission_id=spec.job_id,
-                runtime_env=self.runtime_env(spec),
-                metadata=metadata,
-                entrypoint_num_cpus=self.settings.cpus,
-                entrypoint_num_gpus=self.settings.gpus or None,
-            )
-        except ExecutorReplyError as e:
-            if e.code == "ray_refused" and "already exists" in e.msg:
-                return await self._same(spec)  # another planner submitted it just now
-            raise
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + AGENT_WAIT_S
+        while True:
+            try:
+                await self._call(
+                    "submit_job",
+                    entrypoint=self.entrypoint(spec.job_id),
+                    submission_id=spec.job_id,
+                    runtime_env=self.runtime_env(spec),
+                    metadata=metadata,
+                    entrypoint_num_cpus=self.settings.cpus,
+                    entrypoint_num_gpus=self.settings.gpus or None,
+                )
+                break
+            except ExecutorReplyError as e:
+                if e.code == "ray_refused" and "already exists" in e.msg:
+                    return await self._same(spec)  # another planner submitted it just now
+                if e.unreachable and "no job agent" in e.msg and loop.time() < deadline:
+                    # the head answers but its job agent is still starting: nothing was
+                    # submitted, so submitting again is safe
+                    await asyncio.sleep(AGENT_RETRY_S)
+                    continue
+                raise
         return await self.job(spec.job_id)
 
     async def _same(self, spec: AnnealJobSpec) -> JobRecord:

@@ -54,13 +54,25 @@ def save_sweep(project: Path, experiment: str) -> None:
         store.close()
 
 
-def wait_for(predicate: Callable[[], Any], timeout_s: float, what: Callable[[], str] | str):
-    """Poll ``predicate`` until it is true; the timeout says where things stood."""
+def wait_for(
+    predicate: Callable[[], Any],
+    timeout_s: float,
+    what: Callable[[], str] | str,
+    planner: subprocess.Popen[str] | None = None,
+):
+    """Poll ``predicate`` until it is true; the timeout says where things stood. With a
+    ``planner`` process, its end is a failure at once, with what it printed."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         value = predicate()
         if value:
             return value
+        if planner is not None and planner.poll() is not None:
+            out, err = planner.communicate()
+            raise AssertionError(
+                f"the planner ended (exit {planner.returncode}) while waiting for "
+                f"{what() if callable(what) else what}:\n{out}\n{err[-4000:]}"
+            )
         time.sleep(0.3)
     raise AssertionError(f"timed out waiting for {what() if callable(what) else what}")
 

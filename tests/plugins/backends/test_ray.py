@@ -109,6 +109,15 @@ def test_sweep_restart_failure_and_cancel_on_a_ray_head(ray, cluster_root: Path)
         path = jobs / job_id / "status.json"
         return json.loads(path.read_text()) if path.is_file() else {}
 
+    def ray_jobs() -> str:
+        from ray.job_submission import JobSubmissionClient
+
+        try:
+            infos = JobSubmissionClient(ray.address).list_jobs()
+        except Exception as e:  # what stood, for the failure message only
+            return f"the head does not answer: {e}"
+        return ", ".join(f"{i.submission_id} {i.status} {i.message or ''}" for i in infos)
+
     # The first planner submits the sweep and is killed once the first job has succeeded
     # (read from the job's folder: the head runs on this machine), the second still runs.
     first = start_planner(project, "ray")
@@ -116,7 +125,8 @@ def test_sweep_restart_failure_and_cancel_on_a_ray_head(ray, cluster_root: Path)
         wait_for(
             lambda: status(good[0]).get("state") == "succeeded",
             420,
-            lambda: f"the first job ({status(good[0])}, {status(good[1])})",
+            lambda: f"the first job ({status(good[0])}, {status(good[1])}; Ray: {ray_jobs()})",
+            planner=first,
         )
         assert not JobState(status(good[1]).get("state", "queued")).final
     finally:
@@ -219,3 +229,53 @@ def test_bad_settings_never_reach_ray(tmp_path: Path):
         backend.parse_settings({"address": "http://h:8265", "root": "/r", "gpus": -1})
     with pytest.raises(ConfigError, match="partition: Extra inputs are not permitted"):
         backend.parse_settings({"address": "http://h:8265", "root": "/r", "partition": "gpu"})
+
+
+class _HeadWithoutAgentYet:
+    """Ray's job client while the head's job agent is still starting: a submit is refused
+    ``busy`` times with Ray's own words, then taken. (A real head cannot be held in that
+    state on demand, so this stands in for its client.)"""
+
+    def __init__(self, busy: int) -> None:
+        self.busy = busy
+        self.submitted: dict[str, dict] = {}
+
+    def get_job_info(self, job_id: str):
+        if job_id not in self.submitted:
+            raise RuntimeError(f"Request failed with status code 404: Job {job_id} does not exist.")
+        from types import SimpleNamespace
+
+        return SimpleNamespace(
+            submission_id=job_id, status="PENDING", metadata=self.submitted[job_id]["metadata"],
+            start_time=None, end_time=None, message="",
+        )  # fmt: skip
+
+    def submit_job(self, **kwargs):
+        if self.busy:
+            self.busy -= 1
+            raise RuntimeError(
+                "Request failed with status code 500: No available agent to submit job, "
+                "please try again later."
+            )
+        self.submitted[kwargs["submission_id"]] = kwargs
+        return kwargs["submission_id"]
+
+
+def test_a_head_still_starting_its_job_agent_is_waited_for(tmp_path: Path, monkeypatch):
+    from plugins.backends.ray import submitter as module
+
+    monkeypatch.setattr(module, "AGENT_RETRY_S", 0.01)
+    spec = AnnealJobSpec(job_id="j1", base_model="model", source=None,
+                         replay={"source": {"kind": "files", "config": {}}, "tokens": 64})  # fmt: skip
+    client = submitter("http://127.0.0.1:1", tmp_path)
+    client._client = head = _HeadWithoutAgentYet(busy=3)
+    record = asyncio.run(client.submit(spec))
+    assert record.job_id == "j1" and record.state is JobState.QUEUED
+    assert list(head.submitted) == ["j1"] and head.busy == 0  # submitted once, when taken
+
+    # An agent that never comes up: "unavailable" (dispatch retries), saying what to do.
+    monkeypatch.setattr(module, "AGENT_WAIT_S", 0.0)
+    client._client = _HeadWithoutAgentYet(busy=10**6)
+    with pytest.raises(ExecutorReplyError, match="has no job agent up yet") as e:
+        asyncio.run(client.submit(spec))
+    assert e.value.unreachable and "wait for the head to finish starting" in e.value.msg

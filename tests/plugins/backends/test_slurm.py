@@ -148,6 +148,7 @@ def test_a_sweep_survives_a_planner_restart_and_ingests_each_result_once(slurm, 
             lambda: status(good[0]).get("state") == "succeeded",
             420,
             lambda: f"the first job ({status(good[0])}, {status(good[1])})",
+            planner=first,
         )
         assert not JobState(status(good[1])["state"]).final
     finally:
