@@ -28,7 +28,7 @@ test: $(STAMP)
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/lint-imports
 	# one test process per core (at most 4: every process may start DeepSpeed jobs)
-	$(PY) -m pytest -q -n auto --maxprocesses 4 --dist worksteal
+	$(PY) -m pytest -q -n auto --maxprocesses 4 --dist worksteal --durations=25
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check --fix .

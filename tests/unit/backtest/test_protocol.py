@@ -173,7 +173,7 @@ def test_cli_json_object(tmp_path):
 @pytest.mark.slow
 def test_development_data_backtest(tmp_path):
     """Gadre et al. (2024), read as the example's README reads it (the converter's runs
-    table, with its n_items and chance columns): measured figures of the default method.
+    table, with its n_items and chance columns): measured figures of the default method at F = 0.1.
 
     The issue's goal (+3 points over the point estimate at F = 0.1) is NOT reached on this
     data (see the example's README for the figures); the assertions pin what is reached:
@@ -193,11 +193,12 @@ def test_development_data_backtest(tmp_path):
     assert convert.main([str(table), "--data", str(DEV_DATA)]) == 0
     obs = read_runs_table(table).observations()
     assert any(o.n_items for o in obs) and any(o.chance for o in obs)
-    for fraction in (0.1, 0.25):
-        res = run_backtest(obs, fraction=fraction, jobs=0)
-        assert res.groups == 216 and res.pairs == 605
-        assert res.decision_accuracy >= res.point_estimate_decision_accuracy
-        assert 0.80 <= res.interval_coverage <= 0.95
+    # the issue's headline fraction; F = 0.25 is in the example's README, measured with
+    # ``annealplan backtest`` (one fraction here keeps the suite's time down)
+    res = run_backtest(obs, fraction=0.1, jobs=0)
+    assert res.groups == 216 and res.pairs == 605
+    assert res.decision_accuracy >= res.point_estimate_decision_accuracy
+    assert 0.80 <= res.interval_coverage <= 0.95
 
 
 @pytest.mark.slow
