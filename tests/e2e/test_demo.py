@@ -47,18 +47,15 @@ def test_quick_demo_end_to_end(tmp_path):
     assert "the ranking" in first.stdout or "no crossing" in first.stdout
 
     runs = _sweep_runs(project)
-    # 2 sources × 3 budgets, each source's largest budget with a second seed, the control
-    # anneal: each with lm-eval metrics, exactly once
-    assert len(runs) == 9
+    # 2 sources × 3 budgets and the control anneal (the quick demo runs no second seed):
+    # each with lm-eval metrics, exactly once
+    assert len(runs) == 7
     assert all(r["metrics"] > 0 for r in runs)
     by_source: dict[str, int] = {}
     for r in runs:
         by_source[r["source"]] = by_source.get(r["source"], 0) + 1
-    assert by_source == {"web": 4, "textbook": 4, "control": 1}
-    for source in ("web", "textbook"):
-        mine = [r for r in runs if r["source"] == source]
-        top = max(r["tokens"] for r in mine)
-        assert sorted(r["seed"] for r in mine if r["tokens"] == top) == [0, 1]
+    assert by_source == {"web": 3, "textbook": 3, "control": 1}
+    assert {r["seed"] for r in runs} == {0}
 
     # the plan is made on a continuous metric (the domain task's p_gold), for the budget
     # the auto rule gives (half of what the trust region could buy)
@@ -82,8 +79,8 @@ def test_quick_demo_end_to_end(tmp_path):
 
     again = _annealplan(project, "demo", "--quick", "--no-tui")
     assert again.returncode == 0, again.stderr[-4000:]
-    assert "9 succeeded (9 reused)" in again.stderr
-    assert len(_sweep_runs(project)) == 9
+    assert "7 succeeded (7 reused)" in again.stderr
+    assert len(_sweep_runs(project)) == 7
     # the confirmed plan is shown again: no new plan, no second confirmation anneal
     assert "reusing plan-" in again.stderr and "confirmation anneal" not in again.stderr
     again_runs = json.loads(_annealplan(project, "runs", "list", "--json").stdout)
