@@ -55,6 +55,8 @@ _PACKAGES = ("executors", "plugins")
 #: what the head answers while its job agent is not up yet (a head that just started, or
 #: one too busy to register the agent in Ray's own 10 s)
 NO_AGENT = "No available agent to submit job"
+#: the code of that answer (a 503: the head is not available yet)
+NO_AGENT_CODE = "ray_no_agent"
 #: how long a submit waits for the head's job agent before it is "unavailable"
 AGENT_WAIT_S = 180.0
 AGENT_RETRY_S = 2.0
@@ -116,11 +118,13 @@ class RaySubmitter:
         except RuntimeError as e:
             text = str(e)
             if NO_AGENT in text:
-                raise scheduled.unavailable(
+                e = scheduled.unavailable(
                     self.name,
                     f"the Ray head at {self.settings.address} has no job agent up yet (Ray: "
                     f"{NO_AGENT.lower()}); wait for the head to finish starting, then try again",
-                ) from None
+                )
+                e.code = NO_AGENT_CODE
+                raise e from None
             if "status code 404" in text or "does not exist" in text:
                 job_id = args[0] if args else kwargs.get("submission_id", "")
                 raise scheduled.no_such_job(self.name, str(job_id)) from None
@@ -271,7 +275,7 @@ class RaySubmitter:
             except ExecutorReplyError as e:
                 if e.code == "ray_refused" and "already exists" in e.msg:
                     return await self._same(spec)  # another planner submitted it just now
-                if e.unreachable and "no job agent" in e.msg and loop.time() < deadline:
+                if e.code == NO_AGENT_CODE and loop.time() < deadline:
                     # the head answers but its job agent is still starting: nothing was
                     # submitted, so submitting again is safe
                     await asyncio.sleep(AGENT_RETRY_S)
